@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One-command set-up on a bare Debian 12 / Python 3.11 machine (no GPU needed):
+# system library for perf_analyzer, a virtual environment with tritonserver (nvidia-pytriton wheel),
+# perf_analyzer (tritonclient 2.51.0), Model Analyzer, ONNX Runtime, transformers and CPU torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${SEARCHBAR_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+# perf_analyzer links libb64 from Debian.
+if ! ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d'; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libb64-0d >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade "pip>=24" >/dev/null
+# torch first, pinned to the CPU build so nothing later pulls a CUDA build.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[dev]"
+# Model Analyzer may pull a newer tritonclient or a perf-analyzer wheel that shadows bin/perf_analyzer.
+"$VENV/bin/python" -m pip install -q "tritonclient[all]==2.51.0" "numpy<2"
+"$VENV/bin/python" -m pip uninstall -y -q perf-analyzer >/dev/null 2>&1 || true
+"$VENV/bin/searchbar" doctor

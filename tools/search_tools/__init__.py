@@ -1,0 +1,1 @@
+"""Operator tools: local tritonserver launcher, query client, batch scoring, sweeps, benchmarks."""

@@ -1,0 +1,197 @@
+"""Run the pip-installed tritonserver (nvidia-pytriton wheel) on this machine.
+
+The wheel ships the server binary, the Python backend and one stub per Python version, but the
+backend directory inside site-packages must get the stub for *this* interpreter, so we assemble a
+writable backend directory once per environment and point the server at it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def _site_packages() -> Path:
+    return Path(sysconfig.get_paths()["purelib"])
+
+
+def pytriton_root() -> Path:
+    root = _site_packages() / "pytriton" / "tritonserver"
+    if not (root / "bin" / "tritonserver").exists():
+        raise FileNotFoundError(
+            f"tritonserver not found under {root}; run scripts/setup.sh (installs nvidia-pytriton)")
+    return root
+
+
+def _libpython_dir() -> list[Path]:
+    """The directory of *this* interpreter's shared libpython.
+
+    The stub links libpython3.X.so.1.0 by soname; if the system one (e.g. Debian's 3.11.2) is
+    older than the running interpreter (e.g. pyenv 3.11.7), the interpreter's own extension
+    modules fail with undefined symbols. Putting our libpython first makes the stub match.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR")
+    soname = f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
+    return [Path(libdir)] if libdir and (Path(libdir) / soname).exists() else []
+
+
+def library_path() -> str:
+    sp = _site_packages()
+    parts = _libpython_dir() + [sp / "nvidia_pytriton.libs", sp / "nvidia" / "cuda_runtime" / "lib"]
+    existing = os.environ.get("LD_LIBRARY_PATH", "")
+    return ":".join([str(p) for p in parts] + ([existing] if existing else []))
+
+
+def backend_directory(cache_dir: Path | None = None) -> Path:
+    """A writable copy of the wheel's backends with the stub for the running Python."""
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    root = pytriton_root()
+    cache_dir = cache_dir or Path(sys.prefix) / "var" / "triton_backends"
+    target = cache_dir / pyver
+    stub_src = root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
+    stub_dst = target / "python" / "triton_python_backend_stub"
+    if not stub_dst.exists():
+        tmp = cache_dir / f".{pyver}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(root / "backends", tmp)
+        shutil.copy2(stub_src, tmp / "python" / "triton_python_backend_stub")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = library_path()
+    # The stub embeds this interpreter; let it import the same packages as we do.
+    paths = [p for p in sys.path if p and Path(p).is_dir()]
+    env["PYTHONPATH"] = ":".join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(":")).keys()).strip(":")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class TritonServer:
+    """A tritonserver child process bound to loopback ports."""
+
+    model_repository: Path
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    host: str = LOOPBACK
+    model_control: str = "none"  # or "explicit"
+    load_models: list[str] = field(default_factory=list)
+    sagemaker_port: int = 0  # >0 turns on the SageMaker endpoint
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    log_verbose: int = 0
+    process: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.model_repository = Path(self.model_repository).resolve()
+        self.http_port = self.http_port or free_port(self.host)
+        self.grpc_port = self.grpc_port or free_port(self.host)
+        self.metrics_port = self.metrics_port or free_port(self.host)
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(pytriton_root() / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_directory()}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--log-verbose={self.log_verbose}",
+            "--exit-on-error=true",
+        ]
+        if self.model_control != "none":
+            cmd.append(f"--model-control-mode={self.model_control}")
+            cmd += [f"--load-model={m}" for m in self.load_models]
+        if self.sagemaker_port:
+            cmd += ["--allow-sagemaker=true", f"--sagemaker-port={self.sagemaker_port}",
+                    f"--sagemaker-address={self.host}"]
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 300.0) -> "TritonServer":
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            self.command(), env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"tritonserver exited with code {self.process.returncode}; see {self.log_path or 'its output'}"
+                    + self._log_tail())
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s" + self._log_tail())
+
+    def _log_tail(self, n: int = 4000) -> str:
+        if self.log_path and Path(self.log_path).exists():
+            return "\n--- server log tail ---\n" + Path(self.log_path).read_text(errors="replace")[-n:]
+        return ""
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        # SIGINT is tritonserver's graceful shutdown: it drains in-flight requests first.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
