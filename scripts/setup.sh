@@ -20,6 +20,8 @@ fi
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 # Model Analyzer may pull a newer tritonclient or a perf-analyzer wheel that shadows bin/perf_analyzer.
-"$VENV/bin/python" -m pip install -q "tritonclient[all]==2.51.0" "numpy<2"
+"$VENV/bin/python" -m pip install -q "numpy<2"
+# Model Analyzer's wheel also ships bin/perf_analyzer, built for glibc 2.38: put tritonclient's back.
+"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "tritonclient==2.51.0"
 "$VENV/bin/python" -m pip uninstall -y -q perf-analyzer >/dev/null 2>&1 || true
 "$VENV/bin/searchbar" doctor

@@ -109,6 +109,7 @@ class TritonServer:
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     log_verbose: int = 0
+    log_to_terminal: bool = False
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -145,7 +146,10 @@ class TritonServer:
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 300.0) -> "TritonServer":
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        if self.log_path:
+            log = open(self.log_path, "ab")
+        else:
+            log = None if self.log_to_terminal else subprocess.DEVNULL
         self.process = subprocess.Popen(
             self.command(), env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)

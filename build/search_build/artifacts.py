@@ -1,0 +1,82 @@
+"""Producing model artifacts once: exports are cached by a fingerprint of their inputs."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from .spec import Artifact
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ADAPTERS_DIR = PROJECT_ROOT / "python_backends" / "triton_models"
+# Bump when an exporter changes so stale graphs are not reused.
+EXPORTER_VERSION = "1"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SEARCHBAR_CACHE", PROJECT_ROOT / ".cache")) / "artifacts"
+
+
+def fingerprint(*paths: str | Path, extra: str = "") -> str:
+    """Content fingerprint of files/folders: path, size and head/tail bytes of every file."""
+    h = hashlib.sha256(f"{EXPORTER_VERSION}|{extra}".encode())
+    for root in map(Path, paths):
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            size = f.stat().st_size
+            h.update(f"{f.relative_to(root) if root.is_dir() else f.name}|{size}".encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read())
+    return h.hexdigest()[:20]
+
+
+def place(src: Path, dest: Path) -> None:
+    """Hard-link (cheap for 100 MB graphs) or copy a file or folder into the repository."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+    if src.is_dir():
+        shutil.copytree(src, dest, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(str(src), str(dest))
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def materialize(artifact: Artifact, dest: Path) -> Path:
+    """Write ``artifact`` at ``dest``, via the cache when it has a key."""
+    if artifact.cache_key is None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        artifact.build(dest)
+        return dest
+    cached = cache_root() / artifact.cache_key / Path(artifact.dest).name
+    if not cached.exists():
+        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        artifact.build(tmp)
+        os.replace(tmp, cached)
+    place(cached, dest)
+    return dest
+
+
+def copy_tree_files(src_dir: Path, names: list[str]):
+    """An Artifact builder copying the named files of ``src_dir`` (those that exist) into a folder."""
+    def build(dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (src_dir / name).exists():
+                shutil.copy2(src_dir / name, dest / name)
+    return build
+
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "config.json", "generation_config.json"]

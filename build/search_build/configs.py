@@ -1,0 +1,115 @@
+"""Render pipeline specs into Triton ``ModelConfig`` protobufs (Triton's own schema) and pbtxt."""
+from __future__ import annotations
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from .spec import Batching, EngineModel, Ensemble, Model, PythonModel, TensorSpec, Target, TARGETS
+
+ENGINE_FILES = {"local": "model.onnx", "triton-cpu": "model.onnx", "triton-gpu": "model.plan"}
+
+
+def _dtype(name: str) -> int:
+    return mc.DataType.Value(f"TYPE_{name}")
+
+
+def _tensor(spec: TensorSpec, cls, *, ragged: bool = False, target: Target = "local"):
+    # TensorRT engines take int32 indices, so on triton-gpu every int64 tensor of the pipeline
+    # becomes int32; Python models read their dtypes from the config and follow.
+    if target == "triton-gpu" and spec.dtype == "INT64":
+        spec = TensorSpec(spec.name, "INT32", spec.dims, spec.optional)
+    t = cls(name=spec.name, data_type=_dtype(spec.dtype), dims=list(spec.dims))
+    if spec.optional and cls is mc.ModelInput:
+        t.optional = True
+    if ragged and cls is mc.ModelInput:
+        t.allow_ragged_batch = True
+    return t
+
+
+def _apply_batching(cfg: mc.ModelConfig, b: Batching, *, kind: int) -> None:
+    cfg.max_batch_size = b.max_batch_size
+    if b.dynamic and b.max_batch_size > 0:
+        db = cfg.dynamic_batching
+        db.max_queue_delay_microseconds = b.max_queue_delay_us
+        db.preferred_batch_size.extend(b.preferred_batch_sizes)
+        if b.max_queue_size or b.queue_timeout_us:
+            policy = db.default_queue_policy
+            policy.max_queue_size = b.max_queue_size
+            if b.queue_timeout_us:
+                policy.default_timeout_microseconds = b.queue_timeout_us
+                policy.timeout_action = mc.ModelQueuePolicy.REJECT
+                policy.allow_timeout_override = True
+    cfg.instance_group.append(mc.ModelInstanceGroup(kind=kind, count=b.instance_count))
+
+
+def _param(cfg: mc.ModelConfig, key: str, value: object) -> None:
+    cfg.parameters[key].string_value = str(value)
+
+
+def python_model_config(m: PythonModel, target: Target) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=m.name, backend="python")
+    cfg.input.extend(_tensor(t, mc.ModelInput, ragged=m.ragged_inputs, target=target) for t in m.inputs)
+    cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
+    _apply_batching(cfg, m.batching, kind=mc.ModelInstanceGroup.KIND_CPU)
+    if m.decoupled:
+        cfg.model_transaction_policy.decoupled = True
+    for key, value in m.parameters.items():
+        _param(cfg, key, value)
+    return cfg
+
+
+def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {TARGETS}")
+    if target == "local":
+        # The pip tritonserver has no onnxruntime backend: a Python-backend runner executes the graph.
+        cfg = mc.ModelConfig(name=m.name, backend="python")
+        _param(cfg, "onnx_file", ENGINE_FILES[target])
+        _param(cfg, "intra_op_threads", m.intra_op_threads)
+        _param(cfg, "sequence_outputs", ",".join(m.sequence_outputs))
+        _param(cfg, "pad_values", ",".join(f"{k}={v}" for k, v in m.pad_values.items()))
+        kind, ragged = mc.ModelInstanceGroup.KIND_CPU, True
+    elif target == "triton-cpu":
+        cfg = mc.ModelConfig(name=m.name, platform="onnxruntime_onnx", default_model_filename=ENGINE_FILES[target])
+        if m.intra_op_threads:
+            _param(cfg, "intra_op_thread_count", m.intra_op_threads)
+        kind, ragged = mc.ModelInstanceGroup.KIND_CPU, False
+    else:
+        cfg = mc.ModelConfig(name=m.name, platform="tensorrt_plan", default_model_filename=ENGINE_FILES[target])
+        kind, ragged = mc.ModelInstanceGroup.KIND_GPU, False
+    cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged, target=target) for t in m.inputs)
+    cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
+    _apply_batching(cfg, m.batching, kind=kind)
+    if target == "triton-gpu" and m.profiles:
+        # One engine profile per instance group entry keeps instances on the shapes they were built for.
+        cfg.instance_group[0].profile.extend(str(i) for i in range(len(m.profiles)))
+    return cfg
+
+
+def ensemble_config(m: Ensemble, target: Target) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=m.name, platform="ensemble", max_batch_size=m.max_batch_size)
+    cfg.input.extend(_tensor(t, mc.ModelInput, target=target) for t in m.inputs)
+    cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
+    for step in m.steps:
+        s = cfg.ensemble_scheduling.step.add(model_name=step.model, model_version=-1)
+        for k, v in step.input_map.items():
+            s.input_map[k] = v
+        for k, v in step.output_map.items():
+            s.output_map[k] = v
+    return cfg
+
+
+def model_config(m: Model, target: Target) -> mc.ModelConfig:
+    if isinstance(m, Ensemble):
+        return ensemble_config(m, target)
+    if isinstance(m, EngineModel):
+        return engine_model_config(m, target)
+    return python_model_config(m, target)
+
+
+def to_pbtxt(cfg: mc.ModelConfig) -> str:
+    return text_format.MessageToString(cfg)
+
+
+def parse_pbtxt(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())

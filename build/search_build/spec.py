@@ -1,0 +1,127 @@
+"""Declarative description of a serving pipeline: its models, their tensors, batching and wiring.
+
+One spec per pipeline (``search_build.pipelines``) is the single source of every
+``config.pbtxt`` for every build target; :mod:`search_build.configs` renders it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+DType = Literal["STRING", "BOOL", "INT32", "INT64", "FP16", "FP32", "BF16"]
+Target = Literal["local", "triton-cpu", "triton-gpu"]
+TARGETS: tuple[Target, ...] = ("local", "triton-cpu", "triton-gpu")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: DType
+    dims: tuple[int, ...]          # without the batch dimension; -1 = variable
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic batching and instance settings of one model (the knobs the sweeps tune)."""
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    instance_count: int = 1
+    # Bounded queue: beyond this many queued requests new ones are rejected at once (0 = unbounded).
+    max_queue_size: int = 0
+    # Requests waiting longer than this in the queue are rejected rather than served late (0 = never).
+    queue_timeout_us: int = 0
+    dynamic: bool = True
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file or folder a model needs next to its config, produced on demand.
+
+    ``build(dest)`` writes it; ``cache_key`` (e.g. checkpoint hash + exporter version) lets the
+    repository writer reuse an earlier result instead of exporting again.
+    """
+    dest: str                          # relative to the model's version folder
+    build: Callable[[Path], object]
+    cache_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PythonModel:
+    """A Python-backend model: ``adapter`` names a folder of python_backends/triton_models."""
+    name: str
+    adapter: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: Batching = Batching()
+    parameters: dict[str, str] = field(default_factory=dict)
+    artifacts: tuple[Artifact, ...] = ()
+    ragged_inputs: bool = False        # requests of different lengths may share a batch
+    decoupled: bool = False
+    # Models this one calls through BLS: they must be loaded too (SageMaker --load-model list).
+    bls_calls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OptimizationProfile:
+    """TensorRT shape range per input (including the batch dimension)."""
+    min: dict[str, tuple[int, ...]]
+    opt: dict[str, tuple[int, ...]]
+    max: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class EngineModel:
+    """An exported graph: ONNX Runtime (local Python runner or Triton's onnxruntime backend) or TensorRT."""
+    name: str
+    onnx: Artifact                     # dest must be "model.onnx"
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: Batching = Batching()
+    # Outputs whose axis 1 follows the inputs' padded sequence axis (cut back per request).
+    sequence_outputs: tuple[str, ...] = ()
+    pad_values: dict[str, int] = field(default_factory=dict)
+    profiles: tuple[OptimizationProfile, ...] = ()
+    intra_op_threads: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    model: str
+    input_map: dict[str, str]          # model input -> ensemble tensor
+    output_map: dict[str, str]         # model output -> ensemble tensor
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    steps: tuple[Step, ...]
+    max_batch_size: int = 64
+
+
+Model = PythonModel | EngineModel | Ensemble
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    description: str
+    models: tuple[Model, ...]
+    entry: str                          # the model clients call (ensemble or BLS model)
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"{self.name}: no model {name!r}")
+
+    def with_batching(self, model_name: str, batching: Batching) -> "Pipeline":
+        """A copy with one model's batching replaced (used by the configuration sweeps)."""
+        from dataclasses import replace
+
+        return replace(self, models=tuple(replace(m, batching=batching) if m.name == model_name else m
+                                          for m in self.models))

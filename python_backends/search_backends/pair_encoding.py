@@ -1,0 +1,152 @@
+"""Encode product-listing pairs as one cross-encoder sequence: ``[CLS] A [SEP] B [SEP]``.
+
+Each side is its fields joined by a separator token: ``type | title | description`` (missing or
+empty fields are left out together with their separator).
+
+Truncation policy (the sequence must fit ``max_length`` tokens, special tokens included):
+
+1. Fields are kept in priority order: product type, then title, then description. Each stage
+   spends what the earlier stages left: types (each capped at ``max_type_tokens``) and titles are
+   kept whole unless they alone overflow; descriptions get whatever remains.
+2. Within a stage the two sides share the budget fairly (longest-first): the shorter field keeps
+   all its tokens when it fits in half, and the longer one gets the rest. So a long description
+   on one side cannot push out the other side's description.
+3. A field is truncated from its end (the start of a title or description says the most).
+4. A field cut down to nothing but its separator is dropped (at most one token goes unused).
+
+All strings of a batch go through the fast tokenizer in one ``encode_batch`` call. Rows are
+right-padded to the longest row rounded up to ``pad_to_multiple_of``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .tokenization import EncodedBatch, round_up
+
+FIELDS = ("type", "title", "description")
+# Tokenizing megabytes only to keep ~100 tokens would stall the batch; no word piece is shorter
+# than one character, so clipping at this many characters per kept token changes nothing in
+# practice (only runs of whitespace are longer than that).
+_CHARS_PER_TOKEN_LIMIT = 16
+
+
+def fair_allocate(lengths: Sequence[int], budget: int) -> list[int]:
+    """Longest-first split of ``budget`` tokens: maximise the smallest share, never exceed a length.
+
+    Equivalent to repeatedly removing one token from the currently longest field.
+    """
+    lengths = [max(0, int(n)) for n in lengths]
+    budget = max(0, int(budget))
+    if sum(lengths) <= budget:
+        return lengths
+    # Largest common level L with sum(min(n, L)) <= budget, then leftovers to the first fields above L.
+    lo, hi = 0, max(lengths)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(min(n, mid) for n in lengths) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    shares = [min(n, lo) for n in lengths]
+    spare = budget - sum(shares)
+    for i, n in enumerate(lengths):
+        if spare and n > lo:
+            shares[i] += 1
+            spare -= 1
+    return shares
+
+
+class PairEncoder:
+    """Turns batches of (A fields, B fields) into int64 ``input_ids``/``attention_mask``/``token_type_ids``."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int = 128, pad_to_multiple_of: int = 8,
+                 max_type_tokens: int = 16, field_separator: str = "|", pad_id: int = 0):
+        if max_length < 8:
+            raise ValueError("max_length must leave room for the special tokens and some text")
+        self.tokenizer = tokenizer
+        self.tokenizer.no_padding()
+        # Per-field cap; the policy above then trims further. Bounds the work on huge fields.
+        self.tokenizer.enable_truncation(max_length)
+        self.max_length = max_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.max_type_tokens = max_type_tokens
+        self.pad_id = pad_id
+        self.cls_id = _token_id(tokenizer, "[CLS]")
+        self.sep_id = _token_id(tokenizer, "[SEP]")
+        self.field_sep_ids = tokenizer.encode(field_separator, add_special_tokens=False).ids
+        if len(self.field_sep_ids) != 1:
+            raise ValueError(f"field separator {field_separator!r} must be a single token")
+
+    @classmethod
+    def from_dir(cls, tokenizer_dir: str | Path, **kwargs) -> "PairEncoder":
+        """Load ``tokenizer.json`` from a Hugging Face checkpoint directory (no transformers import)."""
+        tokenizer_dir = Path(tokenizer_dir)
+        tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        kwargs.setdefault("pad_id", tokenizer.token_to_id("[PAD]") or 0)
+        return cls(tokenizer, **kwargs)
+
+    def encode(self, a_type: Sequence[str | None], a_title: Sequence[str | None],
+               a_description: Sequence[str | None], b_type: Sequence[str | None],
+               b_title: Sequence[str | None], b_description: Sequence[str | None],
+               pad_to: int | None = None) -> EncodedBatch:
+        columns = [a_type, a_title, a_description, b_type, b_title, b_description]
+        n = len(a_type)
+        if any(len(c) != n for c in columns):
+            raise ValueError("all six field columns must have the same length")
+        clip = self.max_length * _CHARS_PER_TOKEN_LIMIT
+        texts = [(v or "")[:clip] for column in columns for v in column]
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        rows = [self._assemble([ids[c * n + i] for c in range(6)]) for i in range(n)]
+
+        longest = max((len(a) + len(b) for a, b in rows), default=1)
+        width = pad_to or round_up(max(longest, 1), self.pad_to_multiple_of)
+        input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((n, width), dtype=np.int64)
+        token_type_ids = np.zeros((n, width), dtype=np.int64)
+        for i, (first, second) in enumerate(rows):
+            total = len(first) + len(second)
+            input_ids[i, :total] = first + second
+            attention_mask[i, :total] = 1
+            token_type_ids[i, len(first):total] = 1
+        return EncodedBatch(input_ids, attention_mask, token_type_ids)
+
+    def encode_records(self, pairs: Sequence[tuple[object, object]], pad_to: int | None = None) -> EncodedBatch:
+        """Pairs of objects with ``product_type``, ``title`` and ``description`` attributes."""
+        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        return self.encode([r.product_type for r in a], [r.title for r in a], [r.description for r in a],
+                           [r.product_type for r in b], [r.title for r in b], [r.description for r in b],
+                           pad_to=pad_to)
+
+    def _assemble(self, fields: list[list[int]]) -> tuple[list[int], list[int]]:
+        """Six field token lists (A type, title, description, B ...) -> ([CLS] A [SEP], B [SEP])."""
+        sides = [fields[:3], fields[3:]]
+        sides[0][0] = sides[0][0][:self.max_type_tokens]
+        sides[1][0] = sides[1][0][:self.max_type_tokens]
+        budget = self.max_length - 3
+        kept: list[list[list[int]]] = [[], []]  # per side, the kept pieces (separator included)
+        for stage in range(3):
+            pieces, seps = [], []
+            for s in range(2):
+                tokens = sides[s][stage]
+                seps.append(int(bool(tokens) and any(kept[s])))
+                pieces.append(self.field_sep_ids * seps[s] + tokens)
+            shares = fair_allocate([len(p) for p in pieces], budget)
+            for s in range(2):
+                piece = pieces[s][:shares[s]] if shares[s] > seps[s] else []  # not a lone separator
+                kept[s].append(piece)
+                budget -= len(piece)
+        first = [self.cls_id] + [t for piece in kept[0] for t in piece] + [self.sep_id]
+        second = [t for piece in kept[1] for t in piece] + [self.sep_id]
+        return first, second
+
+
+def _token_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"tokenizer has no {token} token; expected a BERT-style vocabulary")
+    return token_id

@@ -1,0 +1,88 @@
+"""Batch tokenization for encoder models: all texts of a Triton batch in one fast-tokenizer call."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    input_ids: np.ndarray       # int64 [N, L]
+    attention_mask: np.ndarray  # int64 [N, L]
+    token_type_ids: np.ndarray  # int64 [N, L]
+
+    def rows(self, start: int, stop: int, length: int | None = None) -> "EncodedBatch":
+        """Rows [start, stop) cut to ``length`` columns (their own padded length)."""
+        cut = slice(None, length)
+        return EncodedBatch(self.input_ids[start:stop, cut], self.attention_mask[start:stop, cut],
+                            self.token_type_ids[start:stop, cut])
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple if multiple > 1 else n
+
+
+class BatchTokenizer:
+    """Wraps a Hugging Face *fast* tokenizer (``tokenizer.json``) without importing transformers.
+
+    Truncation rule: text longer than ``max_length`` tokens keeps its first ``max_length - 2``
+    word pieces plus the special tokens (the head of a query carries its meaning). Padding goes to
+    a multiple of ``pad_to_multiple_of`` so that requests batch together in engines whose shapes
+    must match and the kernels see friendly sizes.
+    """
+
+    def __init__(self, tokenizer_dir: str | Path, max_length: int = 128, pad_to_multiple_of: int = 8):
+        tokenizer_dir = Path(tokenizer_dir)
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        model_max = _model_max_length(tokenizer_dir)
+        self.max_length = min(max_length, model_max) if model_max else max_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.pad_id = _pad_id(self.tokenizer, tokenizer_dir)
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+
+    def encode(self, texts: list[str], pad_to: int | None = None) -> EncodedBatch:
+        """Tokenize ``texts`` together; rows padded to the longest (rounded up), or ``pad_to``."""
+        encodings = self.tokenizer.encode_batch(texts)
+        longest = max((len(e.ids) for e in encodings), default=1)
+        width = pad_to or min(round_up(longest, self.pad_to_multiple_of), round_up(self.max_length, self.pad_to_multiple_of))
+        ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        types = np.zeros((len(texts), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        return EncodedBatch(ids, mask, types)
+
+    def padded_length(self, batch: EncodedBatch, row: int) -> int:
+        """The length a row would have been padded to on its own (keeps requests independent)."""
+        n = int(batch.attention_mask[row].sum())
+        return max(self.pad_to_multiple_of, round_up(n, self.pad_to_multiple_of))
+
+
+def _model_max_length(tokenizer_dir: Path) -> int | None:
+    cfg = tokenizer_dir / "tokenizer_config.json"
+    if cfg.exists():
+        value = json.loads(cfg.read_text()).get("model_max_length")
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            return value
+    return None
+
+
+def _pad_id(tokenizer: Tokenizer, tokenizer_dir: Path) -> int:
+    cfg = tokenizer_dir / "tokenizer_config.json"
+    pad_token = None
+    if cfg.exists():
+        pad_token = json.loads(cfg.read_text()).get("pad_token")
+        if isinstance(pad_token, dict):
+            pad_token = pad_token.get("content")
+    for candidate in (pad_token, "[PAD]", "<pad>"):
+        if candidate and tokenizer.token_to_id(candidate) is not None:
+            return tokenizer.token_to_id(candidate)
+    return 0

@@ -1,0 +1,51 @@
+"""Glue shared by the Python-backend adapters (copied next to each model.py at build time)."""
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+def model_config(args: dict) -> dict:
+    return json.loads(args["model_config"])
+
+
+def parameters(config: dict) -> dict[str, str]:
+    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+
+def version_dir(args: dict) -> Path:
+    return Path(args["model_repository"]) / args["model_version"]
+
+
+def output_dtypes(config: dict) -> dict[str, np.dtype]:
+    return {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
+
+
+def error_response(message: str) -> "pb_utils.InferenceResponse":
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def tensor_or_none(request, name: str):
+    t = pb_utils.get_input_tensor_by_name(request, name)
+    return None if t is None else t.as_numpy()
+
+
+def respond(outputs: dict[str, np.ndarray], dtypes: dict[str, np.dtype]) -> "pb_utils.InferenceResponse":
+    return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtypes.get(name)))
+                                       for name, value in outputs.items()])
+
+
+def guarded(execute):
+    """Turn an unexpected exception in a batch into per-request errors instead of a dead batch."""
+    def wrapper(self, requests):
+        try:
+            return execute(self, requests)
+        except Exception as exc:  # noqa: BLE001 - the server must keep answering
+            detail = f"{type(exc).__name__}: {exc}"
+            pb_utils.Logger.log_error(f"{self.__class__.__module__}: {detail}\n{traceback.format_exc()}")
+            return [error_response(f"internal error: {detail}") for _ in requests]
+    return wrapper

@@ -1,0 +1,42 @@
+"""Triton adapter: run an exported ONNX graph in-process (the local target's engine).
+
+Requests of different sequence lengths are batched together (allow_ragged_batch) and padded
+once here, so the graph runs once per Triton batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from search_backends.onnx_runner import OnnxBatchRunner, make_session
+from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        params = parameters(config)
+        self.inputs = {i["name"]: i for i in config["input"]}
+        self.dtypes = output_dtypes(config)
+        pads = dict(kv.split("=") for kv in params.get("pad_values", "").split(",") if kv)
+        session = make_session(version_dir(args) / params.get("onnx_file", "model.onnx"),
+                               intra_op_threads=int(params.get("intra_op_threads", "0") or 0))
+        self.runner = OnnxBatchRunner(session, pad_values={k: int(v) for k, v in pads.items()},
+                                      sequence_outputs=[s for s in params.get("sequence_outputs", "").split(",") if s])
+
+    @guarded
+    def execute(self, requests):
+        feeds, index, responses = [], [], [None] * len(requests)
+        for i, request in enumerate(requests):
+            feed = {}
+            for name in self.runner.input_names:
+                value = tensor_or_none(request, name)
+                if value is None:
+                    responses[i] = error_response(f"{name}: missing input")
+                    break
+                feed[name] = value
+            else:
+                feeds.append(feed)
+                index.append(i)
+        for i, outputs in zip(index, self.runner.run(feeds)):
+            responses[i] = respond(outputs, self.dtypes)
+        return responses

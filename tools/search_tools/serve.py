@@ -1,0 +1,46 @@
+"""`searchbar serve`: run tritonserver on a model repository until Ctrl-C."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .server import LOOPBACK, TritonServer
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--host", default=LOOPBACK, help="bind address (loopback unless you mean to expose it)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--sagemaker-port", type=int, default=0, help="also serve /ping and /invocations")
+    parser.add_argument("--model-control", choices=("none", "explicit", "poll"), default="none")
+    parser.add_argument("--log", type=Path, help="server log file (default: the terminal)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for readiness")
+
+
+def run(args) -> int:
+    if not (args.repository / "searchbar_manifest.json").exists() and not any(args.repository.glob("*/config.pbtxt")):
+        print(f"{args.repository} holds no models; run `searchbar build` first", file=sys.stderr)
+        return 2
+    server = TritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, host=args.host, model_control=args.model_control,
+                          sagemaker_port=args.sagemaker_port, log_path=args.log, log_to_terminal=args.log is None)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    started = time.monotonic()
+    server.start(timeout=args.timeout)
+    print(f"ready in {time.monotonic() - started:.1f}s: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+          f"metrics {server.host}:{server.metrics_port}" + (f"  SageMaker {server.host}:{args.sagemaker_port}"
+                                                            if args.sagemaker_port else "") + "  (Ctrl-C stops)",
+          flush=True)
+    try:
+        while not stop["now"] and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    code = server.stop()
+    print(f"tritonserver stopped (exit {code})")
+    return 0 if code in (0, None, -2) else 1
