@@ -1,0 +1,61 @@
+"""Shared fixtures: one model repository and one real tritonserver per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from search_build.pipelines import build_pipeline  # noqa: E402
+from search_build.repository import write_repository  # noqa: E402
+from search_tools.server import TritonServer  # noqa: E402
+
+# Pipelines served by the session server; each test module asks for the ones it needs.
+SERVED_PIPELINES = [p for p in os.environ.get("SEARCHBAR_TEST_PIPELINES", "query_embedding").split(",") if p]
+
+
+@pytest.fixture(scope="session")
+def pipelines():
+    return [build_pipeline(name) for name in SERVED_PIPELINES]
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory, pipelines) -> Path:
+    out = tmp_path_factory.mktemp("model_repository")
+    return write_repository(pipelines, out, "local", progress=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    server = TritonServer(model_repository, log_path=log)
+    server.start(timeout=600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def grpc_client(triton):
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferenceServerClient(triton.grpc_url)
+
+
+@pytest.fixture(scope="session")
+def http_client(triton):
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(triton.http_url, concurrency=16)
+
+
+def string_input(module, name: str, values, *, raw: bool = False):
+    """A [N, 1] BYTES input; ``raw`` sends the given bytes untouched (for invalid UTF-8 tests)."""
+    data = np.array([[v if raw else v.encode("utf-8")] for v in values], dtype=np.object_)
+    tensor = module.InferInput(name, list(data.shape), "BYTES")
+    tensor.set_data_from_numpy(data)
+    return tensor
