@@ -20,16 +20,38 @@ def add_arguments(parser) -> None:
     parser.add_argument("--embedding-checkpoint", help="sentence-transformers checkpoint directory")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
                         help="engine precision (fp16/bf16: TensorRT; int8: ONNX Runtime dynamic quantization)")
+    parser.add_argument("--batching-overrides", type=Path, default=None,
+                        help="JSON of per-model batching chosen by `searchbar sweep` "
+                             "(e.g. analyzer_configs/batching_overrides.json)")
 
 
 def run(args) -> Path:
     names = pipeline_names() if args.pipelines == ["all"] else args.pipelines
     options = {"query_embedding": {"checkpoint": args.embedding_checkpoint}}
     pipelines = [build_pipeline(n, **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
-    engine_builder = None
+    if getattr(args, "batching_overrides", None):
+        from .batching_overrides import apply_batching, load_overrides
+        overrides = load_overrides(args.batching_overrides)
+        pipelines = [apply_batching(p, overrides) for p in pipelines]
+    engine_builder, onnx_transform, drift = None, None, {}
     if args.target == "triton-gpu":
         from .tensorrt_engines import engine_builder_for
         engine_builder = engine_builder_for(args.precision)
-    out = write_repository(pipelines, args.out, args.target, engine_builder=engine_builder)
+    elif args.precision not in ("fp32", "int8"):
+        raise SystemExit(f"--precision {args.precision} needs TensorRT: use it with --target triton-gpu "
+                         f"(the {args.target} target takes fp32 or int8)")
+    elif args.precision == "int8":
+        from .quantize import int8_transform
+        onnx_transform = int8_transform(drift)
+    out = write_repository(pipelines, args.out, args.target, engine_builder=engine_builder,
+                           onnx_transform=onnx_transform)
+    if drift:
+        from .quantize import write_report
+        report = write_report(drift, out / "quantization_report.json")
+        for model, outputs in drift.items():
+            print(f"int8 {model}: " + "; ".join(f"{o} max|diff| {s['max_abs']:.4f}"
+                                                 + (f" min cosine {s['min_cosine']:.4f}" if "min_cosine" in s else "")
+                                                 for o, s in outputs.items()))
+        print(f"drift vs fp32 written to {report}")
     print(f"model repository written to {out} (target {args.target}): {', '.join(p.entry for p in pipelines)}")
     return out

@@ -15,11 +15,14 @@ VERSION = "1"
 
 def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target: Target = "local", *,
                      engine_builder: Callable[[EngineModel, Path, Path], None] | None = None,
+                     onnx_transform: Callable[[EngineModel, Path], object] | None = None,
                      clean: bool = True, progress: Callable[[str], None] = print) -> Path:
     """Write every model of ``pipelines`` under ``out_dir``.
 
     ``engine_builder(model, onnx_path, plan_path)`` turns an ONNX graph into a TensorRT plan for
-    the ``triton-gpu`` target (see :mod:`search_build.tensorrt_engines`).
+    the ``triton-gpu`` target (see :mod:`search_build.tensorrt_engines`); ``onnx_transform(model,
+    onnx_path)`` rewrites each exported graph before it is served or compiled (e.g. int8 quantization,
+    :mod:`search_build.quantize`).
     """
     out_dir = Path(out_dir)
     pipelines = list(pipelines)
@@ -36,14 +39,18 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                     raise ValueError(f"model {model.name} is defined differently by two pipelines")
                 continue  # shared model (e.g. one encoder behind two heads): written once
             progress(f"[{pipeline.name}] {model.name}")
-            written[model.name] = write_model(model, out_dir, target, engine_builder)
+            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform)
     manifest = {"target": target, "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]}
-                                                 for p in pipelines}}
+                                                 for p in pipelines},
+                # Models reached only through BLS calls: Triton cannot see these dependencies, so
+                # deployments that load models explicitly (SageMaker) must list them.
+                "bls_calls": {m.name: list(m.bls_calls) for p in pipelines for m in p.models
+                              if isinstance(m, PythonModel) and m.bls_calls}}
     (out_dir / "searchbar_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
 
 
-def write_model(model, out_dir: Path, target: Target, engine_builder=None) -> str:
+def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None) -> str:
     model_dir = out_dir / model.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +60,8 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None) -> st
             materialize(artifact, version_dir / artifact.dest)
     elif isinstance(model, EngineModel):
         onnx_path = materialize(model.onnx, version_dir / "model.onnx")
+        if onnx_transform is not None:
+            onnx_transform(model, onnx_path)
         if target == "local":
             _copy_adapter("onnx_runner", version_dir)
         elif target == "triton-gpu":

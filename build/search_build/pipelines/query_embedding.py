@@ -14,6 +14,16 @@ from . import register
 
 TOKENIZE, ENCODER, ENSEMBLE = "query_embedding_tokenize", "query_embedding_encoder", "query_embedding"
 
+# Overload policy (docs/reliability.md): bounded queues that reject at once when full, and a queue
+# timeout that rejects (UNAVAILABLE) rather than serves late. Every stage of a pipeline is bounded,
+# not only the first: the engine is the slow stage, so an unbounded engine queue would let work pile
+# up behind a fast tokenizer. Served latency stays under ~2 x timeout + compute.
+QUEUE_TIMEOUT_US = 250_000
+ENTRY_TOKENIZER_BATCHING = Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=1,
+                                    max_queue_size=256, queue_timeout_us=QUEUE_TIMEOUT_US)
+ENCODER_BATCHING = Batching(max_batch_size=64, max_queue_delay_us=500, instance_count=1,
+                            max_queue_size=128, queue_timeout_us=QUEUE_TIMEOUT_US)
+
 
 @register(ENSEMBLE)
 def query_embedding_pipeline(checkpoint: str | Path | None = None, *, max_length: int = 128,
@@ -33,17 +43,17 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, max_length
     tokenize = PythonModel(
         name=TOKENIZE, adapter="text_tokenizer",
         inputs=(TensorSpec("TEXT", "STRING", (1,)),), outputs=(ids, mask),
-        batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=1),
+        batching=tokenizer_batching or ENTRY_TOKENIZER_BATCHING,
         parameters={"tokenizer_dir": "tokenizer", "max_length": str(max_length), "pad_to_multiple_of": "8",
                     "text_input": "TEXT"},
         artifacts=(Artifact("tokenizer", copy_tree_files(ck.transformer_dir, TOKENIZER_FILES)),),
     )
-    max_batch = (encoder_batching or Batching()).max_batch_size
+    max_batch = (encoder_batching or ENCODER_BATCHING).max_batch_size
     encoder = EngineModel(
         name=ENCODER,
         onnx=Artifact("model.onnx", export, cache_key=f"{ENCODER}-{key}"),
         inputs=(ids, mask), outputs=(embedding,),
-        batching=encoder_batching or Batching(max_batch_size=64, max_queue_delay_us=500, instance_count=1),
+        batching=encoder_batching or ENCODER_BATCHING,
         profiles=(OptimizationProfile(
             min={"input_ids": (1, 1), "attention_mask": (1, 1)},
             opt={"input_ids": (max(1, max_batch // 2), 16), "attention_mask": (max(1, max_batch // 2), 16)},

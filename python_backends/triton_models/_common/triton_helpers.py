@@ -25,8 +25,14 @@ def output_dtypes(config: dict) -> dict[str, np.dtype]:
     return {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
 
 
-def error_response(message: str) -> "pb_utils.InferenceResponse":
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def error_response(message: str, code: int | None = None) -> "pb_utils.InferenceResponse":
+    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def input_error_response(message: str) -> "pb_utils.InferenceResponse":
+    """An error caused by the request itself: the client sees INVALID_ARGUMENT (HTTP 400), not INTERNAL."""
+    return error_response(message, getattr(pb_utils.TritonError, "INVALID_ARG", None))
 
 
 def tensor_or_none(request, name: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from search_backends.onnx_runner import OnnxBatchRunner, make_session
-from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class TritonPythonModel:
@@ -31,7 +31,7 @@ class TritonPythonModel:
             for name in self.runner.input_names:
                 value = tensor_or_none(request, name)
                 if value is None:
-                    responses[i] = error_response(f"{name}: missing input")
+                    responses[i] = input_error_response(f"{name}: missing input")
                     break
                 feed[name] = value
             else:

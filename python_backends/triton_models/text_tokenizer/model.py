@@ -5,7 +5,7 @@ import numpy as np
 
 from search_backends.text_input import InputError, decode_text
 from search_backends.tokenization import BatchTokenizer
-from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class TritonPythonModel:
@@ -29,7 +29,7 @@ class TritonPythonModel:
                     raise InputError(f"{self.text_input}: missing input")
                 decoded = [decode_text(v, field=self.text_input) for v in values.reshape(-1)]
             except InputError as exc:
-                responses[i] = error_response(str(exc))
+                responses[i] = input_error_response(str(exc))
                 continue
             spans.append((i, len(texts), len(texts) + len(decoded)))
             texts.extend(decoded)

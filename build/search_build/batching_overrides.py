@@ -1,0 +1,76 @@
+"""Batching chosen by the configuration sweeps, kept as a small JSON file the build reads back.
+
+    {"models": {"query_embedding_encoder": {"max_batch_size": 16, "max_queue_delay_us": 1000,
+                                             "instance_count": 2}}}
+
+Keys are model names (a model shared by two pipelines gets one setting); fields are those of
+:class:`search_build.spec.Batching`; fields left out keep the spec's value.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+from .spec import Batching, Ensemble, Pipeline
+
+BATCHING_FIELDS = {f.name for f in fields(Batching)}
+
+
+def batching_to_dict(b: Batching) -> dict:
+    d = asdict(b)
+    d["preferred_batch_sizes"] = list(b.preferred_batch_sizes)
+    return d
+
+
+def updated_batching(base: Batching, changes: dict) -> Batching:
+    unknown = set(changes) - BATCHING_FIELDS
+    if unknown:
+        raise ValueError(f"unknown batching fields {sorted(unknown)}; known: {sorted(BATCHING_FIELDS)}")
+    if "preferred_batch_sizes" in changes:
+        changes = {**changes, "preferred_batch_sizes": tuple(changes["preferred_batch_sizes"])}
+    return replace(base, **changes)
+
+
+def apply_batching(pipeline: Pipeline, per_model: dict[str, dict]) -> Pipeline:
+    """``pipeline`` with the given models' batching changed; names it does not hold are ignored.
+
+    Ensembles keep their own max_batch_size unless a composing model now allows fewer rows
+    (Triton refuses to load an ensemble whose max_batch_size exceeds a step's).
+    """
+    for model in pipeline.models:
+        if model.name in per_model and not isinstance(model, Ensemble):
+            pipeline = pipeline.with_batching(model.name, updated_batching(model.batching, per_model[model.name]))
+    return clamp_ensembles(pipeline)
+
+
+def clamp_ensembles(pipeline: Pipeline) -> Pipeline:
+    limits = {m.name: m.batching.max_batch_size for m in pipeline.models if not isinstance(m, Ensemble)}
+    models = []
+    for m in pipeline.models:
+        if isinstance(m, Ensemble):
+            steps = [limits[s.model] for s in m.steps if s.model in limits]
+            if steps and min(steps) < m.max_batch_size:
+                m = replace(m, max_batch_size=min(steps))
+        models.append(m)
+    return replace(pipeline, models=tuple(models))
+
+
+def load_overrides(path: str | Path) -> dict[str, dict]:
+    data = json.loads(Path(path).read_text())
+    models = data.get("models", {})
+    for name, changes in models.items():
+        updated_batching(Batching(), changes)  # validates field names early, with the file at hand
+    return models
+
+
+def save_overrides(path: str | Path, per_model: dict[str, dict], *, source: dict | None = None) -> Path:
+    """Merge ``per_model`` into the overrides file (other models' entries are kept)."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault("models", {}).update(per_model)
+    if source:
+        data.setdefault("sources", {}).update(source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path

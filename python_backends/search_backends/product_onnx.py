@@ -1,0 +1,60 @@
+"""In-process ONNX Runtime chain for the product models: shared encoder, then a head.
+
+Mirrors the Triton ensembles (``query_intent`` and ``product_duplicate``) without a server, for
+offline scoring, throughput baselines and the parity tests. An export directory holds:
+``product_encoder.onnx``, ``query_intent_head.onnx``, ``product_duplicate_head.onnx``,
+``tokenizer.json`` and ``product_models.json`` (the heads' config: labels, max lengths).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .heads import IntentPredictions, classify, duplicate_probability
+from .onnx_runner import make_session
+from .pair_encoding import PairEncoder
+from .tokenization import BatchTokenizer, EncodedBatch
+
+ENCODER_FILE = "product_encoder.onnx"
+INTENT_HEAD_FILE = "query_intent_head.onnx"
+DUPLICATE_HEAD_FILE = "product_duplicate_head.onnx"
+CONFIG_FILE = "product_models.json"
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EMBEDDING = "embedding"
+
+
+class ProductOnnxModels:
+    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, providers: Sequence[str] | None = None):
+        export_dir = Path(export_dir)
+        self.config = json.loads((export_dir / CONFIG_FILE).read_text())
+        self.encoder = make_session(export_dir / ENCODER_FILE, intra_op_threads, providers=providers)
+        self.intent_head = make_session(export_dir / INTENT_HEAD_FILE, intra_op_threads, providers=providers)
+        self.duplicate_head = make_session(export_dir / DUPLICATE_HEAD_FILE, intra_op_threads, providers=providers)
+        self.queries = BatchTokenizer(export_dir, max_length=self.config["intent"]["max_length"])
+        dup = self.config["duplicate"]
+        self.pairs = PairEncoder.from_dir(export_dir, max_length=dup["max_length"],
+                                          max_type_tokens=dup.get("max_type_tokens", 16),
+                                          field_separator=dup.get("field_separator", "|"))
+        self.id2label = self.config["intent"]["id2label"]
+
+    def embed(self, batch: EncodedBatch) -> np.ndarray:
+        feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                 "token_type_ids": batch.token_type_ids}
+        return self.encoder.run([EMBEDDING], feeds)[0]
+
+    def intent_logits(self, embedding: np.ndarray) -> np.ndarray:
+        return self.intent_head.run(None, {EMBEDDING: embedding})[0]
+
+    def duplicate_logits(self, embedding: np.ndarray) -> np.ndarray:
+        return self.duplicate_head.run(None, {EMBEDDING: embedding})[0]
+
+    def classify_queries(self, texts: Sequence[str], top_k: int = 1) -> IntentPredictions:
+        return classify(self.intent_logits(self.embed(self.queries.encode(list(texts)))), self.id2label, top_k)
+
+    def score_pairs(self, a_type, a_title, a_description, b_type, b_title, b_description) -> np.ndarray:
+        """P(duplicate) float32 [B] for six equally long field columns (None or "" = missing)."""
+        batch = self.pairs.encode(a_type, a_title, a_description, b_type, b_title, b_description)
+        return duplicate_probability(self.duplicate_logits(self.embed(batch)))

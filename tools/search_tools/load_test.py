@@ -1,0 +1,207 @@
+"""Open-loop load test against a *loopback* tritonserver: served latency vs fast rejection.
+
+Requests are fired on a fixed schedule (``rate`` per second) whether or not earlier ones have
+answered, which is how real users behave and what exposes queueing: a closed-loop client slows
+down with the server and never overloads it. The run is bounded by ``duration_s`` and
+``max_requests``; the addresses are restricted to loopback so it can never load someone else's
+server by mistake.
+
+    python -m search_tools.load_test --url 127.0.0.1:8001 --model query_embedding --rate 400 --duration 10
+
+The verdict: served requests' p99 stays within ``--budget-ms`` and rejections (UNAVAILABLE:
+"Exceeds maximum queue size" or "Request timeout expired") come back quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .sample_queries import MUSIC_QUERIES
+
+REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request: when it was sent (s since start), how long it took, and how it ended."""
+    sent_s: float
+    latency_s: float
+    status: str            # "OK" or the gRPC status name
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+    @property
+    def rejected(self) -> bool:
+        return self.status in REJECTED_STATUSES
+
+
+@dataclass
+class LoadReport:
+    model: str
+    rate: float
+    duration_s: float
+    sent: int
+    served: int
+    rejected: int
+    other_errors: int
+    served_p50_ms: float | None
+    served_p99_ms: float | None
+    served_max_ms: float | None
+    rejected_p50_ms: float | None
+    rejected_p99_ms: float | None
+    served_per_s: float
+    error_samples: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self) -> str:
+        f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        lines = [f"{self.model}: offered {self.rate:g}/s for {self.duration_s:.1f}s -> sent {self.sent}, "
+                 f"served {self.served} ({self.served_per_s:.0f}/s), rejected {self.rejected}, other errors {self.other_errors}",
+                 f"  served   p50 {f(self.served_p50_ms)} ms  p99 {f(self.served_p99_ms)} ms  max {f(self.served_max_ms)} ms",
+                 f"  rejected p50 {f(self.rejected_p50_ms)} ms  p99 {f(self.rejected_p99_ms)} ms"]
+        lines += [f"  {n} x {msg}" for msg, n in self.error_samples.items()]
+        return "\n".join(lines)
+
+
+def require_loopback(url: str) -> None:
+    """Refuse any address that does not resolve to loopback only."""
+    host = url.rsplit(":", 1)[0].strip("[]")
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise ValueError(f"load tests target only loopback servers; {url!r} resolves to {sorted(addresses)}")
+
+
+def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES) -> Callable[[int], list]:
+    """Request ``i`` -> gRPC inputs: every required string input gets one row of sample text."""
+    import tritonclient.grpc as grpcclient
+
+    names = [i["name"] for i in metadata["inputs"] if i["datatype"] == "BYTES"]
+    if not names:
+        raise ValueError(f"{metadata.get('name')}: no string inputs to fill")
+    if len(metadata["inputs"]) != len(names):
+        raise ValueError(f"{metadata.get('name')}: non-string inputs are not supported by this load generator")
+
+    def make(i: int) -> list:
+        inputs = []
+        for k, name in enumerate(names):
+            value = np.array([[texts[(i + k) % len(texts)].encode()]], dtype=np.object_)
+            t = grpcclient.InferInput(name, [1, 1], "BYTES")
+            t.set_data_from_numpy(value)
+            inputs.append(t)
+        return inputs
+    return make
+
+
+def model_metadata(url: str, model: str) -> dict:
+    import tritonclient.grpc as grpcclient
+    from google.protobuf.json_format import MessageToDict
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        meta = client.get_model_metadata(model)
+        return MessageToDict(meta, preserving_proto_field_name=True)
+    finally:
+        client.close()
+
+
+async def open_loop(url: str, model: str, make_inputs: Callable[[int], list], *, rate: float, duration_s: float,
+                    max_requests: int = 100_000, timeout_s: float = 10.0, output: str | None = None,
+                    parameters: dict | None = None) -> list[Outcome]:
+    """Send request ``i`` at ``i / rate`` seconds (open loop) for ``duration_s``; gather every outcome."""
+    import tritonclient.grpc.aio as aioclient
+    from tritonclient.utils import InferenceServerException
+
+    require_loopback(url)
+    if rate <= 0 or duration_s <= 0:
+        raise ValueError("rate and duration must be positive")
+    total = min(max_requests, int(rate * duration_s))
+    outputs = [aioclient.InferRequestedOutput(output)] if output else None
+    client = aioclient.InferenceServerClient(url)
+    outcomes: list[Outcome] = []
+    start = time.perf_counter()
+
+    async def one(i: int, sent: float) -> None:
+        try:
+            await client.infer(model, make_inputs(i), outputs=outputs, parameters=parameters,
+                               client_timeout=timeout_s)
+            status, message = "OK", ""
+        except InferenceServerException as exc:
+            status, message = str(exc.status() or "UNKNOWN"), exc.message() or str(exc)
+        outcomes.append(Outcome(sent - start, time.perf_counter() - sent, status, message))
+
+    tasks = []
+    try:
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i, time.perf_counter())))
+        await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return outcomes
+
+
+def summarise(model: str, rate: float, outcomes: Sequence[Outcome]) -> LoadReport:
+    served = [o.latency_s * 1000 for o in outcomes if o.ok]
+    rejected = [o.latency_s * 1000 for o in outcomes if o.rejected]
+    others = [o for o in outcomes if not o.ok and not o.rejected]
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else None  # noqa: E731
+    span = max((o.sent_s + o.latency_s for o in outcomes), default=0.0) or 1.0
+    samples: dict[str, int] = {}
+    for o in outcomes:
+        if not o.ok:
+            key = f"{o.status}: {o.message[:120]}"
+            samples[key] = samples.get(key, 0) + 1
+    return LoadReport(model, rate, max((o.sent_s for o in outcomes), default=0.0), len(outcomes), len(served),
+                      len(rejected), len(others), pct(served, 50), pct(served, 99), max(served, default=None),
+                      pct(rejected, 50), pct(rejected, 99), len(served) / span, samples)
+
+
+def run_load(url: str, model: str, *, rate: float, duration_s: float, max_requests: int = 100_000,
+             timeout_s: float = 10.0, parameters: dict | None = None) -> tuple[LoadReport, list[Outcome]]:
+    make = text_inputs_factory(model_metadata(url, model))
+    outcomes = asyncio.run(open_loop(url, model, make, rate=rate, duration_s=duration_s, max_requests=max_requests,
+                                     timeout_s=timeout_s, parameters=parameters))
+    return summarise(model, rate, outcomes), outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a loopback tritonserver")
+    p.add_argument("--model", default="query_embedding")
+    p.add_argument("--rate", type=float, default=400.0, help="requests per second offered (open loop)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
+    p.add_argument("--max-requests", type=int, default=20_000)
+    p.add_argument("--timeout", type=float, default=10.0, help="client deadline per request (s)")
+    p.add_argument("--budget-ms", type=float, default=1000.0, help="p99 budget for served requests")
+    p.add_argument("--reject-budget-ms", type=float, default=1000.0, help="p99 budget for rejections")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    report, _ = run_load(args.url, args.model, rate=args.rate, duration_s=args.duration,
+                         max_requests=args.max_requests, timeout_s=args.timeout)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+    ok = (report.served_p99_ms is None or report.served_p99_ms <= args.budget_ms) and \
+         (report.rejected_p99_ms is None or report.rejected_p99_ms <= args.reject_budget_ms) and not report.other_errors
+    print(f"verdict: {'PASS' if ok else 'FAIL'} (served p99 budget {args.budget_ms:g} ms, "
+          f"rejection p99 budget {args.reject_budget_ms:g} ms, no other errors)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
