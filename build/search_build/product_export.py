@@ -49,7 +49,7 @@ def export_head(head: nn.Module, hidden_size: int, path: str | Path, output_name
     example = (torch.randn(2, hidden_size),)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     return export_dynamo(head.eval(), example, path, input_names=(EMBEDDING,), output_names=(output_name,),
-                         dynamic_shapes={"embedding": {0: batch}})
+                         dynamic_shapes=({0: batch},))
 
 
 def export_product_models(checkpoint_dir: str | Path, out_dir: str | Path,
@@ -60,7 +60,7 @@ def export_product_models(checkpoint_dir: str | Path, out_dir: str | Path,
     export_encoder(model.encoder, out_dir / ENCODER_FILE)
     export_head(model.intent_head, hidden, out_dir / INTENT_HEAD_FILE, "logits")
     export_head(model.duplicate_head, hidden, out_dir / DUPLICATE_HEAD_FILE, "logit")
-    source = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(checkpoint_dir, config)
+    source = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(config)
     for name in TOKENIZER_FILES:
         if (source / name).exists():
             shutil.copy2(source / name, out_dir / name)

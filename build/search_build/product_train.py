@@ -34,6 +34,7 @@ from .product_multitask import (PACKAGE_ENCODER, MeanPooledEncoder, ProductMulti
                                 save_checkpoint, weights_sha256)
 
 REPORT_FILE = "heldout_report.json"
+DEFAULT_TOP_LAYERS = 2
 
 
 def seed_everything(seed: int) -> None:
@@ -91,51 +92,61 @@ def pair_sizes(pairs: Sequence[ProductPair]) -> list[int]:
     return [sum(len(x or "") for r in (p.a, p.b) for x in (r.product_type, r.title, r.description)) for p in pairs]
 
 
-def train_heads_on_embeddings(model: ProductMultitask, intent_x: torch.Tensor, intent_y: torch.Tensor,
-                              pair_x: torch.Tensor, pair_y: torch.Tensor, epochs: int, batch_size: int,
-                              lr: float, weight_decay: float) -> None:
-    heads = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    optimizer = torch.optim.AdamW(heads, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(max(len(intent_x), len(pair_x)) / batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    model.train()
-    for _ in tqdm(range(epochs), desc="heads"):
-        intent_order, pair_order = torch.randperm(len(intent_x)), torch.randperm(len(pair_x))
-        for step in range(steps_per_epoch):
-            ii = intent_order[(torch.arange(batch_size) + step * batch_size) % len(intent_x)]
-            pi = pair_order[(torch.arange(batch_size) + step * batch_size) % len(pair_x)]
-            loss = (nn.functional.cross_entropy(model.intent_head(intent_x[ii]), intent_y[ii])
-                    + nn.functional.binary_cross_entropy_with_logits(model.duplicate_head(pair_x[pi])[:, 0], pair_y[pi]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-    model.eval()
+class CachedStates:
+    """Per-example hidden states entering the first trained encoder layer.
+
+    The layers below it are frozen, so their output never changes: computing it once turns each
+    training step into a pass over the top layers only (the cost that makes CPU training feasible).
+    """
+
+    def __init__(self, model: ProductMultitask, first_layer: int, items: Sequence, encode, sizes: Sequence[int],
+                 batch_size: int, device: torch.device, desc: str):
+        self.states: list[torch.Tensor] = [torch.empty(0)] * len(items)
+        with torch.no_grad():
+            for idx in tqdm(list(length_sorted_batches(len(items), sizes, batch_size)), desc=desc, leave=False):
+                ids, mask, types = to_tensors(encode([items[i] for i in idx]), device)
+                with autocast(device):
+                    hidden = model.hidden_states_before(first_layer, ids, mask, types)
+                for row, i in enumerate(idx):
+                    self.states[i] = hidden[row, :int(mask[row].sum())].float().cpu()
+
+    def batch(self, idx: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.states[i] for i in idx]
+        width = max(len(r) for r in rows)
+        hidden = torch.zeros(len(rows), width, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), width, dtype=torch.int64)
+        for j, r in enumerate(rows):
+            hidden[j, :len(r)] = r
+            mask[j, :len(r)] = 1
+        return hidden.to(device), mask.to(device)
 
 
-def finetune(model: ProductMultitask, inputs: Inputs, intents: Sequence[IntentExample], intent_y: torch.Tensor,
-             pairs: Sequence[ProductPair], pair_y: torch.Tensor, epochs: int, intent_batch: int, pair_batch: int,
-             encoder_lr: float, head_lr: float, device: torch.device) -> None:
-    """Joint training: each step sees one intent batch and one pair batch."""
-    encoder_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
-    head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    optimizer = torch.optim.AdamW([{"params": encoder_params, "lr": encoder_lr},
-                                   {"params": head_params, "lr": head_lr}], weight_decay=0.01)
-    steps_per_epoch = max(math.ceil(len(intents) / intent_batch), math.ceil(len(pairs) / pair_batch))
+def train(model: ProductMultitask, first_layer: int, intents: CachedStates, intent_y: torch.Tensor,
+          pairs: CachedStates, pair_y: torch.Tensor, epochs: int, intent_batch: int, pair_batch: int,
+          encoder_lr: float, head_lr: float, device: torch.device) -> None:
+    """Joint training of both heads (and encoder layers >= ``first_layer``): each step sees one batch of each task."""
+    layer_params = [p for layer in model.encoder_layers()[first_layer:] for p in layer.parameters()]
+    head_params = [*model.intent_head.parameters(), *model.duplicate_head.parameters()]
+    groups = [{"params": head_params, "lr": head_lr}] + ([{"params": layer_params, "lr": encoder_lr}]
+                                                         if layer_params else [])
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    n_i, n_p = len(intents.states), len(pairs.states)
+    steps_per_epoch = max(math.ceil(n_i / intent_batch), math.ceil(n_p / pair_batch))
     total = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up (10%) then linear decay
-        optimizer, lambda s: min((s + 1) / max(1, total // 10), max(0.0, (total - s) / (total - total // 10))))
+    warmup = max(1, total // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up then linear decay to 0
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     model.train()
-    progress = tqdm(total=total, desc="fine-tune")
+    progress = tqdm(total=total, desc=f"train (encoder layers {first_layer}+ and heads)")
     for _ in range(epochs):
-        intent_order, pair_order = np.random.permutation(len(intents)), np.random.permutation(len(pairs))
+        intent_order, pair_order = np.random.permutation(n_i), np.random.permutation(n_p)
         for step in range(steps_per_epoch):
-            ii = intent_order[(np.arange(intent_batch) + step * intent_batch) % len(intents)]
-            pi = pair_order[(np.arange(pair_batch) + step * pair_batch) % len(pairs)]
+            ii = intent_order[(np.arange(intent_batch) + step * intent_batch) % n_i]
+            pi = pair_order[(np.arange(pair_batch) + step * pair_batch) % n_p]
             with autocast(device):
-                intent_logits = model.intent_logits(*to_tensors(inputs.intent([intents[i] for i in ii]), device))
-                dup_logit = model.duplicate_logit(*to_tensors(inputs.pair([pairs[i] for i in pi]), device))
+                intent_logits = model.intent_head(model.pooled_from(first_layer, *intents.batch(ii, device)))
+                dup_logit = model.duplicate_head(model.pooled_from(first_layer, *pairs.batch(pi, device)))
             loss = (nn.functional.cross_entropy(intent_logits.float(), intent_y[ii].to(device))
                     + nn.functional.binary_cross_entropy_with_logits(dup_logit.float()[:, 0], pair_y[pi].to(device)))
             optimizer.zero_grad(set_to_none=True)
@@ -161,11 +172,13 @@ def predict(model: ProductMultitask, heldout_intents, heldout_pairs, inputs: Inp
             model.duplicate_head(pair_emb)[:, 0].float().cpu().numpy())
 
 
-def build_config(args, encoder_dir: Path, hidden_size: int) -> dict:
+def build_config(args, encoder_dir: Path, hidden_size: int, trained_layers: list[int]) -> dict:
+    packaged = Path(encoder_dir) == package_encoder_dir()
     return {
-        "encoder": {"source": PACKAGE_ENCODER if Path(encoder_dir) == package_encoder_dir() else str(encoder_dir),
-                    "base": "sentence-transformers/all-MiniLM-L6-v2", "fine_tuned": False,
-                    "sha256": weights_sha256(encoder_dir), "hidden_size": hidden_size},
+        "encoder": {"source": PACKAGE_ENCODER if packaged else str(encoder_dir),
+                    "base": "sentence-transformers/all-MiniLM-L6-v2" if packaged else str(encoder_dir),
+                    "sha256": weights_sha256(encoder_dir), "hidden_size": hidden_size,
+                    "trained_layers": trained_layers},
         "pooling": "mean",
         "intent": {"id2label": {str(i): label for i, label in enumerate(INTENT_LABELS)},
                    "max_length": args.intent_max_length},
@@ -173,7 +186,7 @@ def build_config(args, encoder_dir: Path, hidden_size: int) -> dict:
                       "threshold": 0.5, "field_separator": "|", "max_type_tokens": 16},
         "heads": {"hidden": args.head_hidden, "dropout": args.dropout},
         "training": {"seed": args.seed, "data": "search_build.product_data (synthetic, templated)",
-                     "finetune_encoder": args.finetune_encoder, "epochs": args.epochs},
+                     "train_top_layers": args.train_top_layers, "epochs": args.epochs},
     }
 
 
@@ -182,27 +195,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--encoder", type=Path, default=None, help="HF checkpoint dir (default: packaged MiniLM)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--finetune-encoder", action="store_true")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 60 frozen, 2 fine-tuning")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--head-lr", type=float, default=2e-3)
-    parser.add_argument("--encoder-lr", type=float, default=5e-5)
+    parser.add_argument("--train-top-layers", type=int, default=DEFAULT_TOP_LAYERS,
+                        help="fine-tune this many top encoder layers (0: frozen encoder, heads only)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 40 with a frozen encoder, else 3")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size of the caching pass")
+    parser.add_argument("--intent-batch", type=int, default=32)
+    parser.add_argument("--pair-batch", type=int, default=16)
+    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--encoder-lr", type=float, default=1e-4)
     parser.add_argument("--head-hidden", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--intent-max-length", type=int, default=64)
     parser.add_argument("--pair-max-length", type=int, default=128)
     parser.add_argument("--n-intent-train", type=int, default=2400)
     parser.add_argument("--n-pair-train", type=int, default=3000)
+    parser.add_argument("--n-heldout", type=int, default=800, help="held-out examples per task")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (2 if args.finetune_encoder else 60)
+    args.epochs = args.epochs or (40 if args.train_top_layers == 0 else 3)
 
     seed_everything(args.seed)
     device = torch.device(args.device)
     encoder_dir = args.encoder or package_encoder_dir()
     started = time.perf_counter()
-    intents, heldout_intents = make_intent_splits(args.seed, n_train=args.n_intent_train)
-    pairs, heldout_pairs = make_product_pair_splits(args.seed, n_train=args.n_pair_train)
+    intents, heldout_intents = make_intent_splits(args.seed, args.n_intent_train, args.n_heldout)
+    pairs, heldout_pairs = make_product_pair_splits(args.seed, args.n_pair_train, args.n_heldout)
     inputs = Inputs(encoder_dir, args.intent_max_length, args.pair_max_length)
     label_ids = {label: i for i, label in enumerate(INTENT_LABELS)}
     intent_y = torch.tensor([label_ids[e.label] for e in intents])
@@ -210,17 +227,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     encoder = MeanPooledEncoder.from_pretrained(encoder_dir, attn_implementation="sdpa")
     model = ProductMultitask(encoder, len(INTENT_LABELS), args.head_hidden, args.dropout).to(device)
-    if args.finetune_encoder:
-        finetune(model, inputs, intents, intent_y, pairs, pair_y, args.epochs, args.batch_size // 2,
-                 args.batch_size // 4, args.encoder_lr, args.head_lr / 2, device)
-    else:
-        model.encoder.requires_grad_(False)
-        intent_x = embed(model.encoder, intents, inputs.intent, [len(e.text) for e in intents],
-                         args.batch_size, device, "embed queries").to(device)
-        pair_x = embed(model.encoder, pairs, inputs.pair, pair_sizes(pairs), args.batch_size, device,
-                       "embed pairs").to(device)
-        train_heads_on_embeddings(model, intent_x, intent_y.to(device), pair_x, pair_y.to(device), args.epochs,
-                                  args.batch_size, args.head_lr, weight_decay=1e-4)
+    model.encoder.requires_grad_(False)
+    num_layers = len(model.encoder_layers())
+    first_layer = num_layers - min(args.train_top_layers, num_layers)
+    model.encoder_layers()[first_layer:].requires_grad_(True)
+    intent_states = CachedStates(model, first_layer, intents, inputs.intent, [len(e.text) for e in intents],
+                                 args.batch_size, device, "encode queries")
+    pair_states = CachedStates(model, first_layer, pairs, inputs.pair, pair_sizes(pairs), args.batch_size, device,
+                               "encode pairs")
+    train(model, first_layer, intent_states, intent_y, pair_states, pair_y, args.epochs, args.intent_batch,
+          args.pair_batch, args.encoder_lr, args.head_lr, device)
+    trained_layers = list(range(first_layer, num_layers))
     train_seconds = time.perf_counter() - started
 
     intent_logits, dup_logits = predict(model, heldout_intents, heldout_pairs, inputs, args.batch_size, device)
@@ -235,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "duplicate": duplicate_report([p.label for p in heldout_pairs], probabilities,
                                       [p.kind for p in heldout_pairs]),
         "training": {"seconds": round(train_seconds, 1), "device": str(device),
-                     "finetune_encoder": args.finetune_encoder, "epochs": args.epochs, "seed": args.seed,
+                     "train_top_layers": args.train_top_layers, "epochs": args.epochs, "seed": args.seed,
                      "torch_threads": torch.get_num_threads()},
     }
-    config = build_config(args, encoder_dir, model.encoder.hidden_size)
-    save_checkpoint(model.cpu(), args.out, config, fine_tuned_encoder=args.finetune_encoder)
+    config = build_config(args, encoder_dir, model.encoder.hidden_size, trained_layers)
+    save_checkpoint(model.cpu(), args.out, config)
     (args.out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"intent_accuracy": report["intent"]["accuracy"],
                       "duplicate": {k: report["duplicate"][k] for k in ("accuracy", "f1", "roc_auc")},

@@ -40,7 +40,7 @@ def tiny_bart_config(vocab_size: int, d_model: int = 128, layers: int = 3, heads
         encoder_ffn_dim=4 * d_model,
         decoder_ffn_dim=4 * d_model,
         max_position_embeddings=MAX_POSITIONS,
-        dropout=0.1,
+        dropout=0.0,  # every batch is freshly generated: nothing to overfit, and dropout slows a short run
         attention_dropout=0.0,
         activation_dropout=0.0,
         activation_function="gelu",
@@ -51,6 +51,22 @@ def tiny_bart_config(vocab_size: int, d_model: int = 128, layers: int = 3, heads
         scale_embedding=True,
         tie_word_embeddings=True,
     )
+
+
+def init_sinusoidal_positions(model: BartForConditionalGeneration, scale: float = 1.0) -> None:
+    """Start BART's learned position tables (encoder and decoder) from the same sinusoids.
+
+    From random positions the decoder needs many steps to learn to line its cross-attention up with the input
+    and sits on a language-model plateau meanwhile; shared sinusoids make "same position" easy to find, which
+    in a short CPU run is the difference between copying and not (loss ~0.7 vs ~2.4 after 200 steps).
+    """
+    for table in (model.model.encoder.embed_positions, model.model.decoder.embed_positions):
+        rows, dim = table.weight.shape
+        position = torch.arange(rows, dtype=torch.float32) - table.offset  # BART stores position p at row p + 2
+        frequency = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+        angles = position[:, None] * frequency[None, :]
+        with torch.no_grad():
+            table.weight.copy_(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) * scale)
 
 
 def serving_generation_config(num_beams: int = 4) -> GenerationConfig:
@@ -82,8 +98,17 @@ def encode_batch(tokenizer, texts: list[str], max_len: int = MAX_POSITIONS) -> t
     return ids, mask
 
 
-def training_batch(tokenizer, dataset: SpellDataset, rng: random.Random, batch_size: int) -> dict[str, torch.Tensor]:
-    pairs = [dataset.train.pair(rng) for _ in range(batch_size)]
+def training_batches(tokenizer, dataset: SpellDataset, rng: random.Random, batch_size: int, pool: int = 16):
+    """Endless batches of fresh pairs; each pool of `pool` batches is sorted by length so little is padding."""
+    while True:
+        pairs = sorted((dataset.train.pair(rng) for _ in range(batch_size * pool)), key=lambda p: len(p[0]) + len(p[1]))
+        chunks = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+        rng.shuffle(chunks)
+        for chunk in chunks:
+            yield tensor_batch(tokenizer, chunk)
+
+
+def tensor_batch(tokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
     input_ids, attention_mask = encode_batch(tokenizer, [noisy for noisy, _ in pairs])
     labels, label_mask = encode_batch(tokenizer, [clean for _, clean in pairs])
     labels = labels.masked_fill(label_mask == 0, -100)  # the model shifts labels right into decoder inputs
@@ -141,7 +166,7 @@ def train(
     out_dir: str | Path,
     steps: int,
     batch_size: int | None = None,
-    lr: float = 3e-3,
+    lr: float = 2e-3,
     seed: int = 0,
     d_model: int = 128,
     layers: int = 3,
@@ -162,7 +187,9 @@ def train(
     tokenizer = build_char_tokenizer()
     dataset = build_dataset(vocab_size=vocab_size, seed=seed)
     config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=layers, heads=heads)
-    model = BartForConditionalGeneration(config).to(dev)
+    model = BartForConditionalGeneration(config)
+    init_sinusoidal_positions(model)
+    model = model.to(dev)
     model.generation_config = serving_generation_config()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -172,10 +199,11 @@ def train(
     model.train()
     bar = tqdm(range(steps), desc="spell_train", mininterval=2.0)
     ema_loss = None
+    batches = training_batches(tokenizer, dataset, rng, batch_size)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup)
-        batch = {k: v.to(dev, non_blocking=True) for k, v in training_batch(tokenizer, dataset, rng, batch_size).items()}
+        batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -210,7 +238,8 @@ def train(
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_words": len(dataset.train.words),
         "held_out_words": len(dataset.held_out.words),
-        "word_source": f"wordfreq top {vocab_size} English words (3-14 ASCII letters)",
+        "vocab_size": vocab_size,
+        "word_source": f"wordfreq: the {vocab_size} most frequent English words of 3-14 ASCII letters",
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -221,9 +250,9 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory (e.g. models/spell_bart)")
-    parser.add_argument("--steps", type=int, default=2600)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=None, help="default: 128 on CPU, 1024 on CUDA")
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3, help="encoder layers = decoder layers")

@@ -23,7 +23,8 @@ INTENT_HEAD_FILE = "query_intent_head.onnx"
 DUPLICATE_HEAD_FILE = "product_duplicate_head.onnx"
 CONFIG_FILE = "product_models.json"
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-EMBEDDING = "embedding"
+# Not "embedding": the dynamo exporter already gives that name to the word-embedding Gather.
+EMBEDDING = "pooled_embedding"
 
 
 class ProductOnnxModels:

@@ -33,6 +33,31 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check that tritonserver, the Python stub and perf_analyzer run here")
     p.set_defaults(func=doctor.run)
 
+    from . import sweep
+    p = sub.add_parser("sweep", help="Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching")
+    sweep.add_arguments(p)
+    p.set_defaults(func=sweep.run)
+
+    from . import cost_report
+    p = sub.add_parser("cost-report", help="cost per million requests from sweep results, side by side")
+    cost_report.add_arguments(p)
+    p.set_defaults(func=cost_report.run)
+
+    from . import soak
+    p = sub.add_parser("soak", help="steady load for a bounded time while server and stub memory is sampled")
+    soak.add_arguments(p)
+    p.set_defaults(func=soak.run)
+
+    from search_build import sagemaker_package
+    p = sub.add_parser("package-sagemaker", help="write model.tar.gz for a SageMaker Triton endpoint")
+    sagemaker_package.add_arguments(p)
+    p.set_defaults(func=sagemaker_package.run)
+
+    from . import sagemaker_deploy
+    p = sub.add_parser("deploy-sagemaker", help="upload model.tar.gz and create an autoscaled SageMaker endpoint")
+    sagemaker_deploy.add_arguments(p)
+    p.set_defaults(func=sagemaker_deploy.run)
+
     args = parser.parse_args(argv)
     result = args.func(args)
     return result if isinstance(result, int) else 0

@@ -141,8 +141,8 @@ class TritonServer:
             cmd.append(f"--model-control-mode={self.model_control}")
             cmd += [f"--load-model={m}" for m in self.load_models]
         if self.sagemaker_port:
-            cmd += ["--allow-sagemaker=true", f"--sagemaker-port={self.sagemaker_port}",
-                    f"--sagemaker-address={self.host}"]
+            # 2.51 has no --sagemaker-address: the SageMaker endpoint listens on every interface.
+            cmd += ["--allow-sagemaker=true", f"--sagemaker-port={self.sagemaker_port}"]
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 300.0) -> "TritonServer":

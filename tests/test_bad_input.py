@@ -1,0 +1,349 @@
+"""Bad input to every registered pipeline, against a real tritonserver.
+
+Each bad request gets a clear Triton error naming the problem (INVALID_ARGUMENT for the request's
+own fault, NOT_FOUND for an unknown model); good requests sharing a dynamic batch with bad ones are
+answered exactly as when sent alone; the server stays live and ready throughout.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tritonclient.utils import InferenceServerException
+
+from reliability_support import (all_pipeline_params, assert_same_outputs, assert_valid_outputs, batch_size_counts,
+                                 config, good_request, outputs_of, patient, registered, running_server,
+                                 string_inputs, text_tensor, validating_model, write_repo)
+from search_backends.text_input import MAX_TEXT_BYTES, InputError, decode_text
+from search_build.pipelines import build_pipeline
+
+# How a pipeline answers an empty / whitespace-only text (documented in its module); others may do either.
+EMPTY_TEXT = {"query_embedding": "error",   # text_input.decode_text: an empty query has no embedding
+              "spell_correct": "ok"}        # spell_corrector: empty in, "" out
+# Request parameters with invalid values, per pipeline that takes parameters.
+INVALID_PARAMETERS = {"spell_correct": [{"num_beams": 0}, {"num_beams": 1000}, {"num_beams": "many"}]}
+BATCH_WAIT_US = 50_000  # the validating model waits this long to fill a batch: concurrent requests share one
+
+pipeline_param = pytest.mark.parametrize("name", all_pipeline_params())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    names = registered()
+    pipelines = {n: patient(build_pipeline(n), BATCH_WAIT_US) for n in names}
+    repo = write_repo(list(pipelines.values()), tmp_path_factory.mktemp("bad_input_repo"))
+    with running_server(repo, tmp_path_factory.mktemp("logs") / "tritonserver.log") as server:
+        yield server, pipelines
+
+
+@pytest.fixture(scope="module")
+def grpc(served):
+    return grpcclient.InferenceServerClient(served[0].grpc_url)
+
+
+@pytest.fixture(autouse=True)
+def server_stays_up(request):
+    yield
+    if "served" in request.fixturenames:
+        server, pipelines = request.getfixturevalue("served")
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        assert server.process.poll() is None, "tritonserver died"
+        assert client.is_server_live() and client.is_server_ready()
+        for p in pipelines.values():
+            assert client.is_model_ready(p.entry), p.entry
+
+
+def _entry(served, name):
+    return served[1][name].entry
+
+
+def _call(client, model, inputs, **kwargs):
+    """('ok', outputs dict) or ('error', InferenceServerException)."""
+    try:
+        return "ok", client.infer(model, inputs, **kwargs)
+    except InferenceServerException as exc:
+        return "error", exc
+
+
+def _assert_invalid(outcome, *words, status="StatusCode.INVALID_ARGUMENT"):
+    kind, value = outcome
+    assert kind == "error", f"expected an error naming {words}, got a result"
+    assert value.status() == status, (value.status(), value.message())
+    for w in words:
+        assert w.lower() in value.message().lower(), (w, value.message())
+
+
+def _assert_ok_or_invalid(outcome, cfg, field):
+    kind, value = outcome
+    if kind == "ok":
+        assert_valid_outputs(outputs_of(value, cfg), cfg)
+    else:
+        _assert_invalid(outcome, field)
+
+
+@pipeline_param
+def test_clean_request_with_required_inputs_only(name, served, grpc):
+    """Optional inputs left out (every entry's optional inputs) take their defaults."""
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    for i in range(3):
+        kind, result = _call(grpc, entry, good_request(grpcclient, cfg, i))
+        assert kind == "ok", result
+        assert_valid_outputs(outputs_of(result, cfg), cfg)
+
+
+@pipeline_param
+@pytest.mark.parametrize("text", ["", "   \t\n  "], ids=["empty", "whitespace"])
+def test_empty_or_blank_text(name, text, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    for field in string_inputs(cfg):
+        outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: text}))
+        expected = EMPTY_TEXT.get(name)
+        if expected == "error":
+            _assert_invalid(outcome, field, "empty")
+        elif expected == "ok":
+            assert outcome[0] == "ok", outcome[1]
+            assert_valid_outputs(outputs_of(outcome[1], cfg), cfg)
+        else:
+            _assert_ok_or_invalid(outcome, cfg, field)
+
+
+@pipeline_param
+def test_text_beyond_the_token_limit_is_truncated(name, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    long_text = "music " * 6000  # 36 KB: far beyond any token limit, within MAX_TEXT_BYTES
+    assert len(long_text.encode()) < MAX_TEXT_BYTES
+    for field in string_inputs(cfg):
+        kind, result = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: long_text}))
+        assert kind == "ok", result
+        assert_valid_outputs(outputs_of(result, cfg), cfg)
+    if name == "query_embedding":
+        # Documented rule (tokenization.BatchTokenizer): keep the first max_length - 2 word pieces.
+        head = "music " * 126
+        assert_same_outputs(outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": long_text})), cfg),
+                            outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": head})), cfg), 1e-5)
+
+
+@pipeline_param
+def test_text_over_the_byte_limit_is_refused(name, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    for field in string_inputs(cfg):
+        outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: "x" * (MAX_TEXT_BYTES + 1)}))
+        _assert_invalid(outcome, field, "limit", str(MAX_TEXT_BYTES))
+
+
+@pipeline_param
+@pytest.mark.parametrize("raw,words", [(b"caf\xe9 \xff\xfe", ("UTF-8",)), (b"abc\x00def", ("NUL",))],
+                         ids=["invalid-utf8", "nul"])
+def test_undecodable_text(name, raw, words, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    for field in string_inputs(cfg):
+        _assert_invalid(_call(grpc, entry, good_request(grpcclient, cfg, 0, {field: raw})), field, *words)
+
+
+@pipeline_param
+def test_wrong_dtype_shape_and_missing_input(name, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    first, *rest = good_request(grpcclient, cfg, 0)
+    field = string_inputs(cfg)[0]
+    as_int = grpcclient.InferInput(field, [1, 1], "INT32")
+    as_int.set_data_from_numpy(np.array([[7]], dtype=np.int32))
+    _assert_invalid(_call(grpc, entry, [as_int, *rest]), field, "data-type")
+    three_d = text_tensor(grpcclient, field, ["a", "b"], shape=(1, 2, 1))
+    _assert_invalid(_call(grpc, entry, [three_d, *rest]), field, "shape")
+    _assert_invalid(_call(grpc, entry, rest), field, "missing")
+    rows = int(cfg["max_batch_size"]) + 1
+    too_many = [text_tensor(grpcclient, f, ["q"] * rows) for f in string_inputs(cfg)]
+    _assert_invalid(_call(grpc, entry, too_many), "batch-size", str(rows - 1))
+
+
+def test_unknown_model(served, grpc):
+    _assert_invalid(_call(grpc, "no_such_pipeline", [text_tensor(grpcclient, "TEXT", ["a"])]),
+                    "unknown model", "no_such_pipeline", status="StatusCode.NOT_FOUND")
+
+
+@pipeline_param
+def test_invalid_parameter_values(name, served, grpc):
+    if name not in INVALID_PARAMETERS:
+        pytest.skip(f"{name} takes no request parameters")
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    for params in INVALID_PARAMETERS[name]:
+        (key, _), = params.items()
+        _assert_invalid(_call(grpc, entry, good_request(grpcclient, cfg, 0), parameters=params), key)
+
+
+@pipeline_param
+def test_http_clients_get_400(name, served):
+    server, _ = served
+    client = httpclient.InferenceServerClient(server.http_url)
+    entry = _entry(served, name)
+    cfg = config(client, entry)
+    field = string_inputs(cfg)[0]
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(entry, good_request(httpclient, cfg, 0, {field: b"\xc3\x28"}))
+    assert err.value.status() == "400" and "UTF-8" in err.value.message()
+
+
+@pipeline_param
+def test_good_and_bad_requests_in_one_batch(name, served, grpc):
+    """Concurrent good and bad requests land in one dynamic batch; only the bad ones fail."""
+    entry = _entry(served, name)
+    pipeline = served[1][name]
+    cfg = config(grpc, entry)
+    field = string_inputs(cfg)[0]
+    bad_values = [b"\xff bad", b"nul\x00", b"y" * (MAX_TEXT_BYTES + 1), b"\xed\xa0\x80 surrogate"]
+    goods = [good_request(grpcclient, cfg, i) for i in range(len(bad_values))]
+    alone = [outputs_of(grpc.infer(entry, g), cfg) for g in goods]
+    requests = [r for pair in zip(goods, (good_request(grpcclient, cfg, 0, {field: b}) for b in bad_values))
+                for r in pair]
+    checker = validating_model(pipeline)
+    with cf.ThreadPoolExecutor(len(requests)) as pool:
+        for _attempt in range(3):
+            before = batch_size_counts(grpc, checker)
+            outcomes = list(pool.map(lambda inputs: _call(grpc, entry, inputs), requests))
+            for k, outcome in enumerate(outcomes):
+                if k % 2 == 0:
+                    assert outcome[0] == "ok", outcome[1]
+                    assert_same_outputs(outputs_of(outcome[1], cfg), alone[k // 2], 1e-5)
+                else:
+                    _assert_invalid(outcome, field)
+            after = batch_size_counts(grpc, checker)
+            grown = {size for size, n in after.items() if n > before.get(size, 0)}
+            # A batch holding more rows than there are good (or bad) requests must have mixed both.
+            if any(size > len(bad_values) for size in grown):
+                return
+    pytest.fail(f"{checker}: no batch mixed good and bad requests in 3 attempts (batch sizes {sorted(grown)})")
+
+
+# --- property-based: arbitrary unicode never crashes, gives valid output or a clean InputError -------------------
+
+@pytest.fixture(scope="module")
+def embedding_tokenizer_dir():
+    from search_build.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
+
+    return SentenceCheckpoint.load(default_embedding_checkpoint()).transformer_dir
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
+def test_decode_text_never_crashes(value):
+    try:
+        text = decode_text(value)
+    except InputError as exc:
+        assert str(exc).startswith("TEXT: ")
+    else:
+        assert isinstance(text, str) and text.strip() and "\x00" not in text
+
+
+@settings(max_examples=200, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(max_size=400), min_size=1, max_size=6))
+def test_batch_tokenizer_on_arbitrary_unicode(embedding_tokenizer_dir, texts):
+    from search_backends.tokenization import BatchTokenizer
+
+    tok = _cached(BatchTokenizer, embedding_tokenizer_dir, max_length=32, pad_to_multiple_of=8)
+    clean = []
+    for t in texts:
+        try:
+            clean.append(decode_text(t))
+        except InputError:
+            continue
+    if not clean:
+        return
+    batch = tok.encode(clean)
+    vocab = tok.tokenizer.get_vocab_size()
+    assert batch.input_ids.shape == batch.attention_mask.shape == (len(clean), batch.input_ids.shape[1])
+    assert batch.input_ids.shape[1] % 8 == 0 and batch.input_ids.shape[1] <= 32
+    assert ((batch.input_ids >= 0) & (batch.input_ids < vocab)).all()
+    lengths = batch.attention_mask.sum(axis=1)
+    assert (lengths >= 2).all() and (lengths <= 32).all()  # [CLS] ... [SEP] at least, never beyond max_length
+    for row, n in enumerate(lengths):
+        assert (batch.attention_mask[row, :n] == 1).all() and (batch.attention_mask[row, n:] == 0).all()
+
+
+@settings(max_examples=150, deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.lists(st.one_of(st.none(), st.text(max_size=300)), min_size=6, max_size=6))
+def test_pair_encoder_on_arbitrary_unicode(embedding_tokenizer_dir, fields):
+    from search_backends.pair_encoding import PairEncoder
+
+    enc = _cached(PairEncoder.from_dir, embedding_tokenizer_dir, max_length=64)
+    batch = enc.encode(*[[f] for f in fields])
+    n = int(batch.attention_mask.sum())
+    assert 3 <= n <= 64 and batch.input_ids.shape[1] % 8 == 0
+    assert batch.input_ids[0, 0] == enc.cls_id and batch.input_ids[0, n - 1] == enc.sep_id
+
+
+class _FakeSeq2Seq:
+    """A deterministic toy encoder-decoder for the decoding loop: logits depend on the last token and the input."""
+    vocab, heads, dim = 11, 2, 4
+
+    def encode(self, ids, mask):
+        x = (ids * mask).sum(axis=1).astype(np.float32)
+        return [np.broadcast_to(x[:, None, None, None], (len(ids), self.heads, ids.shape[1], self.dim)).copy()]
+
+    def decode_step(self, tokens, mask, past, cross):
+        base = cross[0][:, 0, 0, 0][:, None]
+        logits = np.sin(base * 0.37 + tokens * 1.3 + np.arange(self.vocab)[None, :] * 0.91).astype(np.float32)
+        present = [np.concatenate([p, np.zeros((len(tokens), self.heads, 1, self.dim), np.float32)], axis=2)
+                   for p in past]
+        return logits, present
+
+
+@settings(max_examples=150, deadline=5000)
+@given(ids=st.lists(st.lists(st.integers(0, 10), min_size=1, max_size=12), min_size=1, max_size=4),
+       num_beams=st.integers(-2, 6), max_new_tokens=st.integers(-1, 12), no_repeat=st.integers(0, 3),
+       length_penalty=st.floats(-2, 2, allow_nan=False))
+def test_spell_generate_loop_never_crashes(ids, num_beams, max_new_tokens, no_repeat, length_penalty):
+    gen = pytest.importorskip("search_backends.spell_generation", reason="spell generation module not added yet")
+    defaults = gen.GenerationDefaults({"decoder_start_token_id": 2, "eos_token_id": 3, "pad_token_id": 1}, 64)
+    try:
+        params = defaults.resolve(num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                  no_repeat_ngram_size=no_repeat, length_penalty=length_penalty)
+    except ValueError as exc:  # the clean refusal the adapter turns into INVALID_ARGUMENT
+        assert num_beams < 1 or max_new_tokens < 1, exc
+        return
+    width = max(map(len, ids))
+    input_ids = np.array([row + [1] * (width - len(row)) for row in ids], dtype=np.int64)
+    mask = np.array([[1] * len(row) + [0] * (width - len(row)) for row in ids], dtype=np.int64)
+    model = _FakeSeq2Seq()
+    out = gen.generate(model.encode, model.decode_step, input_ids, mask, [params] * len(ids))
+    assert len(out) == len(ids)
+    for tokens in out:
+        assert tokens[0] == 2 and 2 <= len(tokens) <= max_new_tokens + 1
+        assert all(0 <= t < model.vocab for t in tokens)
+        assert 3 not in tokens[1:-1], "nothing follows EOS"
+
+
+_CACHE: dict = {}
+
+
+def _cached(factory, *args, **kwargs):
+    key = (factory, args, tuple(sorted(kwargs.items())))
+    if key not in _CACHE:
+        _CACHE[key] = factory(*args, **kwargs)
+    return _CACHE[key]
+
+
+@pipeline_param
+def test_arbitrary_unicode_through_the_server(name, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    fields = string_inputs(cfg)
+
+    @settings(max_examples=25, deadline=10_000, database=None)
+    @given(st.text(max_size=200), st.sampled_from(fields))
+    def check(text, field):
+        outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: text}))
+        _assert_ok_or_invalid(outcome, cfg, field)
+
+    check()

@@ -1,0 +1,158 @@
+"""Faults against a real tritonserver: a killed Python stub, model reloads under traffic, server restarts."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from reliability_support import config, good_request, registered, running_server, stub_processes, write_repo
+from search_build.pipelines import build_pipeline
+from search_tools.stub_watchdog import StubWatchdog
+
+PIPELINE = "query_embedding"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    if PIPELINE not in registered():
+        pytest.skip(f"{PIPELINE} not registered")
+    return build_pipeline(PIPELINE)
+
+
+@pytest.fixture(scope="module")
+def repo(pipeline, tmp_path_factory):
+    return write_repo([pipeline], tmp_path_factory.mktemp("faults_repo"))
+
+
+def _kill_stub(server, model: str) -> int:
+    stubs = stub_processes(server.process.pid)   # children of *this* server only
+    (instance, pid), = [(k, v) for k, v in stubs.items() if k.startswith(f"{model}_")]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _infer(client, cfg, i=0, timeout=20.0):
+    return client.infer(PIPELINE, good_request(grpcclient, cfg, i), client_timeout=timeout)
+
+
+def test_killed_stub_fails_fast_and_is_not_restarted_by_triton(pipeline, repo, tmp_path):
+    """What Triton 2.51 really does: an error in ~1 s (no hang), no automatic restart, readiness unchanged."""
+    tokenizer = pipeline.model(pipeline.entry).steps[0].model
+    # --exit-timeout-secs: a model whose stub died never finishes unloading; do not wait the default 30 s for it.
+    with running_server(repo, tmp_path / "tritonserver.log", extra_args=["--exit-timeout-secs=3"]) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        cfg = config(client, PIPELINE)
+        _infer(client, cfg)
+        _kill_stub(server, tokenizer)
+        for _ in range(3):
+            started = time.perf_counter()
+            with pytest.raises(InferenceServerException) as err:
+                _infer(client, cfg)
+            assert time.perf_counter() - started < 5.0, "a dead stub must fail the request, not hang it"
+            assert err.value.status() == "StatusCode.INTERNAL"
+            assert f"Stub process '{tokenizer}_0_0' is not healthy" in err.value.message()
+            time.sleep(1.0)
+        assert server.process.poll() is None and client.is_server_live()
+        # Triton keeps reporting the model ready: readiness cannot be trusted to notice (docs/reliability.md).
+        assert client.is_model_ready(tokenizer)
+        assert f"{tokenizer}_0_0" not in stub_processes(server.process.pid), "2.51 does not restart the stub"
+
+
+def test_watchdog_reloads_a_model_whose_stub_died(pipeline, repo, tmp_path):
+    models = [m.name for m in pipeline.models]
+    with running_server(repo, tmp_path / "tritonserver.log", model_control="explicit", load_models=models) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        cfg = config(client, PIPELINE)
+        want = _infer(client, cfg).as_numpy("EMBEDDING")
+        watchdog = StubWatchdog(server.process.pid, server.grpc_url)
+        assert watchdog.dead_instances() == []
+        for model in [m.name for m in pipeline.models if type(m).__name__ != "Ensemble"]:
+            old = _kill_stub(server, model)
+            assert watchdog.dead_instances() == [f"{model}_0_0"]
+            assert watchdog.heal() == [model]
+            assert stub_processes(server.process.pid)[f"{model}_0_0"] != old
+            got = _infer(client, cfg).as_numpy("EMBEDDING")
+            assert abs(got - want).max() < 1e-6
+        assert watchdog.dead_instances() == []
+
+
+def test_reload_under_traffic_loses_no_request(pipeline, repo, tmp_path):
+    """Reload every model and unload/load the entry while 4 clients send requests; each request ends in a
+    result, or in a clear error that one retry after a short pause fixes. Nothing hangs, nothing is lost."""
+    models = [m.name for m in pipeline.models]
+    with running_server(repo, tmp_path / "tritonserver.log", model_control="explicit", load_models=models) as server:
+        admin = grpcclient.InferenceServerClient(server.grpc_url)
+        cfg = config(admin, PIPELINE)
+        want = {i: _infer(admin, cfg, i).as_numpy("EMBEDDING") for i in range(8)}
+        stop = threading.Event()
+        tally: Counter = Counter()
+        errors: Counter = Counter()
+        lost: list[str] = []
+        lock = threading.Lock()
+
+        def client_loop(seed: int) -> None:
+            client = grpcclient.InferenceServerClient(server.grpc_url)
+            n = seed
+            while not stop.is_set():
+                i = n % 8
+                n += 1
+                for attempt in range(40):  # retry for up to ~10 s: the entry may be unloaded for a moment
+                    try:
+                        got = _infer(client, cfg, i).as_numpy("EMBEDDING")
+                    except InferenceServerException as exc:
+                        with lock:
+                            errors[f"{exc.status()}: {exc.message()[:90]}"] += 1
+                        if exc.status() == "StatusCode.DEADLINE_EXCEEDED":
+                            with lock:
+                                lost.append(f"request hung: {exc.message()}")
+                            break
+                        time.sleep(0.25)
+                        continue
+                    ok = abs(got - want[i]).max() < 1e-5
+                    with lock:
+                        tally["ok first try" if attempt == 0 else "ok after retry"] += 1
+                        if not ok:
+                            lost.append(f"wrong answer for query {i}")
+                    break
+                else:
+                    with lock:
+                        lost.append(f"query {i} failed 40 times")
+
+        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            for model in models:                       # reload: new instances in, old out after their work
+                admin.load_model(model)
+                time.sleep(0.5)
+            admin.unload_model(PIPELINE)                # entry gone for a moment: clear NOT_FOUND / UNAVAILABLE
+            time.sleep(0.5)
+            admin.load_model(PIPELINE)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        print(f"\nreload under traffic: {dict(tally)}; errors seen: {dict(errors)}")
+        assert not lost, lost
+        assert tally["ok first try"] > 20
+        for message in errors:
+            assert message.split(":")[0] in ("StatusCode.UNAVAILABLE", "StatusCode.NOT_FOUND"), message
+            assert PIPELINE in message or "unknown model" in message.lower() or "not found" in message.lower(), message
+        assert admin.is_server_ready() and admin.is_model_ready(PIPELINE)
+
+
+def test_batch_scoring_survives_a_server_restart():
+    script = PROJECT_ROOT / "tools" / "search_tools" / "batch_score.py"
+    if not script.exists() or "product_duplicate" not in registered():
+        pytest.skip("needs tools/search_tools/batch_score.py and the product_duplicate pipeline (not added yet)")
+    pytest.skip("batch_score.py exists now: write the restart test against its interface (issue 7, item 3)")

@@ -1,0 +1,240 @@
+"""Sweep configs, input data, choosing, applying and costing (no server: fast)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search_build.batching_overrides import apply_batching, load_overrides, save_overrides
+from search_build.configs import model_config, parse_pbtxt, to_pbtxt
+from search_build.pipelines import build_pipeline, pipeline_names
+from search_build.spec import Ensemble
+from search_tools import analyzer_config, cost_report, input_data, sweep
+from search_tools.perf import LoadPoint, plot_latency_throughput
+
+PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct")
+# Ensemble inputs each pipeline's issue specifies (checked against the spec once it is registered).
+EXPECTED_INPUTS = {
+    "query_embedding": {"TEXT"}, "query_intent": {"TEXT"}, "spell_correct": {"TEXT"},
+    "product_duplicate": {"A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION"},
+}
+
+
+def _registered(name):
+    if name not in pipeline_names():
+        pytest.skip(f"pipeline {name} not registered yet")
+    return build_pipeline(name)
+
+
+@pytest.mark.parametrize("preset", analyzer_config.PRESETS)
+@pytest.mark.parametrize("name", PIPELINES)
+def test_analyzer_config_parses_with_budget_and_quick_search(name, preset):
+    cfg = analyzer_config.load(name, preset)
+    ma = cfg.model_analyzer
+    assert cfg.entry == name and ma["triton_launch_mode"] == "local"
+    assert ma["run_config_search_mode"] == "quick", "Model Analyzer profiles ensembles in quick mode only"
+    assert cfg.budget_ms > 0 and ma["profile_models"][name]["objectives"] == {"perf_throughput": 10}
+    assert cfg.input_data.exists()
+    assert ma["run_config_search_max_instance_count"] >= 2 and cfg.perf_sweep.concurrency
+    if name == "query_intent":
+        assert cfg.budget_ms == 10
+    if name == "spell_correct":
+        assert cfg.budget_ms == 25
+
+
+def test_quick_preset_is_smaller_than_full():
+    quick, full = (analyzer_config.load("query_embedding", p) for p in ("quick", "full"))
+    assert quick.model_analyzer["run_config_search_max_model_batch_size"] < full.model_analyzer["run_config_search_max_model_batch_size"]
+    assert len(quick.perf_sweep.concurrency) < len(full.perf_sweep.concurrency)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_analyzer_config_names_real_models(name):
+    pipeline = _registered(name)
+    ma = analyzer_config.load(name).model_analyzer
+    models = {m.name for m in pipeline.models}
+    assert isinstance(pipeline.model(pipeline.entry), Ensemble) and pipeline.entry == name
+    assert set(ma.get("cpu_only_composing_models", [])) <= models
+    assert set(ma.get("bls_composing_models", [])) <= models
+    assert set(sweep.cpu_only_models(pipeline)) == models - {name}
+
+
+def test_resolved_config_points_at_this_machine(tmp_path):
+    cfg = analyzer_config.load("query_embedding")
+    resolved = analyzer_config.resolve_for_this_machine(cfg.model_analyzer, model_repository=tmp_path,
+                                                        export_dir=tmp_path / "ma", cpu_only_composing=["x"])
+    assert Path(resolved["triton_server_path"]).exists()
+    assert (Path(resolved["triton_server_flags"]["backend_directory"]) / "python" / "triton_python_backend_stub").exists()
+    assert "nvidia_pytriton.libs" in resolved["triton_server_environment"]["LD_LIBRARY_PATH"]
+    assert Path(resolved["profile_models"]["query_embedding"]["perf_analyzer_flags"]["input-data"]).is_absolute()
+    assert resolved["cpu_only_composing_models"] == ["x"] and cfg.model_analyzer["model_repository"] == "model_repository"
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_input_data_is_committed_regenerable_and_matches_inputs(name, tmp_path):
+    committed = input_data.input_data_path(name)
+    assert committed.read_text() == input_data.write_pipeline_input_data(name, tmp_path).read_text()
+    rows = json.loads(committed.read_text())["data"]
+    assert len(rows) >= 20
+    expected = EXPECTED_INPUTS[name]
+    if name in pipeline_names():
+        pipeline = build_pipeline(name)
+        expected = {t.name for t in pipeline.model(pipeline.entry).inputs}
+    for row in rows:
+        assert set(row) == expected
+        assert all(v["shape"] == [1] and isinstance(v["content"][0], str) and v["content"][0] for v in row.values())
+
+
+def test_spell_inputs_are_misspelled_and_duplicate_pairs_mixed():
+    from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES, MUSIC_QUERIES, PRODUCT_PAIRS
+
+    assert len(set(MISSPELLED_MUSIC_QUERIES) - set(MUSIC_QUERIES)) >= 0.9 * len(MISSPELLED_MUSIC_QUERIES)
+    same_type = sum(a[0] == b[0] for a, b in PRODUCT_PAIRS)
+    assert same_type == len(PRODUCT_PAIRS) and len({a[1] for a, _ in PRODUCT_PAIRS}) > 10
+
+
+def _points(label, data):
+    return [LoadPoint(label, c, t, p99 / 2, p99 * 0.8, p99, p99 / 2) for c, t, p99 in data]
+
+
+def test_choice_is_highest_throughput_within_budget():
+    results = {"default": _points("default", [(1, 100, 8), (4, 300, 20), (8, 500, 60)]),
+               "a": _points("a", [(1, 90, 9), (4, 380, 28), (8, 900, 31)]),
+               "b": _points("b", [(1, 50, 40)])}
+    assert sweep.best_under_budget(results["a"], 30).throughput == 380
+    assert sweep.best_under_budget(results["b"], 30) is None
+    assert sweep.choose(results, 30) == "a"
+    assert sweep.choose(results, 5) is None
+
+
+def _query_embedding():
+    return build_pipeline("query_embedding")
+
+
+def test_queue_delay_variants_and_fallback_grid():
+    base = _query_embedding()
+    grid = sweep.fallback_candidates(base, [1, 2], [8])
+    assert [c.batching["query_embedding_encoder"]["instance_count"] for c in grid] == [1, 2]
+    variants = sweep.with_queue_delays(grid, [0, 1000, 1000], base)
+    assert len(variants) == 4
+    assert {v.batching["query_embedding_tokenize"]["max_queue_delay_us"] for v in variants} == {0, 1000}
+
+
+def _repo_with_configs(pipeline, root: Path) -> Path:
+    for name, text in sweep.render_configs(pipeline).items():
+        (root / name).mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(text)
+    return root
+
+
+def test_dry_run_shows_diff_and_apply_keeps_backup(tmp_path):
+    base = _query_embedding()
+    repo = _repo_with_configs(base, tmp_path / "repo")
+    chosen = sweep.Candidate("c", {"query_embedding_encoder": {"max_batch_size": 8, "instance_count": 2,
+                                                               "max_queue_delay_us": 1000}})
+    path = repo / "query_embedding_encoder" / "config.pbtxt"
+    before = path.read_text()
+
+    changes = sweep.apply_to_repository(chosen.pipeline(base), repo, dry_run=True)
+    assert {c.model for c in changes} == {"query_embedding_encoder", "query_embedding"}  # ensemble clamped to 8
+    assert "+  count: 2" in next(c.diff for c in changes if c.model == "query_embedding_encoder")
+    assert path.read_text() == before and not list(repo.rglob("*.bak"))
+
+    changes = sweep.apply_to_repository(chosen.pipeline(base), repo, dry_run=False, stamp="t1")
+    assert (repo / "query_embedding_encoder" / "config.pbtxt.t1.bak").read_text() == before
+    written = parse_pbtxt(path.read_text())
+    expected = chosen.pipeline(base)
+    assert written == model_config(expected.model("query_embedding_encoder"), "local")
+    assert written.instance_group[0].count == 2 and written.max_batch_size == 8
+    assert written.dynamic_batching.max_queue_delay_microseconds == 1000
+    assert parse_pbtxt((repo / "query_embedding" / "config.pbtxt").read_text()).max_batch_size == 8
+    assert sweep.apply_to_repository(expected, repo, dry_run=False, stamp="t2") == []  # idempotent
+
+
+def test_apply_refuses_a_repository_without_the_pipeline(tmp_path):
+    with pytest.raises(FileNotFoundError, match="searchbar build"):
+        sweep.apply_to_repository(_query_embedding(), tmp_path, dry_run=True)
+
+
+def test_overrides_file_round_trips_into_the_spec(tmp_path):
+    base = _query_embedding()
+    chosen = {"query_embedding_tokenize": {"instance_count": 2, "max_batch_size": 16, "max_queue_delay_us": 0}}
+    path = save_overrides(tmp_path / "o.json", {"other_model": {"instance_count": 3}})
+    save_overrides(path, chosen, source={"query_embedding": "x"})
+    loaded = load_overrides(path)
+    assert set(loaded) == {"other_model", "query_embedding_tokenize"}
+    rebuilt = apply_batching(base, loaded)
+    assert to_pbtxt(model_config(rebuilt.model("query_embedding_tokenize"), "local")) == \
+        sweep.render_configs(sweep.Candidate("c", chosen).pipeline(base))["query_embedding_tokenize"]
+    assert rebuilt.model("query_embedding_encoder") == base.model("query_embedding_encoder")
+    path.write_text(json.dumps({"models": {"m": {"max_batch": 4}}}))
+    with pytest.raises(ValueError, match="unknown batching fields"):
+        load_overrides(path)
+
+
+def test_build_accepts_batching_overrides_flag():
+    from search_build import build_repository
+
+    parser = argparse.ArgumentParser()
+    build_repository.add_arguments(parser)
+    assert parser.parse_args(["--batching-overrides", "x.json"]).batching_overrides == Path("x.json")
+
+
+def test_model_analyzer_results_become_candidates(tmp_path):
+    base = _query_embedding()
+    out = tmp_path / "ma"
+    (out / "results").mkdir(parents=True)
+    variants = {"query_embedding_tokenize_config_0": (base.model("query_embedding_tokenize"), 2, 4),
+                "query_embedding_encoder_config_1": (base.model("query_embedding_encoder"), 1, 16)}
+    for variant, (model, count, mbs) in variants.items():
+        cfg = model_config(model, "local")
+        cfg.max_batch_size, cfg.instance_group[0].count = mbs, count
+        (out / "output_repository" / variant).mkdir(parents=True)
+        (out / "output_repository" / variant / "config.pbtxt").write_text(to_pbtxt(cfg))
+    (out / "results" / "metrics-model-inference.csv").write_text(
+        "Model,Batch,Concurrency,Model Config Path,Instance Group,Max Batch Size,Satisfies Constraints,"
+        "Throughput (infer/sec),p99 Latency (ms)\n"
+        'query_embedding,1,128,"query_embedding_config_default: a_default, b_default","1:CPU,1:CPU","64,64",No,494.0,350.1\n'
+        'query_embedding,1,4,"query_embedding_config_0: query_embedding_tokenize_config_0, '
+        'query_embedding_encoder_config_1","2:CPU,1:CPU","4,16",Yes,335.0,24.4\n')
+    for variant in ("a_default", "b_default"):  # the default variants: the spec's own configs
+        (out / "output_repository" / variant).mkdir(parents=True)
+        (out / "output_repository" / variant / "config.pbtxt").write_text(
+            to_pbtxt(model_config(base.model("query_embedding_encoder"), "local")))
+    rows = sweep.read_model_analyzer_results(out)
+    assert [r.satisfies for r in rows] == [False, True] and rows[1].p99_ms == 24.4
+    (c,) = sweep.analyzer_candidates(rows, base, limit=3)
+    assert c.batching["query_embedding_tokenize"] == {"max_batch_size": 4, "instance_count": 2, "max_queue_delay_us": 100}
+    assert c.batching["query_embedding_encoder"]["max_batch_size"] == 16
+
+
+def test_cost_per_million_and_side_by_side_report(tmp_path, capsys):
+    assert cost_report.cost_per_million(100.0, 3.6) == pytest.approx(10.0)
+    assert cost_report.cost_per_million(0.0, 3.6) is None
+    run = {"pipeline": "query_embedding", "preset": "quick", "budget_ms": 30, "chosen": "c",
+           "verification": {"summary": {"default": {"throughput": 200.0, "p99_ms": 20.0},
+                                        "chosen": {"throughput": 400.0, "p99_ms": 25.0}}}}
+    untuned = {"pipeline": "query_embedding", "preset": "quick", "budget_ms": 30, "chosen": None,
+               "candidates": [{"name": "default", "best": None}]}
+    paths = []
+    for i, r in enumerate((run, untuned)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    parser = argparse.ArgumentParser()
+    cost_report.add_arguments(parser)
+    args = parser.parse_args([str(p) for p in paths] + ["--price-per-hour", "0.72", "2.5", "--labels", "cpu", "gpu",
+                                                         "--out", str(tmp_path / "cost.md")])
+    assert cost_report.run(args) == 0
+    md = (tmp_path / "cost.md").read_text()
+    assert "| cpu | default | 200.0 | 20.0 | 30 | 0.72 | 1.0000 |" in md
+    assert "| cpu | chosen (c) | 400.0 | 25.0 | 30 | 0.72 | 0.5000 |" in md
+    assert "| gpu | default | none within budget |" in md
+
+
+def test_plot_is_written(tmp_path):
+    png = plot_latency_throughput(_points("default", [(1, 100, 8), (4, 300, 20)]) + _points("c", [(1, 120, 7)]),
+                                  tmp_path / "p.png", "t", budget_ms=30)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

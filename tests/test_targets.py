@@ -1,0 +1,195 @@
+"""Every registered pipeline builds for every target: configs parse with Triton's protobuf and match
+the engines on disk; TensorRT preparation (int32 graphs, profiles) is checked here, the TensorRT build
+itself only where TensorRT is installed; int8 quantization keeps embeddings close to FP32."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from search_build.configs import model_config, to_pbtxt
+from search_build.pipelines import build_pipeline, pipeline_names
+from search_build.repository import write_repository
+from search_build.spec import EngineModel, OptimizationProfile
+from search_build.tensorrt_engines import (TensorRTUnavailable, engine_builder_for, int64_inputs_to_int32,
+                                           profile_shapes)
+from search_build.quantize import output_drift, quantize_int8, synthetic_feeds
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16: mc.TYPE_FP16,
+                  onnx.TensorProto.BFLOAT16: mc.TYPE_BF16, onnx.TensorProto.INT64: mc.TYPE_INT64,
+                  onnx.TensorProto.INT32: mc.TYPE_INT32, onnx.TensorProto.BOOL: mc.TYPE_BOOL}
+
+
+def _engines(pipeline):
+    return [m for m in pipeline.models if isinstance(m, EngineModel)]
+
+
+def _assert_graph_matches_config(graph_path, cfg):
+    graph = onnx.load(str(graph_path), load_external_data=False).graph
+    for declared, actual in ((cfg.input, graph.input), (cfg.output, graph.output)):
+        actual = {v.name: ONNX_TO_TRITON.get(v.type.tensor_type.elem_type) for v in actual}
+        for t in declared:
+            assert t.name in actual, f"{cfg.name}: graph has no tensor {t.name} (has {sorted(actual)})"
+            assert actual[t.name] == t.data_type, f"{cfg.name}.{t.name}: graph {actual[t.name]} vs config {t.data_type}"
+
+
+@pytest.fixture(scope="module", params=pipeline_names())
+def pipeline(request):
+    return build_pipeline(request.param)
+
+
+@pytest.mark.parametrize("target", ["local", "triton-cpu"])
+def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
+    repo = write_repository([pipeline], tmp_path, target, progress=lambda _: None)
+    for m in pipeline.models:
+        text = (repo / m.name / "config.pbtxt").read_text()
+        cfg = text_format.Parse(text, mc.ModelConfig())  # strict: unknown fields fail
+        assert cfg == model_config(m, target)
+        if isinstance(m, EngineModel):
+            graph = repo / m.name / "1" / "model.onnx"
+            assert graph.stat().st_size > 0
+            if target == "triton-cpu":
+                assert cfg.platform == "onnxruntime_onnx" and not (repo / m.name / "1" / "model.py").exists()
+            _assert_graph_matches_config(graph, cfg)
+
+
+def test_gpu_configs_match_the_int32_engine_graphs(pipeline, tmp_path):
+    """What TensorRT would be given: the rewritten graph's boundary types equal the triton-gpu config."""
+    repo = write_repository([pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
+    for m in pipeline.models:
+        cfg = text_format.Parse(to_pbtxt(model_config(m, "triton-gpu")), mc.ModelConfig())
+        assert all(t.data_type != mc.TYPE_INT64 for t in [*cfg.input, *cfg.output])
+        if isinstance(m, EngineModel):
+            rewritten = tmp_path / m.name / "model.int32.onnx"
+            int64_inputs_to_int32(repo / m.name / "1" / "model.onnx", rewritten)
+            _assert_graph_matches_config(rewritten, cfg)
+            if m.profiles:
+                assert len(cfg.instance_group[0].profile) == len(profile_shapes(m))
+
+
+def test_int32_graph_gives_the_same_outputs(pipeline, tmp_path):
+    repo = write_repository([pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
+    for m in _engines(pipeline):
+        original = repo / m.name / "1" / "model.onnx"
+        rewritten = tmp_path / f"{m.name}.int32.onnx"
+        changed = int64_inputs_to_int32(original, rewritten)
+        feeds = synthetic_feeds(m, original, batch=3, length=12)
+        want = ort.InferenceSession(str(original)).run(None, feeds)
+        session = ort.InferenceSession(str(rewritten))
+        assert {i.name for i in session.get_inputs() if i.type == "tensor(int32)"} >= {
+            n for n in changed if n in feeds}
+        int32_feeds = {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in feeds.items()}
+        got = session.run(None, int32_feeds)
+        for w, g in zip(want, got):
+            assert g.shape == w.shape
+            assert np.array_equal(g, w) if w.dtype.kind in "iub" else np.abs(g - w).max() < 1e-5
+
+
+def test_profiles_are_consistent_with_the_spec(pipeline):
+    for m in _engines(pipeline):
+        for profile in profile_shapes(m):
+            assert set(profile) == {t.name for t in m.inputs}
+            for name, (lo, opt, hi) in profile.items():
+                assert hi[0] <= m.batching.max_batch_size
+
+
+def test_bad_profiles_are_rejected():
+    encoder = _engines(build_pipeline("query_embedding"))[0]
+    too_big = dataclasses.replace(encoder, profiles=(OptimizationProfile(
+        min={"input_ids": (1, 1), "attention_mask": (1, 1)},
+        opt={"input_ids": (8, 16), "attention_mask": (8, 16)},
+        max={"input_ids": (encoder.batching.max_batch_size * 2, 128),
+             "attention_mask": (encoder.batching.max_batch_size * 2, 128)}),))
+    with pytest.raises(ValueError, match="exceeds max_batch_size"):
+        profile_shapes(too_big)
+    missing = dataclasses.replace(encoder, profiles=(OptimizationProfile(
+        min={"input_ids": (1, 1)}, opt={"input_ids": (1, 8)}, max={"input_ids": (4, 16)}),))
+    with pytest.raises(ValueError, match="attention_mask: missing"):
+        profile_shapes(missing)
+    inverted = dataclasses.replace(encoder, profiles=(OptimizationProfile(
+        min={"input_ids": (4, 16), "attention_mask": (4, 16)}, opt={"input_ids": (1, 8), "attention_mask": (1, 8)},
+        max={"input_ids": (8, 32), "attention_mask": (8, 32)}),))
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        profile_shapes(inverted)
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: the real build test runs instead")
+def test_gpu_build_without_tensorrt_fails_clearly(tmp_path, capsys):
+    for precision in ("fp32", "fp16", "bf16"):
+        with pytest.raises(TensorRTUnavailable, match="pip install tensorrt"):
+            engine_builder_for(precision)
+    from search_tools.cli import main
+
+    with pytest.raises(TensorRTUnavailable, match="pip install tensorrt"):
+        main(["build", "--target", "triton-gpu", "--precision", "fp16", "--out", str(tmp_path / "gpu")])
+    assert not list((tmp_path).rglob("model.plan")), "no engine may be written without TensorRT"
+
+
+def test_tensorrt_precisions_are_checked_before_tensorrt():
+    with pytest.raises(ValueError, match="int8 is ONNX Runtime"):
+        engine_builder_for("int8")
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed here (pip install tensorrt on a CUDA machine); "
+                                             "int32 rewrite and profiles are tested without it")
+def test_tensorrt_engine_builds_and_loads(tmp_path):  # pragma: no cover - needs a GPU with TensorRT
+    import tensorrt as trt
+
+    pipeline = build_pipeline("query_embedding")
+    repo = write_repository([pipeline], tmp_path, "triton-gpu", engine_builder=engine_builder_for("fp16"),
+                            progress=lambda _: None)
+    for m in _engines(pipeline):
+        plan = repo / m.name / "1" / "model.plan"
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+        assert engine is not None and engine.num_optimization_profiles == len(profile_shapes(m))
+
+
+def test_cpu_targets_reject_tensorrt_precisions(tmp_path):
+    from search_tools.cli import main
+
+    with pytest.raises(SystemExit, match="needs TensorRT"):
+        main(["build", "--target", "triton-cpu", "--precision", "bf16", "--out", str(tmp_path)])
+
+
+def test_int8_embeddings_stay_close_to_fp32(tmp_path):
+    """Build the int8 triton-cpu repository through the CLI; measure cosine on real queries."""
+    from tokenizers import Tokenizer
+
+    from search_build.sentence_checkpoint import default_embedding_checkpoint
+    from search_tools.cli import main
+    from search_tools.sample_queries import MUSIC_QUERIES
+
+    fp32 = write_repository([build_pipeline("query_embedding")], tmp_path / "fp32", "triton-cpu", progress=lambda _: None)
+    assert main(["build", "--pipelines", "query_embedding", "--target", "triton-cpu", "--precision", "int8",
+                 "--out", str(tmp_path / "int8")]) == 0
+    ref, q8 = (r / "query_embedding_encoder" / "1" / "model.onnx" for r in (fp32, tmp_path / "int8"))
+    assert q8.stat().st_size < 0.7 * ref.stat().st_size  # MatMul weights int8; the embedding table stays FP32
+    assert (tmp_path / "int8" / "quantization_report.json").exists()
+
+    tok = Tokenizer.from_file(str(default_embedding_checkpoint() / "tokenizer.json"))
+    tok.enable_padding()
+    enc = tok.encode_batch(MUSIC_QUERIES)
+    feeds = {"input_ids": np.array([e.ids for e in enc], np.int64),
+             "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
+    drift = output_drift(ref, q8, feeds)["sentence_embedding"]
+    assert drift["min_cosine"] >= 0.98, drift
+    assert drift["max_abs"] > 0, "the int8 graph should not be the FP32 one"
+
+
+def test_quantize_int8_is_generic(tmp_path):
+    """Any engine graph quantizes and runs; drift is reported per output."""
+    for name in pipeline_names():
+        pipeline = build_pipeline(name)
+        repo = write_repository([pipeline], tmp_path / name, "triton-cpu", progress=lambda _: None)
+        for m in _engines(pipeline):
+            src = repo / m.name / "1" / "model.onnx"
+            report = output_drift(src, quantize_int8(src, tmp_path / f"{m.name}.int8.onnx"), synthetic_feeds(m, src))
+            assert set(report) == {o.name for o in m.outputs} and all(np.isfinite(s["max_abs"]) for s in report.values())

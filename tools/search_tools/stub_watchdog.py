@@ -1,0 +1,48 @@
+"""Notice Python-backend stub processes that died and reload their models.
+
+Triton 2.51's Python backend does not restart a stub that was killed (OOM killer, kill -9, a crash in
+native code): every request to that model instance fails after ~1 s with ``Stub process '<instance>'
+is not healthy`` while the server and the model keep reporting *ready*. Reloading the model (explicit
+model control) starts a fresh stub. This watchdog compares the stubs a server had when it was last
+healthy with the ones alive now, and reloads the models that lost one.
+"""
+from __future__ import annotations
+
+import re
+
+from .soak import server_processes
+
+_INSTANCE_SUFFIX = re.compile(r"_\d+_\d+$")  # <model>_<group index>_<instance index>
+
+
+def model_of_instance(instance: str) -> str:
+    return _INSTANCE_SUFFIX.sub("", instance)
+
+
+class StubWatchdog:
+    def __init__(self, server_pid: int, grpc_url: str):
+        self.server_pid = server_pid
+        self.grpc_url = grpc_url
+        self.expected = self._alive()
+
+    def _alive(self) -> dict[str, int]:
+        return {label: p.pid for label, p in server_processes(self.server_pid).items() if label != "tritonserver"}
+
+    def dead_instances(self) -> list[str]:
+        alive = self._alive()
+        return sorted(label for label, pid in self.expected.items() if alive.get(label) != pid)
+
+    def heal(self) -> list[str]:
+        """Reload every model that lost a stub (needs --model-control-mode=explicit); returns the models reloaded."""
+        import tritonclient.grpc as grpcclient
+
+        models = sorted({model_of_instance(i) for i in self.dead_instances()})
+        if models:
+            client = grpcclient.InferenceServerClient(self.grpc_url)
+            try:
+                for model in models:
+                    client.load_model(model)  # loading a loaded model reloads it: new stubs, then the old ones go
+            finally:
+                client.close()
+        self.expected = self._alive()
+        return models
