@@ -73,14 +73,16 @@ def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_b
                         pair_batches: Sequence[EncodedBatch]) -> dict:
     """Run both chains (ONNX Runtime encoder -> head vs the PyTorch module) on the same token batches.
 
-    Returns max |diff| of embeddings and logits and the share of rows whose decision agrees
-    (intent argmax; duplicate logit sign, i.e. p >= 0.5).
+    Returns max |diff| of embeddings and logits, how many rows' decisions agree (intent argmax;
+    duplicate logit sign, i.e. p >= 0.5), and the ONNX logits in batch order ("intent_logits",
+    "duplicate_logits") for accuracy checks.
     """
     onnx = ProductOnnxModels(export_dir, providers=["CPUExecutionProvider"])
     model = model.eval()
     stats = {"embedding_max_abs_diff": 0.0, "intent_logits_max_abs_diff": 0.0,
              "duplicate_logit_max_abs_diff": 0.0, "intent_rows": 0, "intent_argmax_agree": 0,
              "duplicate_rows": 0, "duplicate_decision_agree": 0}
+    intent_out, duplicate_out = [], []
 
     def tensors(batch: EncodedBatch):
         return [torch.from_numpy(a) for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)]
@@ -94,6 +96,7 @@ def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_b
         stats["intent_logits_max_abs_diff"] = max(stats["intent_logits_max_abs_diff"], _max_diff(got, want))
         stats["intent_rows"] += len(got)
         stats["intent_argmax_agree"] += int((got.argmax(1) == want.argmax(1)).sum())
+        intent_out.append(got)
     for batch in pair_batches:
         want_emb = model.encoder(*tensors(batch))
         want = model.duplicate_head(want_emb).numpy()
@@ -103,6 +106,9 @@ def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_b
         stats["duplicate_logit_max_abs_diff"] = max(stats["duplicate_logit_max_abs_diff"], _max_diff(got, want))
         stats["duplicate_rows"] += len(got)
         stats["duplicate_decision_agree"] += int(((got >= 0) == (want >= 0)).sum())
+        duplicate_out.append(got)
+    stats["intent_logits"] = np.concatenate(intent_out) if intent_out else np.zeros((0, 0), np.float32)
+    stats["duplicate_logits"] = np.concatenate(duplicate_out) if duplicate_out else np.zeros((0, 1), np.float32)
     return stats
 
 
@@ -126,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         pairs = onnx.pairs.encode(["Headphones", None], ["Aurex Pulse AX-450 Headphones, Black", "Tee"],
                                   ["Wireless.", ""], ["headphones", "T-Shirts"], ["Aurex AX450 Pulse Blk", "Tee M"],
                                   [None, "Cotton."])
-        print(json.dumps(check_against_torch(model, out, [queries], [pairs]), indent=2))
+        stats = check_against_torch(model, out, [queries], [pairs])
+        print(json.dumps({k: v for k, v in stats.items() if not isinstance(v, np.ndarray)}, indent=2))
 
 
 if __name__ == "__main__":

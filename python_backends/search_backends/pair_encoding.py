@@ -12,7 +12,8 @@ Truncation policy (the sequence must fit ``max_length`` tokens, special tokens i
    all its tokens when it fits in half, and the longer one gets the rest. So a long description
    on one side cannot push out the other side's description.
 3. A field is truncated from its end (the start of a title or description says the most).
-4. A field cut down to nothing but its separator is dropped (at most one token goes unused).
+4. A field cut down to nothing but its separator is dropped (at most one token per side goes
+   unused), and once a stage had to cut, later stages get nothing.
 
 All strings of a batch go through the fast tokenizer in one ``encode_batch`` call. Rows are
 right-padded to the longest row rounded up to ``pad_to_multiple_of``.
@@ -140,6 +141,8 @@ class PairEncoder:
                 piece = pieces[s][:shares[s]] if shares[s] > seps[s] else []  # not a lone separator
                 kept[s].append(piece)
                 budget -= len(piece)
+            if any(shares[s] < len(pieces[s]) for s in range(2)):
+                budget = 0  # a field was cut: later (less important) fields get nothing
         first = [self.cls_id] + [t for piece in kept[0] for t in piece] + [self.sep_id]
         second = [t for piece in kept[1] for t in piece] + [self.sep_id]
         return first, second

@@ -35,6 +35,8 @@ STUB_NAME = "triton_python_backend_stub"
 def process_label(proc: psutil.Process) -> str | None:
     """'tritonserver' for the server; the model instance name (e.g. ``m_0_0``) for a Python stub."""
     try:
+        if proc.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped by the server
+            return None
         cmd = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None

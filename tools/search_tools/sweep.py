@@ -323,6 +323,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--apply", action="store_true",
                         help="write the chosen batching to --overrides and the configs into --repository")
     parser.add_argument("--dry-run", action="store_true", help="print the config diff, write nothing")
+    parser.add_argument("--force", action="store_true", help="--apply even when verification shows no win")
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository",
                         help="model repository to apply the chosen configuration to")
     parser.add_argument("--overrides", type=Path, default=DEFAULT_OVERRIDES,
@@ -357,6 +358,10 @@ def run(args) -> int:
     if not report["chosen_batching"] or report["chosen"] == DEFAULT_NAME:
         print("nothing to apply: the default configuration stays")
         return 0
+    if not report.get("verification", {}).get("beats_default") and args.apply and not args.force:
+        print("the chosen configuration did not beat the default in every verification round: "
+              "not applying (diff below; --force applies anyway)")
+        args.apply = False
     return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args)
 
 
