@@ -47,9 +47,11 @@ def test_ensemble_maps_name_real_tensors(name, target):
 def test_target_specific_engines(name):
     pipeline = build_pipeline(name)
     local, cpu, gpu = (_configs(pipeline, t) for t in TARGETS)
-    engines = [m.name for m in pipeline.models if type(m).__name__ == "EngineModel"]
+    engine_specs = {m.name: m for m in pipeline.models if type(m).__name__ == "EngineModel"}
+    engines = list(engine_specs)
     for engine in engines:
-        assert local[engine].backend == "python" and all(i.allow_ragged_batch for i in local[engine].input)
+        assert local[engine].backend == "python"
+        assert all(i.allow_ragged_batch == engine_specs[engine].ragged for i in local[engine].input)
         assert cpu[engine].platform == "onnxruntime_onnx" and cpu[engine].default_model_filename == "model.onnx"
         assert gpu[engine].platform == "tensorrt_plan" and gpu[engine].default_model_filename == "model.plan"
         assert gpu[engine].instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU

@@ -1,7 +1,8 @@
 """Overload: above capacity, excess requests are rejected fast and served requests stay within budget.
 
-Uses the pipelines' own Batching defaults (bounded queues + queue timeout with REJECT), served on
-loopback, loaded open-loop by search_tools.load_test at a rate well above what 1-2 CPU cores serve.
+Uses the pipelines' overload policy (``build_pipeline(name, bounded_queues=True)``: a bounded queue at every
+batched stage, no queue timeout; off by default because of a Triton 2.51 stall, see docs/reliability.md),
+served on loopback, loaded open-loop by search_tools.load_test at a rate well above what 1-2 cores serve.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from search_build.spec import Ensemble
 from search_tools.load_test import run_load
 
 PIPELINE = "query_embedding"
-# Served p99 budget under overload: two bounded stages x 250 ms queue timeout + one batch of compute each.
-SERVED_P99_BUDGET_MS = 1000.0
+# Served p99 budget under overload (docs/reliability.md): the engine queue (128 rows) drains in ~0.5-0.7 s on
+# one busy core; 1.5 s leaves room for the neighbours on this shared machine.
+SERVED_P99_BUDGET_MS = 1500.0
 QUEUE_FULL_P50_BUDGET_MS = 100.0     # "Exceeds maximum queue size" comes back at once
-REJECTION_P99_BUDGET_MS = 2000.0      # timeouts are noticed when the batcher next looks at the queue
+REJECTION_P99_BUDGET_MS = 500.0
 RATES = (800.0, 1600.0)               # requests/s offered; the second only if the first did not overload
 SECONDS = 3.0
 
@@ -28,19 +30,23 @@ SECONDS = 3.0
 def server(tmp_path_factory):
     if PIPELINE not in registered():
         pytest.skip(f"{PIPELINE} not registered")
-    repo = write_repo([build_pipeline(PIPELINE)], tmp_path_factory.mktemp("overload_repo"))
+    repo = write_repo([build_pipeline(PIPELINE, bounded_queues=True)], tmp_path_factory.mktemp("overload_repo"))
     with running_server(repo, tmp_path_factory.mktemp("logs") / "tritonserver.log") as s:
         yield s
 
 
 @pytest.mark.parametrize("name", registered())
-def test_every_batched_model_has_a_bounded_queue(name):
-    """The spec policy: every dynamically batched model of every pipeline rejects rather than queues forever."""
-    for model in build_pipeline(name).models:
+def test_every_pipeline_offers_the_bounded_queue_policy(name):
+    """One policy for all pipelines: ``bounded_queues=True`` bounds every dynamically batched model, without
+    a queue timeout; the default adds no queue policy at all (Triton 2.51 stalls requests when one is set)."""
+    bounded = build_pipeline(name, bounded_queues=True)
+    for model in bounded.models:
         if isinstance(model, Ensemble) or not model.batching.dynamic or model.batching.max_batch_size == 0:
             continue
-        assert model.batching.max_queue_size > 0, f"{name}/{model.name}: unbounded queue"
-        assert model.batching.queue_timeout_us > 0, f"{name}/{model.name}: no queue timeout"
+        assert model.batching.max_queue_size >= 2 * model.batching.max_batch_size, f"{name}/{model.name}"
+        assert model.batching.queue_timeout_us == 0, f"{name}/{model.name}: queue timeouts reject stalled requests"
+        default = build_pipeline(name).model(model.name).batching
+        assert default.max_queue_size == 0 and default.queue_timeout_us == 0, f"{name}/{model.name}"
 
 
 def test_served_config_rejects_when_full(server):
@@ -49,9 +55,9 @@ def test_served_config_rejects_when_full(server):
         if isinstance(model, Ensemble):
             continue
         policy = config(client, model.name)["dynamic_batching"]["default_queue_policy"]
-        assert int(policy["max_queue_size"]) == model.batching.max_queue_size
-        assert int(policy["default_timeout_microseconds"]) == model.batching.queue_timeout_us
-        assert policy.get("timeout_action", "REJECT") == "REJECT"  # REJECT is the enum default (omitted)
+        assert int(policy["max_queue_size"]) == build_pipeline(PIPELINE, bounded_queues=True).model(
+            model.name).batching.max_queue_size > 0
+        assert int(policy.get("default_timeout_microseconds", 0)) == 0
 
 
 def test_overload_rejects_fast_and_served_latency_stays_bounded(server):
@@ -64,13 +70,10 @@ def test_overload_rejects_fast_and_served_latency_stays_bounded(server):
     assert report.other_errors == 0, report.error_samples
     for o in outcomes:
         if not o.ok:
-            assert o.status == "StatusCode.UNAVAILABLE" and (
-                "maximum queue size" in o.message or "timeout" in o.message.lower()), o
+            assert o.status == "StatusCode.UNAVAILABLE" and "maximum queue size" in o.message, o
     assert report.served > 0
     assert report.served_p99_ms <= SERVED_P99_BUDGET_MS, report.text()
-    queue_full = sorted(o.latency_s * 1000 for o in outcomes if "maximum queue size" in o.message)
-    if queue_full:
-        assert queue_full[len(queue_full) // 2] <= QUEUE_FULL_P50_BUDGET_MS, report.text()
+    assert report.rejected_p50_ms <= QUEUE_FULL_P50_BUDGET_MS, report.text()
     assert report.rejected_p99_ms <= REJECTION_P99_BUDGET_MS, report.text()
 
     # Overload leaves nothing behind: the next clean request is served promptly.

@@ -228,9 +228,11 @@ def heldout_parity(exported):
 
     out, model, config = exported
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    # The exact held-out sets of the training run (the generators' output depends on these sizes).
+    data = json.loads((CHECKPOINT / "heldout_report.json").read_text())["data"]
     seed = config["training"]["seed"]
-    _, intents = make_intent_splits(seed)
-    _, pairs = make_product_pair_splits(seed)
+    _, intents = make_intent_splits(seed, data["intent_train"], data["intent_heldout"])
+    _, pairs = make_product_pair_splits(seed, data["pair_train"], data["pair_heldout"])
     onnx = ProductOnnxModels(out)
     query_batches = [onnx.queries.encode([e.text for e in intents[i:i + 64]]) for i in range(0, len(intents), 64)]
     pair_batches = [onnx.pairs.encode_records([(p.a, p.b) for p in pairs[i:i + 32]]) for i in range(0, len(pairs), 32)]

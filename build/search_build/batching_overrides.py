@@ -59,8 +59,15 @@ def clamp_ensembles(pipeline: Pipeline) -> Pipeline:
 def load_overrides(path: str | Path) -> dict[str, dict]:
     data = json.loads(Path(path).read_text())
     models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ValueError(f"{path}: 'models' must map model names to batching fields")
     for name, changes in models.items():
-        updated_batching(Batching(), changes)  # validates field names early, with the file at hand
+        try:
+            if not isinstance(changes, dict):
+                raise ValueError("expected a mapping of batching fields")
+            updated_batching(Batching(), changes)  # validates names and values early, with the file at hand
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: models.{name}: {exc}") from None
     return models
 
 

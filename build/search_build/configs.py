@@ -68,7 +68,7 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         _param(cfg, "intra_op_threads", m.intra_op_threads)
         _param(cfg, "sequence_outputs", ",".join(m.sequence_outputs))
         _param(cfg, "pad_values", ",".join(f"{k}={v}" for k, v in m.pad_values.items()))
-        kind, ragged = mc.ModelInstanceGroup.KIND_CPU, True
+        kind, ragged = mc.ModelInstanceGroup.KIND_CPU, m.ragged
     elif target == "triton-cpu":
         cfg = mc.ModelConfig(name=m.name, platform="onnxruntime_onnx", default_model_filename=ENGINE_FILES[target])
         if m.intra_op_threads:

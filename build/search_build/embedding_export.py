@@ -38,7 +38,7 @@ class PooledEncoder(torch.nn.Module):
 
 
 def load_pooled_encoder(checkpoint: SentenceCheckpoint) -> PooledEncoder:
-    encoder = AutoModel.from_pretrained(checkpoint.transformer_dir, attn_implementation="eager")
+    encoder = AutoModel.from_pretrained(checkpoint.transformer_dir, attn_implementation="eager", use_safetensors=True)
     return PooledEncoder(encoder, checkpoint.pooling, checkpoint.normalize).eval()
 
 

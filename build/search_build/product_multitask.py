@@ -51,7 +51,7 @@ class MeanPooledEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, attn_implementation: str = "eager") -> "MeanPooledEncoder":
         # Eager attention exports to plain ONNX ops; numerically it matches SDPA.
-        return cls(AutoModel.from_pretrained(str(path), add_pooling_layer=False,
+        return cls(AutoModel.from_pretrained(str(path), add_pooling_layer=False, use_safetensors=True,
                                              attn_implementation=attn_implementation))
 
     @property

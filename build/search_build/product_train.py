@@ -1,13 +1,21 @@
 """Train the product-search heads (query intent + product duplicate) on one shared encoder.
 
-    python -m search_build.product_train --out models/product_heads            # frozen encoder (default)
-    python -m search_build.product_train --out DIR --finetune-encoder          # multitask fine-tuning
+    python -m search_build.product_train --out models/product_heads
+    python -m search_build.product_train --out DIR --train-top-layers 0   # frozen encoder, heads only
 
-Frozen (default): the package's all-MiniLM-L6-v2 embeds every example once, then only the two
-small heads train on the cached embeddings; the checkpoint is the head weights (< 1 MB) and the
-encoder is named by source + sha256. ``--finetune-encoder`` trains everything jointly and also
-saves the encoder (~90 MB). Seeded; CUDA with bf16/fp16 autocast when available, FP32 on CPU.
-Writes heads.safetensors, config.json and heldout_report.json into ``--out``.
+The base encoder (the packaged all-MiniLM-L6-v2 unless ``--encoder``) is frozen except its top
+``--train-top-layers`` transformer layers, which are fine-tuned jointly with both heads. The
+frozen lower part runs once over the data (its output is cached), so each step costs only the
+top layers: that is what makes CPU training take minutes. The checkpoint stores the heads and
+the fine-tuned layers only; the rest is the base encoder, pinned by its sha256.
+
+Why not fully frozen: the duplicate head sees one mean-pooled vector of "[CLS] A [SEP] B [SEP]";
+the off-the-shelf bi-encoder does not put an A-versus-B comparison into that vector (held-out
+duplicate accuracy ~0.53, chance 0.5), one fine-tuned layer does. Why not everything: ~90 MB to
+commit or a CPU rebuild far over budget, for little gain on top of what the top layer learns.
+
+Seeded; CUDA with bf16/fp16 autocast when available, FP32 on CPU. Writes weights.safetensors,
+config.json and heldout_report.json into ``--out``.
 """
 from __future__ import annotations
 
@@ -197,22 +205,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-top-layers", type=int, default=DEFAULT_TOP_LAYERS,
                         help="fine-tune this many top encoder layers (0: frozen encoder, heads only)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 40 with a frozen encoder, else 3")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 40 with a frozen encoder, else 4")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of the caching pass")
     parser.add_argument("--intent-batch", type=int, default=32)
     parser.add_argument("--pair-batch", type=int, default=16)
-    parser.add_argument("--head-lr", type=float, default=1e-3)
-    parser.add_argument("--encoder-lr", type=float, default=1e-4)
+    parser.add_argument("--head-lr", type=float, default=2e-3)
+    parser.add_argument("--encoder-lr", type=float, default=5e-4, help="for the fine-tuned top layers")
     parser.add_argument("--head-hidden", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--intent-max-length", type=int, default=64)
-    parser.add_argument("--pair-max-length", type=int, default=128)
+    # Titles and types carry the identity of a listing; 64 tokens keep them whole plus the start
+    # of both descriptions, at half the cost of 128 (and a less diluted mean-pooled vector).
+    parser.add_argument("--pair-max-length", type=int, default=64)
     parser.add_argument("--n-intent-train", type=int, default=2400)
     parser.add_argument("--n-pair-train", type=int, default=3000)
     parser.add_argument("--n-heldout", type=int, default=800, help="held-out examples per task")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (40 if args.train_top_layers == 0 else 3)
+    args.epochs = args.epochs or (40 if args.train_top_layers == 0 else 4)
 
     seed_everything(args.seed)
     device = torch.device(args.device)

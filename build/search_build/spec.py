@@ -35,6 +35,22 @@ class Batching:
     queue_timeout_us: int = 0
     dynamic: bool = True
 
+    def __post_init__(self) -> None:
+        """Values come from JSON overrides and sweep files too: refuse nonsense with a message naming the field."""
+        for name, minimum in (("max_batch_size", 0), ("max_queue_delay_us", 0), ("instance_count", 1),
+                              ("max_queue_size", 0), ("queue_timeout_us", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"Batching.{name} must be an integer >= {minimum}, got {value!r}")
+        sizes = self.preferred_batch_sizes
+        if not isinstance(sizes, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+                                                       or (self.max_batch_size and n > self.max_batch_size)
+                                                       for n in sizes):
+            raise ValueError(f"Batching.preferred_batch_sizes must be integers in 1..max_batch_size "
+                             f"({self.max_batch_size}), got {sizes!r}")
+        if not isinstance(self.dynamic, bool):
+            raise ValueError(f"Batching.dynamic must be true or false, got {self.dynamic!r}")
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -85,6 +101,9 @@ class EngineModel:
     pad_values: dict[str, int] = field(default_factory=dict)
     profiles: tuple[OptimizationProfile, ...] = ()
     intra_op_threads: int = 0
+    # Requests of different lengths may share a batch on the local runner (padded there). Off for
+    # graphs whose variable axes are not a trailing padded sequence (e.g. KV caches).
+    ragged: bool = True
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class DecoderStepGraph(nn.Module):
 def load_model(model_dir: str | Path):
     from transformers import BartForConditionalGeneration
 
-    model = BartForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager")
+    model = BartForConditionalGeneration.from_pretrained(model_dir, attn_implementation="eager", use_safetensors=True)
     return model.float().eval()
 
 
@@ -173,7 +173,7 @@ def export_encoder(model, path: Path) -> None:
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
     program = torch.onnx.export(
-        EncoderGraph(model),
+        EncoderGraph(model).eval(),
         (ids, mask),
         dynamo=True,
         opset_version=OPSET,
@@ -196,7 +196,7 @@ def export_decoder(model, path: Path) -> None:
     past = [torch.randn(b, heads, t, head_dim) for _ in range(2 * layers)]
     cross = [torch.randn(b, heads, s, head_dim) for _ in range(2 * layers)]
     program = torch.onnx.export(
-        DecoderStepGraph(model),
+        DecoderStepGraph(model).eval(),
         (ids, mask, past, cross),
         dynamo=True,
         opset_version=OPSET,

@@ -36,6 +36,10 @@ class BatchTokenizer:
     """
 
     def __init__(self, tokenizer_dir: str | Path, max_length: int = 128, pad_to_multiple_of: int = 8):
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+            raise ValueError(f"max_length must be an integer >= 2 (room for the special tokens), got {max_length!r}")
+        if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be an integer >= 1, got {pad_to_multiple_of!r}")
         tokenizer_dir = Path(tokenizer_dir)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         model_max = _model_max_length(tokenizer_dir)

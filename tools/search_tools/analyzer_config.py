@@ -34,6 +34,27 @@ class PerfSweepSettings:
     fallback_instance_counts: list[int] = field(default_factory=lambda: [1, 2])
     fallback_max_batch_sizes: list[int] = field(default_factory=lambda: [8, 32])
 
+    def __post_init__(self) -> None:
+        """Values come from YAML presets: refuse wrong types and ranges with the key named."""
+        def ints(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, list) or not value or any(
+                    isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value):
+                raise ValueError(f"perf_sweep.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
+
+        def one(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"perf_sweep.{name} must be an integer >= {minimum}, got {value!r}")
+
+        ints("concurrency", 1)
+        ints("queue_delays_us", 0)
+        ints("fallback_instance_counts", 1)
+        ints("fallback_max_batch_sizes", 1)
+        one("measurement_ms", 100)
+        one("max_candidates", 1)
+        one("verify_rounds", 1)
+
 
 @dataclass
 class AnalyzerConfig:
@@ -82,7 +103,19 @@ def load(pipeline: str, preset: str = "quick") -> AnalyzerConfig:
     base = yaml.safe_load(path.read_text())
     overlay = yaml.safe_load((ANALYZER_DIR / "presets" / f"{preset}.yaml").read_text()) or {}
     merged = deep_merge(base, overlay.get("model_analyzer", {}))
-    return AnalyzerConfig(pipeline, preset, merged, PerfSweepSettings(**overlay.get("perf_sweep", {})))
+    sweep = overlay.get("perf_sweep", {}) or {}
+    unknown = set(sweep) - set(PerfSweepSettings.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"presets/{preset}.yaml: unknown perf_sweep keys {sorted(unknown)}; "
+                         f"known: {sorted(PerfSweepSettings.__dataclass_fields__)}")
+    try:
+        cfg = AnalyzerConfig(pipeline, preset, merged, PerfSweepSettings(**sweep))
+        budget = cfg.budget_ms
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} + presets/{preset}.yaml: {type(exc).__name__}: {exc}") from None
+    if not budget > 0:
+        raise ValueError(f"{path}: constraints.perf_latency_p99.max must be a positive number of ms, got {budget!r}")
+    return cfg
 
 
 def resolve_for_this_machine(cfg: dict, *, model_repository: Path, export_dir: Path,

@@ -2,8 +2,9 @@
 
 Triton 2.51's Python backend does not restart a stub that was killed (OOM killer, kill -9, a crash in
 native code): every request to that model instance fails after ~1 s with ``Stub process '<instance>'
-is not healthy`` while the server and the model keep reporting *ready*. Reloading the model (explicit
-model control) starts a fresh stub. This watchdog compares the stubs a server had when it was last
+is not healthy`` while the server and the model keep reporting *ready*. Unloading and loading the model
+again (explicit model control) starts a fresh stub; a plain ``load_model`` of an unchanged model keeps
+its instances, dead stub included. This watchdog compares the stubs a server had when it was last
 healthy with the ones alive now, and reloads the models that lost one.
 """
 from __future__ import annotations
@@ -41,7 +42,9 @@ class StubWatchdog:
             client = grpcclient.InferenceServerClient(self.grpc_url)
             try:
                 for model in models:
-                    client.load_model(model)  # loading a loaded model reloads it: new stubs, then the old ones go
+                    # load_model alone keeps the (dead) instances when nothing changed: unload first.
+                    client.unload_model(model)
+                    client.load_model(model)
             finally:
                 client.close()
         self.expected = self._alive()

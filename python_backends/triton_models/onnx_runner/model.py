@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from search_backends.model_parameters import int_map_parameter, int_parameter, list_parameter
 from search_backends.onnx_runner import OnnxBatchRunner, make_session
 from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
@@ -17,11 +18,10 @@ class TritonPythonModel:
         params = parameters(config)
         self.inputs = {i["name"]: i for i in config["input"]}
         self.dtypes = output_dtypes(config)
-        pads = dict(kv.split("=") for kv in params.get("pad_values", "").split(",") if kv)
         session = make_session(version_dir(args) / params.get("onnx_file", "model.onnx"),
-                               intra_op_threads=int(params.get("intra_op_threads", "0") or 0))
-        self.runner = OnnxBatchRunner(session, pad_values={k: int(v) for k, v in pads.items()},
-                                      sequence_outputs=[s for s in params.get("sequence_outputs", "").split(",") if s])
+                               intra_op_threads=int_parameter(params, "intra_op_threads", 0, minimum=0))
+        self.runner = OnnxBatchRunner(session, pad_values=int_map_parameter(params, "pad_values"),
+                                      sequence_outputs=list_parameter(params, "sequence_outputs"))
 
     @guarded
     def execute(self, requests):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from search_backends.model_parameters import int_parameter
 from search_backends.text_input import InputError, decode_text
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
@@ -15,8 +16,8 @@ class TritonPythonModel:
         self.text_input = params.get("text_input", "TEXT")
         self.dtypes = output_dtypes(config)
         self.tokenizer = BatchTokenizer(version_dir(args) / params.get("tokenizer_dir", "tokenizer"),
-                                        max_length=int(params.get("max_length", 128)),
-                                        pad_to_multiple_of=int(params.get("pad_to_multiple_of", 8)))
+                                        max_length=int_parameter(params, "max_length", 128, minimum=2),
+                                        pad_to_multiple_of=int_parameter(params, "pad_to_multiple_of", 8, minimum=1))
 
     @guarded
     def execute(self, requests):

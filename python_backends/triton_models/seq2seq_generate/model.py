@@ -1,0 +1,111 @@
+"""Triton adapter: batched greedy / beam search for an encoder-decoder (search_backends.spell_generation).
+
+All requests of a Triton batch are decoded together: one decoder call per step for every live
+sequence of every request. ``engine_mode`` picks where the graphs run:
+  inprocess: ONNX Runtime sessions inside this model (fewest copies; the local default),
+  bls:       the ``encoder_model`` / ``decoder_model`` Triton models (TensorRT or ONNX Runtime engines).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
+from search_backends.spell_generation import GenerationDefaults, generate
+from search_backends.text_input import InputError
+from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+
+
+class BlsEngines:
+    """encode / decode_step callables that call other Triton models."""
+
+    def __init__(self, encoder_model: str, decoder_model: str, num_layers: int):
+        self.encoder_model, self.decoder_model = encoder_model, decoder_model
+        self.cross_names = [f"cross_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
+        self.past_names = [f"past_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
+        self.present_names = [f"present_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
+
+    def _call(self, model, inputs, outputs):
+        request = pb_utils.InferenceRequest(model_name=model, inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v))
+                                                                     for k, v in inputs.items()],
+                                            requested_output_names=outputs)
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{model}: {response.error().message()}")
+        return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
+
+    def encode(self, input_ids, attention_mask):
+        return self._call(self.encoder_model, {"input_ids": input_ids, "attention_mask": attention_mask}, self.cross_names)
+
+    def decode_step(self, decoder_input_ids, encoder_attention_mask, past, cross):
+        inputs = {"decoder_input_ids": decoder_input_ids, "encoder_attention_mask": encoder_attention_mask,
+                  **dict(zip(self.past_names, past)), **dict(zip(self.cross_names, cross))}
+        logits, *present = self._call(self.decoder_model, inputs, ["logits", *self.present_names])
+        return logits, present
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        params = parameters(config)
+        self.dtypes = output_dtypes(config)
+        model_dir = version_dir(args) / params.get("model_dir", "spell_model")
+        self.defaults = GenerationDefaults.from_model_dir(model_dir)
+        model_cfg = json.loads((model_dir / "config.json").read_text())
+        self.pad_id = int(model_cfg.get("pad_token_id") or 0)
+        self.limits = ControlLimits(max_num_beams=int(params.get("max_num_beams", 8)),
+                                    max_new_tokens=int(params.get("max_new_tokens_limit", 64)))
+        mode = params.get("engine_mode", "inprocess")
+        if mode == "inprocess":
+            from search_backends.spell_corrector import OnnxSpellModel
+            self.engines = OnnxSpellModel(model_dir, intra_op_threads=int(params.get("intra_op_threads", "0") or 0))
+        elif mode == "bls":
+            self.engines = BlsEngines(params["encoder_model"], params["decoder_model"], int(model_cfg["decoder_layers"]))
+        else:
+            raise ValueError(f"engine_mode must be 'inprocess' or 'bls', got {mode!r}")
+
+    def _request_params(self, request):
+        inputs = {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}
+        request_parameters = json.loads(request.parameters() or "{}")
+        overrides = parse_controls(inputs, request_parameters, self.limits)
+        try:
+            return self.defaults.resolve(**overrides)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+    @guarded
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        ids_rows, mask_rows, row_params, spans = [], [], [], []
+        for i, request in enumerate(requests):
+            try:
+                params = self._request_params(request)
+            except InputError as exc:
+                responses[i] = error_response(str(exc))
+                continue
+            ids = tensor_or_none(request, "input_ids").astype(np.int64)
+            mask = tensor_or_none(request, "attention_mask").astype(np.int64)
+            if ids.shape != mask.shape or ids.ndim != 2 or (mask.sum(axis=1) == 0).any():
+                responses[i] = error_response("input_ids/attention_mask: need equal [N, L] shapes and at least "
+                                              "one attended token per row")
+                continue
+            spans.append((i, len(ids_rows), len(ids_rows) + len(ids)))
+            ids_rows.extend(ids)
+            mask_rows.extend(mask)
+            row_params.extend([params] * len(ids))
+        if ids_rows:
+            width = max(len(r) for r in ids_rows)
+            ids = np.full((len(ids_rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for r, (row_ids, row_mask) in enumerate(zip(ids_rows, mask_rows)):
+                ids[r, :len(row_ids)], mask[r, :len(row_mask)] = row_ids, row_mask
+            outputs = generate(self.engines.encode, self.engines.decode_step, ids, mask, row_params)
+            for i, start, stop in spans:
+                rows = outputs[start:stop]
+                out = np.full((len(rows), max(map(len, rows))), self.pad_id, dtype=np.int64)
+                for r, tokens in enumerate(rows):
+                    out[r, :len(tokens)] = tokens
+                responses[i] = respond({"output_ids": out}, self.dtypes)
+        return responses

@@ -1,0 +1,40 @@
+"""Triton adapter: query text -> spell-model token ids + the tail that does not fit (search_backends.spell_codec)."""
+from __future__ import annotations
+
+import numpy as np
+
+from search_backends.spell_codec import SpellTextCodec
+from search_backends.text_input import InputError, decode_text
+from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        params = parameters(config)
+        self.dtypes = output_dtypes(config)
+        self.codec = SpellTextCodec(version_dir(args) / params.get("model_dir", "spell_model"))
+
+    @guarded
+    def execute(self, requests):
+        responses, texts, spans = [None] * len(requests), [], []
+        for i, request in enumerate(requests):
+            values = tensor_or_none(request, "TEXT")
+            try:
+                if values is None or values.size == 0:
+                    raise InputError("TEXT: missing input")
+                decoded = [decode_text(v) for v in values.reshape(-1)]
+            except InputError as exc:
+                responses[i] = error_response(str(exc))
+                continue
+            spans.append((i, len(texts), len(texts) + len(decoded)))
+            texts.extend(decoded)
+        if texts:
+            prepared = self.codec.prepare(texts)
+            ids, mask = self.codec.encode([head for head, _ in prepared])  # one call for the Triton batch
+            for i, start, stop in spans:
+                width = max(int(mask[start:stop].sum(axis=1).max()), 1)
+                tails = np.array([[tail.encode()] for _, tail in prepared[start:stop]], dtype=np.object_)
+                responses[i] = respond({"input_ids": ids[start:stop, :width], "attention_mask": mask[start:stop, :width],
+                                        "TAIL": tails}, self.dtypes)
+        return responses

@@ -1,0 +1,208 @@
+"""Security: no pickle-based weights, no remote code, loopback by default, validated configuration values."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from reliability_support import registered, running_server, write_repo
+from search_build.pipelines import build_pipeline
+from search_build.spec import Batching
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("build", "python_backends", "tools", "scripts")
+# Built from pieces so this file does not match its own patterns.
+FORBIDDEN_SOURCE = {
+    "pickle import": re.compile(r"^\s*(import|from)\s+(c?pickle|dill|joblib|cloudpickle)\b", re.M),
+    "pickle load": re.compile(r"\b(pickle|dill|joblib|cloudpickle)\s*\.\s*loads?\s*\("),
+    "torch load without weights_only=True": re.compile(r"torch\s*\.\s*load\s*\((?![^)]*weights_only\s*=\s*True)"),
+    "numpy allow_pickle": re.compile(r"allow_pickle\s*=\s*True"),
+    "remote code": re.compile("trust_remote" + r"_code\s*=\s*True"),
+}
+PICKLE_WEIGHT_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
+REPOSITORY_SUFFIXES = {".pbtxt", ".py", ".onnx", ".json", ".txt", ".safetensors"}
+
+
+def _project_files() -> list[Path]:
+    """Tracked files plus untracked ones git does not ignore (what a commit could contain)."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
+                         capture_output=True, check=True).stdout.decode()
+    return [PROJECT_ROOT / f for f in out.split("\0") if f and (PROJECT_ROOT / f).exists()]
+
+
+def test_no_pickle_loading_or_remote_code_in_source():
+    findings = []
+    for path in _project_files():
+        if path.suffix != ".py" or path == Path(__file__).resolve():
+            continue
+        text = path.read_text(errors="replace")
+        for what, pattern in FORBIDDEN_SOURCE.items():
+            for m in pattern.finditer(text):
+                findings.append(f"{path.relative_to(PROJECT_ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {what}")
+    assert not findings, "\n".join(findings)
+
+
+def test_model_weights_load_from_safetensors_only():
+    """Shipped code asks transformers for safetensors explicitly: it can never fall back to a pickled .bin."""
+    call = re.compile(r"(\w+)\.from_pretrained\(([^()]*(\([^()]*\)[^()]*)*)\)", re.S)
+    shipped = [p for p in _project_files() if p.suffix == ".py" and p.relative_to(PROJECT_ROOT).parts[0] in SHIPPED]
+    # The project's own wrappers (e.g. MeanPooledEncoder.from_pretrained) are checked where they call transformers.
+    own = {m.group(1) for p in shipped for m in re.finditer(r"^\s*class\s+(\w+)", p.read_text(errors="replace"), re.M)}
+    findings = []
+    for path in shipped:
+        text = path.read_text(errors="replace")
+        for m in call.finditer(text):
+            cls, args = m.group(1), m.group(2)
+            if "Tokenizer" in cls or cls in ("cls", "super") or cls in own or "use_safetensors=True" in args:
+                continue
+            findings.append(f"{path.relative_to(PROJECT_ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: "
+                            f"{cls}.from_pretrained without use_safetensors=True")
+    assert not findings, "\n".join(findings)
+
+
+def test_no_pickled_weight_files_in_the_project():
+    bad = [str(p.relative_to(PROJECT_ROOT)) for p in _project_files() if p.suffix.lower() in PICKLE_WEIGHT_SUFFIXES]
+    assert not bad, bad
+
+
+def test_embedding_checkpoint_has_safetensors_weights_only():
+    from search_build.sentence_checkpoint import default_embedding_checkpoint
+
+    root = Path(default_embedding_checkpoint())
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert not [p for p in files if p.suffix.lower() in PICKLE_WEIGHT_SUFFIXES]
+
+
+@pytest.mark.parametrize("name", registered())
+def test_repository_holds_only_safe_file_types(name, tmp_path):
+    repo = write_repo([build_pipeline(name)], tmp_path / "repo")
+    _assert_safe_repository(repo)
+
+
+def test_checked_out_model_repository_holds_only_safe_file_types():
+    repo = PROJECT_ROOT / "model_repository"
+    if not any(repo.glob("*/config.pbtxt")):
+        pytest.skip("no model_repository built here (searchbar build)")
+    _assert_safe_repository(repo)
+
+
+def _assert_safe_repository(repo: Path) -> None:
+    bad = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+           and p.suffix.lower() not in REPOSITORY_SUFFIXES and not p.name.endswith((".onnx.data", ".onnx_data"))]
+    assert not bad, f"unexpected file types in {repo}: {bad}"
+
+
+# --- loopback by default ---------------------------------------------------------------------------------------
+
+def test_server_and_cli_default_to_loopback():
+    import argparse
+
+    from search_tools import serve
+    from search_tools.server import TritonServer
+
+    server = TritonServer(PROJECT_ROOT)
+    assert server.host == "127.0.0.1"
+    cmd = server.command()
+    for flag in ("--http-address", "--grpc-address", "--metrics-address"):
+        assert f"{flag}=127.0.0.1" in cmd
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert parser.parse_args([]).host == "127.0.0.1"
+
+
+def test_running_server_listens_on_loopback_only(triton):
+    sockets = [c for proc in [psutil.Process(triton.process.pid), *psutil.Process(triton.process.pid).children(True)]
+               for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    ports = {c.laddr.port for c in sockets}
+    assert {triton.http_port, triton.grpc_port, triton.metrics_port} <= ports
+    def loopback(ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        return (addr.ipv4_mapped or addr).is_loopback if addr.version == 6 else addr.is_loopback
+
+    assert all(loopback(c.laddr.ip) for c in sockets), sockets  # gRPC shows as ::ffff:127.0.0.1
+
+
+def test_load_generator_refuses_non_loopback_targets():
+    from search_tools.load_test import require_loopback
+
+    require_loopback("127.0.0.1:8001")
+    require_loopback("localhost:8001")
+    for url in ("0.0.0.0:8001", "10.1.2.3:8001", "8.8.8.8:8001"):
+        with pytest.raises(ValueError, match="loopback"):
+            require_loopback(url)
+
+
+# --- configuration values are validated ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [("max_batch_size", -1), ("max_queue_size", -5), ("queue_timeout_us", 1.5),
+                                         ("instance_count", 0), ("max_queue_delay_us", "100"),
+                                         ("preferred_batch_sizes", (0,)), ("preferred_batch_sizes", (128,)),
+                                         ("dynamic", "yes")])
+def test_batching_values_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        Batching(**{field: value})
+
+
+def test_batching_override_file_errors_name_file_and_model(tmp_path):
+    from search_build.batching_overrides import load_overrides
+
+    path = tmp_path / "batching.json"
+    path.write_text(json.dumps({"models": {"query_embedding_encoder": {"max_queue_size": -1}}}))
+    with pytest.raises(ValueError, match=r"batching.json: models.query_embedding_encoder: .*max_queue_size"):
+        load_overrides(path)
+    path.write_text(json.dumps({"models": {"query_embedding_encoder": {"max_batch_sise": 8}}}))
+    with pytest.raises(ValueError, match="unknown batching fields"):
+        load_overrides(path)
+
+
+def test_analyzer_preset_values_are_validated():
+    from search_tools.analyzer_config import PerfSweepSettings
+
+    PerfSweepSettings()
+    for bad in ({"concurrency": [0, 4]}, {"concurrency": "8"}, {"measurement_ms": -1}, {"queue_delays_us": [-1]},
+                {"max_candidates": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PerfSweepSettings(**bad)
+
+
+def test_model_parameters_are_parsed_with_clear_errors():
+    from search_backends.model_parameters import ConfigError, int_map_parameter, int_parameter
+
+    assert int_parameter({"max_length": " 64 "}, "max_length", 128, minimum=2) == 64
+    assert int_parameter({}, "max_length", 128) == 128
+    for raw in ("12B", "1e3", "ten"):
+        with pytest.raises(ConfigError, match="max_length='.*' is not an integer"):
+            int_parameter({"max_length": raw}, "max_length", 128)
+    with pytest.raises(ConfigError, match="pad_to_multiple_of=0 must be >= 1"):
+        int_parameter({"pad_to_multiple_of": "0"}, "pad_to_multiple_of", 8, minimum=1)
+    assert int_map_parameter({"pad_values": "input_ids=0, attention_mask=0"}, "pad_values") == {
+        "input_ids": 0, "attention_mask": 0}
+    with pytest.raises(ConfigError, match="pad_values"):
+        int_map_parameter({"pad_values": "input_ids"}, "pad_values")
+
+
+def test_invalid_model_parameter_stops_the_model_with_a_clear_error(tmp_path):
+    """A bad value in config.pbtxt: the model refuses to load and Triton's error names the parameter."""
+    if "query_embedding" not in registered():
+        pytest.skip("query_embedding not registered")
+    pipeline = build_pipeline("query_embedding")
+    repo = write_repo([pipeline], tmp_path / "repo")
+    tokenizer = pipeline.model(pipeline.entry).steps[0].model
+    cfg = repo / tokenizer / "config.pbtxt"
+    text = cfg.read_text()
+    assert re.search(r'key: "max_length"\s*value \{\s*string_value: "\d+"', text)
+    cfg.write_text(re.sub(r'(key: "max_length"\s*value \{\s*string_value: )"\d+"', r'\1"12B"', text))
+    with running_server(repo, tmp_path / "tritonserver.log", model_control="explicit") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        with pytest.raises(InferenceServerException) as err:
+            client.load_model(tokenizer)
+        assert "max_length='12B' is not an integer" in err.value.message(), err.value.message()
+        assert not client.is_model_ready(tokenizer) and client.is_server_live()
