@@ -16,7 +16,10 @@ from search_build.repository import write_repository  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 # Pipelines served by the session server; each test module asks for the ones it needs.
-SERVED_PIPELINES = [p for p in os.environ.get("SEARCHBAR_TEST_PIPELINES", "query_embedding").split(",") if p]
+from search_build.pipelines import pipeline_names  # noqa: E402
+
+# Every registered pipeline is served by the one session server unless narrowed for a quick run.
+SERVED_PIPELINES = [p for p in os.environ.get("SEARCHBAR_TEST_PIPELINES", ",".join(pipeline_names())).split(",") if p]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from search_build.pipelines import build_pipeline, pipeline_names
+from search_build.pipelines import pipeline_names
 from search_build.repository import write_repository
 from search_build.spec import Ensemble, Pipeline
 from search_tools.sample_queries import MUSIC_QUERIES

@@ -24,9 +24,10 @@ from search_build.pipelines import build_pipeline
 
 # How a pipeline answers an empty / whitespace-only text (documented in its module); others may do either.
 EMPTY_TEXT = {"query_embedding": "error",   # text_input.decode_text: an empty query has no embedding
-              "spell_correct": "ok"}        # spell_corrector: empty in, "" out
-# Request parameters with invalid values, per pipeline that takes parameters.
-INVALID_PARAMETERS = {"spell_correct": [{"num_beams": 0}, {"num_beams": 1000}, {"num_beams": "many"}]}
+              "spell_correct": "error"}     # served: refused like query_embedding (in-process SpellCorrector returns "")
+# Invalid decoding controls, per pipeline that takes them: optional INT32 input tensors.
+INVALID_CONTROLS = {"spell_correct": [("NUM_BEAMS", 0), ("NUM_BEAMS", 1000), ("NUM_BEAMS", -3),
+                                      ("MAX_NEW_TOKENS", 0), ("MAX_NEW_TOKENS", 10**9)]}
 BATCH_WAIT_US = 50_000  # the validating model waits this long to fill a batch: concurrent requests share one
 
 pipeline_param = pytest.mark.parametrize("name", all_pipeline_params())
@@ -178,14 +179,28 @@ def test_unknown_model(served, grpc):
 
 
 @pipeline_param
-def test_invalid_parameter_values(name, served, grpc):
-    if name not in INVALID_PARAMETERS:
-        pytest.skip(f"{name} takes no request parameters")
+def test_invalid_control_values(name, served, grpc):
+    if name not in INVALID_CONTROLS:
+        pytest.skip(f"{name} takes no decoding controls")
     entry = _entry(served, name)
     cfg = config(grpc, entry)
-    for params in INVALID_PARAMETERS[name]:
-        (key, _), = params.items()
-        _assert_invalid(_call(grpc, entry, good_request(grpcclient, cfg, 0), parameters=params), key)
+    for control, value in INVALID_CONTROLS[name]:
+        tensor = grpcclient.InferInput(control, [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.array([[value]], dtype=np.int32))
+        outcome = _call(grpc, entry, [*good_request(grpcclient, cfg, 0), tensor])
+        kind, value_or_error = outcome
+        assert kind == "error", f"{control}={value} was accepted"
+        assert value_or_error.status() == "StatusCode.INVALID_ARGUMENT", _why(outcome)
+        squash = lambda text: text.lower().replace("_", "").replace(" ", "")  # noqa: E731 - NUM_BEAMS ~ num_beams
+        assert squash(control) in squash(value_or_error.message()), _why(outcome)
+
+
+@pipeline_param
+def test_unknown_request_parameters_are_ignored(name, served, grpc):
+    entry = _entry(served, name)
+    cfg = config(grpc, entry)
+    kind, result = _call(grpc, entry, good_request(grpcclient, cfg, 0), parameters={"no_such_option": 3})
+    assert kind == "ok", _why((kind, result))
 
 
 @pipeline_param

@@ -17,9 +17,10 @@ from search_build.spec import Ensemble
 from search_tools.load_test import run_load
 
 PIPELINE = "query_embedding"
-# Served p99 budget under overload (docs/reliability.md): the engine queue (128 rows) drains in ~0.5-0.7 s on
-# one busy core; 1.5 s leaves room for the neighbours on this shared machine.
-SERVED_P99_BUDGET_MS = 1500.0
+# Served p99 budget under overload (docs/reliability.md): the engine queue (128 rows) drains in ~0.7-1.3 s on
+# the core left by the load generator; 2 s leaves room for the neighbours on this shared machine. Unbounded,
+# the same overload made requests 8 s late within 4 s.
+SERVED_P99_BUDGET_MS = 2000.0
 QUEUE_FULL_P50_BUDGET_MS = 100.0     # "Exceeds maximum queue size" comes back at once
 REJECTION_P99_BUDGET_MS = 500.0
 RATES = (800.0, 1600.0)               # requests/s offered; the second only if the first did not overload

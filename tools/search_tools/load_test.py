@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=20_000)
     p.add_argument("--timeout", type=float, default=10.0, help="client deadline per request (s)")
     p.add_argument("--budget-ms", type=float, default=1500.0, help="p99 budget for served requests")
-    p.add_argument("--reject-budget-ms", type=float, default=2000.0, help="p99 budget for rejections")
+    p.add_argument("--reject-budget-ms", type=float, default=500.0, help="p99 budget for rejections")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     report, _ = run_load(args.url, args.model, rate=args.rate, duration_s=args.duration,

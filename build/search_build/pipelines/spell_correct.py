@@ -90,7 +90,7 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
         artifacts=(Artifact("spell_model", _serving_dir(checkpoint, with_graphs=True)),),
         ragged_inputs=True, bls_calls=(ENCODER, DECODER) if engine_mode == "bls" else ())
     detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (TensorSpec("output_ids", "INT64", (-1,)), tail),
-                             (TensorSpec("CORRECTED", "STRING", (1,)),), batching=Batching(max_batch_size=32),
+                             (TensorSpec("CORRECTED", "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
                              artifacts=(serving,), parameters={"model_dir": "spell_model"}, ragged_inputs=True)
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
     engine_batching = Batching(max_batch_size=256, dynamic=False)

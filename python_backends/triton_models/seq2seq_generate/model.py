@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
 from search_backends.spell_generation import GenerationDefaults, generate
 from search_backends.text_input import InputError
-from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import error_response, input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class BlsEngines:
@@ -83,7 +83,7 @@ class TritonPythonModel:
             try:
                 params = self._request_params(request)
             except InputError as exc:
-                responses[i] = error_response(str(exc))
+                responses[i] = input_error_response(str(exc))
                 continue
             ids = tensor_or_none(request, "input_ids").astype(np.int64)
             mask = tensor_or_none(request, "attention_mask").astype(np.int64)

@@ -5,7 +5,7 @@ import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
 from search_backends.text_input import InputError, decode_text
-from triton_helpers import error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class TritonPythonModel:
@@ -25,7 +25,7 @@ class TritonPythonModel:
                     raise InputError("TEXT: missing input")
                 decoded = [decode_text(v) for v in values.reshape(-1)]
             except InputError as exc:
-                responses[i] = error_response(str(exc))
+                responses[i] = input_error_response(str(exc))
                 continue
             spans.append((i, len(texts), len(texts) + len(decoded)))
             texts.extend(decoded)

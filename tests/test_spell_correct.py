@@ -1,0 +1,121 @@
+"""spell_correct served by a real tritonserver equals Hugging Face generate() token for token."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from conftest import string_input
+from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
+
+pytestmark = pytest.mark.skipif("spell_correct" not in __import__("conftest").SERVED_PIPELINES,
+                                reason="spell_correct not served in this run")
+
+INPUTS = [
+    "tayler swift", "beetles yesterday", "metalica enter sandman", "classcal music for studdy", "hello",
+    "lofi beats to studdy", "the weekend blinding lihgts", "bohemain rapsody", "ed sheren perfect", "a",
+    "coldplay", "rain sounds for sleping", "billie elish bad guy", "jazz pianno", "acoustic covr songs",
+    "drake gods plan", "niravna smells like teen spirit", "mozart for babys", "happy birthday song",
+    "80s synthwave", "adele someone like yuo", "chill hop", "workout playlist", "reggae bob marly",
+    "frank ocean blond", "imagine dragons beliver", "vivaldi four seasons sprng", "kendrik lamar humble",
+    "piano", "study music without lyrics and with some rain in the background please",
+    "Tayler   SWIFT  ",  # normalisation: case and spaces
+]
+
+
+@pytest.fixture(scope="module")
+def hf():
+    import torch
+    from transformers import AutoTokenizer, BartForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_CHECKPOINT)
+    model = BartForConditionalGeneration.from_pretrained(DEFAULT_CHECKPOINT).eval()
+
+    from search_backends.spell_codec import SpellTextCodec
+    codec = SpellTextCodec(DEFAULT_CHECKPOINT)
+
+    def generate(texts, **options):
+        # The documented truncation rule decides what the model sees; the oracle sees the same head.
+        prepared = codec.prepare(texts)
+        batch = tokenizer([head for head, _ in prepared], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**batch, **options)
+        heads = tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [" ".join(filter(None, (h, tail))) for h, (_, tail) in zip(heads, prepared)]
+    return generate
+
+
+def _correct(client, texts, params=None, inputs=()):
+    result = client.infer("spell_correct", [string_input(grpcclient, "TEXT", texts), *inputs], parameters=params)
+    return [v[0].decode("utf-8") for v in result.as_numpy("CORRECTED")]
+
+
+def _int_input(name, value, dtype="INT32", np_dtype=np.int32):
+    tensor = grpcclient.InferInput(name, [1, 1], dtype)
+    tensor.set_data_from_numpy(np.array([[value]], dtype=np_dtype))
+    return tensor
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_single_requests_match_hf_generate(grpc_client, hf, num_beams):
+    got = [_correct(grpc_client, [t], {"num_beams": num_beams})[0] for t in INPUTS]
+    want = [hf([t], num_beams=num_beams)[0] for t in INPUTS]
+    assert got == want
+
+
+def test_default_decoding_comes_from_generation_config(grpc_client, hf):
+    # generation_config.json of the checkpoint sets the defaults (num_beams among them).
+    assert _correct(grpc_client, INPUTS[:10]) == [hf([t])[0] for t in INPUTS[:10]]
+
+
+def test_concurrent_mixed_requests_decode_together_and_match(http_client, hf):
+    """Short and long inputs, greedy and beam requests arriving together share decoding steps."""
+    jobs = [(t, 1 if i % 2 else 4) for i, t in enumerate(INPUTS)]
+    futures = [http_client.async_infer("spell_correct", [string_input(httpclient, "TEXT", [t])],
+                                       parameters={"num_beams": b}) for t, b in jobs]
+    got = [f.get_result().as_numpy("CORRECTED")[0][0].decode() for f in futures]
+    want = [hf([t], num_beams=b)[0] for t, b in jobs]
+    assert got == want
+    stats = http_client.get_inference_statistics("spell_generate")["model_stats"][0]
+    assert int(stats["execution_count"]) < int(stats["inference_count"]), "no two requests were decoded together"
+
+
+def test_controls_by_optional_inputs(grpc_client, hf):
+    text = ["classcal music for studdy"]
+    inputs = [_int_input("NUM_BEAMS", 4), _int_input("NO_REPEAT_NGRAM_SIZE", 2), _int_input("MIN_LENGTH", 3),
+              _int_input("LENGTH_PENALTY", 0.5, "FP32", np.float32)]
+    assert _correct(grpc_client, text, inputs=inputs) == hf(text, num_beams=4, no_repeat_ngram_size=2, min_length=3,
+                                                             length_penalty=0.5)
+    assert _correct(grpc_client, text, {"num_beams": 4, "max_new_tokens": 3}) == hf(text, num_beams=4, max_new_tokens=3)
+    assert _correct(grpc_client, text, {"num_beams": 3, "early_stopping": "never"}) == hf(text, num_beams=3,
+                                                                                          early_stopping="never")
+
+
+def test_multi_row_request(grpc_client, hf):
+    rows = INPUTS[:6]
+    assert _correct(grpc_client, rows, {"num_beams": 4}) == [hf([t], num_beams=4)[0] for t in rows]
+
+
+def test_text_beyond_model_limit_keeps_the_tail(grpc_client, hf):
+    from search_backends.spell_codec import SpellTextCodec
+
+    long = " ".join(["tayler swift love storry"] * 40)
+    head, tail = SpellTextCodec(DEFAULT_CHECKPOINT).split_to_fit(long)
+    assert head and tail and long == f"{head} {tail}"
+    out = _correct(grpc_client, [long])[0]
+    assert out.endswith(" " + tail)  # words beyond the model limit pass through unchanged
+    assert out == hf([long])[0]
+
+
+@pytest.mark.parametrize("params, message", [({"num_beams": 0}, "num_beams"), ({"num_beams": 1000}, "num_beams"),
+                                             ({"max_new_tokens": 0}, "max_new_tokens"),
+                                             ({"early_stopping": "sometimes"}, "early_stopping")])
+def test_invalid_controls_get_clear_errors(grpc_client, params, message):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match=message):
+        _correct(grpc_client, ["tayler swift"], params)
+    assert _correct(grpc_client, ["hello"]) == ["hello"]
