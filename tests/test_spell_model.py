@@ -23,8 +23,10 @@ from search_backends.spell_generation import GenerationDefaults, generate  # noq
 from search_build import spell_export  # noqa: E402
 
 SPELL_DIR = Path(__file__).resolve().parents[1] / "models" / "spell_bart"
-# Held-out exact match of the committed checkpoint must stay above this (see test_trained_model_corrects_...).
-MIN_HELD_OUT_EXACT_MATCH = 0.0  # set from training_report.json, below
+# Exact match on misspellings of never-seen words (257 pairs). Leaving the input unchanged scores 0%; the committed
+# checkpoint scores 49.8% through ONNX (45.1% on the report's 1000-pair set). 0.40 is ~3 standard errors
+# (binomial, n=257) below: a retrained checkpoint of the same quality passes, a broken model or export does not.
+MIN_HELD_OUT_EXACT_MATCH = 0.40
 
 QUERIES = [
     "beatels",

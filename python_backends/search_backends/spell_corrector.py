@@ -13,23 +13,18 @@ Input rules (documented behaviour, relied on by the Triton adapter and the tests
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from .onnx_runner import make_session
+from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-exported
 from .spell_generation import GenerationDefaults, generate
 
 ENCODER_FILE = "spell_encoder.onnx"
 DECODER_FILE = "spell_decoder.onnx"
 
-
-def normalize_query(text: str, lowercase: bool = True) -> str:
-    text = " ".join(text.split())
-    return text.lower() if lowercase else text
 
 
 class OnnxSpellModel:
@@ -67,67 +62,29 @@ class SpellCorrector:
     ):
         model_dir = Path(model_dir)
         self.model = OnnxSpellModel(model_dir, intra_op_threads=intra_op_threads, providers=providers)
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.codec = SpellTextCodec(model_dir, lowercase=lowercase)
         self.defaults = GenerationDefaults.from_model_dir(model_dir)
-        self.pad_id = self._pad_id(model_dir)
-        self.max_input_tokens = self._max_input_tokens(model_dir)
-        self.lowercase = lowercase
         self.max_batch = max_batch
+
+    @property
+    def max_input_tokens(self) -> int:
+        return self.codec.max_input_tokens
 
     def correct(self, texts: Sequence[str], **generation_overrides) -> list[str]:
         params = self.defaults.resolve(**generation_overrides)
-        queries = [normalize_query(t, self.lowercase) for t in texts]
-        splits = [self.split_to_fit(q) for q in queries]
+        splits = self.codec.prepare(texts)
         heads = [(i, head) for i, (head, _) in enumerate(splits) if head]
-        results = [""] * len(texts)
+        tokens: list[list[int]] = [[] for _ in texts]
         for start in range(0, len(heads), self.max_batch):
             chunk = heads[start : start + self.max_batch]
-            ids, mask = self.encode_texts([head for _, head in chunk])
+            ids, mask = self.codec.encode([head for _, head in chunk])
             outputs = generate(self.model.encode, self.model.decode_step, ids, mask, [params] * len(chunk))
-            for (i, _), tokens in zip(chunk, outputs):
-                results[i] = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return [" ".join(filter(None, (out, tail))) for out, (_, tail) in zip(results, splits)]
+            for (i, _), row in zip(chunk, outputs):
+                tokens[i] = row
+        return self.codec.decode(tokens, [tail for _, tail in splits])
 
     def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Right-padded int64 ids and mask; every text must already fit (see split_to_fit)."""
-        rows = [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
-        ids = np.full((len(rows), max(map(len, rows))), self.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        return ids, mask
+        return self.codec.encode(texts)
 
     def split_to_fit(self, query: str) -> tuple[str, str]:
-        """(head the model sees, tail appended unchanged) under the module's truncation rule."""
-        if not query or self._length(query) <= self.max_input_tokens:
-            return query, ""
-        words = query.split(" ")
-        fitted = 0
-        while fitted < len(words) and self._length(" ".join(words[: fitted + 1])) <= self.max_input_tokens:
-            fitted += 1
-        if fitted:
-            return " ".join(words[:fitted]), " ".join(words[fitted:])
-        first = words[0]
-        cut = len(first)
-        while cut > 1 and self._length(first[:cut]) > self.max_input_tokens:
-            cut -= 1
-        return first[:cut], " ".join([first[cut:], *words[1:]])
-
-    def _length(self, text: str) -> int:
-        return len(self.tokenizer.encode(text).ids)
-
-    def _pad_id(self, model_dir: Path) -> int:
-        config = json.loads((model_dir / "config.json").read_text())
-        pad = config.get("pad_token_id")
-        return int(pad) if pad is not None else int(self.tokenizer.token_to_id("<pad>") or 0)
-
-    def _max_input_tokens(self, model_dir: Path) -> int:
-        limits = [self.defaults.max_position_embeddings]
-        tok_config = model_dir / "tokenizer_config.json"
-        if tok_config.exists():
-            limits.append(json.loads(tok_config.read_text()).get("model_max_length"))
-        limits = [int(x) for x in limits if isinstance(x, (int, float)) and x < 1e9]
-        if not limits:
-            raise ValueError(f"{model_dir}: no input length limit in config.json or tokenizer_config.json")
-        return min(limits)
+        return self.codec.split_to_fit(query)
