@@ -1,0 +1,154 @@
+"""Product search: one BERT backbone (``product_encoder``, served once) with two light heads.
+
+    query_intent:      TEXT --query_intent_tokenize--> ids --product_encoder--> pooled_embedding
+                            --query_intent_head--> LABEL, PROBABILITIES, TOP_LABELS, TOP_PROBABILITIES
+    product_duplicate: A_/B_ TYPE, TITLE, DESCRIPTION --product_pair_tokenize--> ids (one cross-encoder
+                            sequence) --product_encoder--> pooled_embedding --product_duplicate_head--> SCORE
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cache_root, fingerprint, place
+from ..spec import Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step, TensorSpec
+from . import register
+from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
+
+DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "product_heads"
+ENCODER = "product_encoder"
+INTENT_TOKENIZE, INTENT_HEAD, INTENT = "query_intent_tokenize", "query_intent_head", "query_intent"
+PAIR_TOKENIZE, DUPLICATE_HEAD, DUPLICATE = "product_pair_tokenize", "product_duplicate_head", "product_duplicate"
+FIELDS = ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION")
+IDS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def exported_models(checkpoint: Path) -> Path:
+    """Encoder + both head graphs + tokenizer + product_models.json, exported once per checkpoint content."""
+    from ..product_multitask import load_config, resolve_encoder_dir
+
+    encoder_dir = resolve_encoder_dir(load_config(checkpoint))
+    folder = cache_root() / f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}"
+    if not (folder / "product_models.json").exists():
+        from ..product_export import export_product_models
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_product_models(checkpoint, tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return folder
+
+
+def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str] | None = None):
+    def build(dest: Path) -> None:
+        folder = exported_models(checkpoint)
+        if len(names) == 1 and not dest.suffix == "":
+            place(folder / names[0], dest)
+            return
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (folder / name).exists():
+                place(folder / name, dest / (rename or {}).get(name, name))
+    return build
+
+
+def _labels(checkpoint: Path):
+    def build(dest: Path) -> None:
+        config = json.loads((exported_models(checkpoint) / "product_models.json").read_text())
+        dest.write_text(json.dumps(config["intent"]["id2label"], indent=1) + "\n")
+    return build
+
+
+def _product_config(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "config.json").read_text())
+
+
+def _ids(with_types: bool = True) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(n, "INT64", (-1,)) for n in (IDS if with_types else IDS[:2]))
+
+
+def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> EngineModel:
+    return EngineModel(
+        ENCODER, Artifact("model.onnx", _from_export(checkpoint, ("product_encoder.onnx",))),
+        _ids(), (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
+        batching=Batching(max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0),
+        profiles=(OptimizationProfile(min={n: (1, 1) for n in IDS}, opt={n: (32, 32) for n in IDS},
+                                      max={n: (64, max_length) for n in IDS}),))
+
+
+def _settings(checkpoint: Path | None) -> tuple[Path, dict]:
+    checkpoint = Path(checkpoint or DEFAULT_CHECKPOINT)
+    config = _product_config(checkpoint)
+    return checkpoint, config
+
+
+def _hidden_and_lengths(config: dict) -> tuple[int, int, int]:
+    hidden = int(config.get("encoder", {}).get("hidden_size", 384))
+    intent_len = int(config.get("intent", {}).get("max_length", 64))
+    pair_len = int(config.get("duplicate", {}).get("max_length", 128))
+    return hidden, intent_len, pair_len
+
+
+@register(INTENT)
+def query_intent_pipeline(checkpoint: str | Path | None = None, *, top_k: int = 3, bounded_queues: bool = False,
+                          tokenizer_batching: Batching | None = None) -> Pipeline:
+    checkpoint, config = _settings(checkpoint)
+    hidden, intent_len, pair_len = _hidden_and_lengths(config)
+    num_classes = len(config["intent"]["id2label"])
+    tokenize = PythonModel(
+        INTENT_TOKENIZE, "text_tokenizer", (TensorSpec("TEXT", "STRING", (1,)),), _ids(),
+        batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=100,
+                                                max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
+        parameters={"tokenizer_dir": "tokenizer", "max_length": str(intent_len), "pad_to_multiple_of": "8"},
+        artifacts=(Artifact("tokenizer", _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+    head = PythonModel(
+        INTENT_HEAD, "intent_head",
+        (TensorSpec("pooled_embedding", "FP32", (hidden,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)),
+        (TensorSpec("LABEL", "STRING", (1,)), TensorSpec("PROBABILITIES", "FP32", (num_classes,)),
+         TensorSpec("TOP_LABELS", "STRING", (-1,)), TensorSpec("TOP_PROBABILITIES", "FP32", (-1,))),
+        batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
+        parameters={"head_file": "head.onnx", "labels_file": "labels.json", "top_k": str(min(top_k, num_classes))},
+        artifacts=(Artifact("head.onnx", _from_export(checkpoint, ("query_intent_head.onnx",))),
+                   Artifact("labels.json", _labels(checkpoint))))
+    ensemble = Ensemble(
+        INTENT, (TensorSpec("TEXT", "STRING", (1,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)),
+        head.outputs,
+        (Step(INTENT_TOKENIZE, {"TEXT": "TEXT"}, {n: n for n in IDS}),
+         Step(ENCODER, {n: n for n in IDS}, {"pooled_embedding": "pooled_embedding"}),
+         Step(INTENT_HEAD, {"pooled_embedding": "pooled_embedding", "TOP_K": "TOP_K"},
+              {t.name: t.name for t in head.outputs})))
+    return Pipeline(INTENT, "query -> intent label and probabilities",
+                    (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
+                    INTENT)
+
+
+@register(DUPLICATE)
+def product_duplicate_pipeline(checkpoint: str | Path | None = None, *, bounded_queues: bool = False,
+                               tokenizer_batching: Batching | None = None) -> Pipeline:
+    checkpoint, config = _settings(checkpoint)
+    hidden, intent_len, pair_len = _hidden_and_lengths(config)
+    dup = config.get("duplicate", {})
+    fields = tuple(TensorSpec(f, "STRING", (1,), optional=True) for f in FIELDS)
+    tokenize = PythonModel(
+        PAIR_TOKENIZE, "pair_tokenizer", fields, _ids(),
+        batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=1000,
+                                                max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
+        parameters={"tokenizer_dir": "tokenizer", "max_length": str(pair_len), "pad_to_multiple_of": "8",
+                    "max_type_tokens": str(dup.get("max_type_tokens", 16))},
+        artifacts=(Artifact("tokenizer", _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+    head = PythonModel(
+        DUPLICATE_HEAD, "duplicate_head", (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
+        (TensorSpec("SCORE", "FP32", (1,)),),
+        batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
+        parameters={"head_file": "head.onnx"},
+        artifacts=(Artifact("head.onnx", _from_export(checkpoint, ("product_duplicate_head.onnx",))),))
+    ensemble = Ensemble(
+        DUPLICATE, fields, head.outputs,
+        (Step(PAIR_TOKENIZE, {f: f for f in FIELDS}, {n: n for n in IDS}),
+         Step(ENCODER, {n: n for n in IDS}, {"pooled_embedding": "pooled_embedding"}),
+         Step(DUPLICATE_HEAD, {"pooled_embedding": "pooled_embedding"}, {"SCORE": "SCORE"})))
+    return Pipeline(DUPLICATE, "product pair -> duplicate probability",
+                    (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
+                    DUPLICATE)
