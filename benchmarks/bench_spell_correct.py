@@ -31,6 +31,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP worker threads (torch, CTranslate2) spin between ops by default; on shared / busy cores that made torch
+# generate() ~100x slower here (6 ms per 128x128 linear). Passive waiting is what the project's ONNX Runtime
+# sessions do too (make_session: allow_spinning=0). Must be set before torch / ctranslate2 load OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -339,7 +343,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
                     "transformers": transformers.__version__, "ctranslate2": ctranslate2.__version__,
-                    "ctranslate2_threads": threads},
+                    "ctranslate2_threads": threads, "torch_threads": torch.get_num_threads(),
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
         "results": {mode_name(nb): [p.as_dict() for p in pts] for nb, pts in ranked.items()},
         "bls_vs_inprocess": verdict,
         "perf_analyzer_unstable_levels": relaxed,

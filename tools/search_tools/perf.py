@@ -37,8 +37,8 @@ class LoadPoint:
         return asdict(self)
 
 
-def write_input_data(rows: Iterable[dict[str, str]], path: Path) -> Path:
-    """perf_analyzer's JSON for string inputs: one entry per request, every input shape [1]."""
+def write_input_data(rows: Iterable[dict[str, str | int | float]], path: Path) -> Path:
+    """perf_analyzer's JSON: one entry per request, every input shape [1] (strings, or numbers such as NUM_BEAMS)."""
     data = [{name: {"content": [value], "shape": [1]} for name, value in row.items()} for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
