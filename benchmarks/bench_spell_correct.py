@@ -50,7 +50,7 @@ from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, run_perf
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES as QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
-BASELINE = "in-process onnxruntime (SpellCorrector)"
+BASELINE = "in-process ORT (SpellCorrector)"
 HF_LABEL = "hf generate (torch)"
 CT2_LABEL = "ctranslate2 translate_batch"
 MODE_NAMES = {1: "greedy", 4: "beam4"}
@@ -258,7 +258,9 @@ def main() -> None:
     parser.add_argument("--engine-modes", nargs="+", default=["inprocess", "bls"], choices=["inprocess", "bls"])
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement time per level and system")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CTranslate2 intra_threads (0: one per core, like ONNX Runtime and torch)")
+                        help="intra-op threads of the in-process systems (ONNX Runtime, torch, CTranslate2); 0: one per "
+                             "core. The server's spell_generate keeps its own default (one per core). On busy shared "
+                             "cores, OpenMP pools (torch, CTranslate2) degrade badly with >1 thread: try 1")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 2, 1 s per level")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -288,7 +290,9 @@ def main() -> None:
                                                  relaxed, mode_name(nb))
 
     # 2-4. In-process systems.
-    corrector = SpellCorrector(exported_graphs(checkpoint))
+    import torch
+    torch.set_num_threads(threads)
+    corrector = SpellCorrector(exported_graphs(checkpoint), intra_op_threads=threads)
     hf = HFSystem(checkpoint)
     ct2_dir, ct2_notes = convert_ctranslate2(checkpoint)
     ct2 = CT2System(ct2_dir, checkpoint, threads)
@@ -297,9 +301,11 @@ def main() -> None:
                CT2_LABEL: ct2.correct}
     for label, fn in systems.items():
         outputs[label] = {nb: fn(QUERIES, nb) for nb in args.num_beams}
-        for nb in args.num_beams:
-            for level in tqdm(args.levels, desc=f"{label} {mode_name(nb)}"):
-                points[nb].append(timed_batches(label, level, lambda b, fn=fn, nb=nb: fn(b, nb), args.seconds))
+    # Systems interleaved per level so that load drift on a shared machine hits them alike.
+    jobs = [(nb, level, label) for nb in args.num_beams for level in args.levels for label in systems]
+    for nb, level, label in tqdm(jobs, desc="in-process systems"):
+        fn = systems[label]
+        points[nb].append(timed_batches(label, level, lambda b, fn=fn, nb=nb: fn(b, nb), args.seconds))
 
     # Output agreement with HF generate() on the sample queries.
     agree = {label: {mode_name(nb): agreement(outs[nb], outputs[HF_LABEL][nb]) for nb in args.num_beams}
@@ -336,14 +342,13 @@ def main() -> None:
 
     import ctranslate2
     import onnxruntime
-    import torch
     import transformers
     report = {
         "checkpoint": str(checkpoint), "queries": len(QUERIES), "levels": args.levels, "seconds": args.seconds,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
                     "transformers": transformers.__version__, "ctranslate2": ctranslate2.__version__,
-                    "ctranslate2_threads": threads, "torch_threads": torch.get_num_threads(),
+                    "inprocess_intra_op_threads": threads, "torch_threads": torch.get_num_threads(),
                     "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
         "results": {mode_name(nb): [p.as_dict() for p in pts] for nb, pts in ranked.items()},
         "bls_vs_inprocess": verdict,

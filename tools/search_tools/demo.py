@@ -13,7 +13,16 @@ from .server import TritonServer
 
 EXAMPLES = {
     "query_embedding": ["taylor swift love story", "lofi beats to study to", "jazz piano for dinner"],
+    "query_intent": ["play taylor swift", "how do i reset my password", "wireless noise cancelling headphones",
+                     "weather tomorrow"],
+    "spell_correct": ["tayler swift", "metalica enter sandman", "lofi beats to studdy", "the weekend blinding lihgts"],
 }
+PAIRS = [
+    ({"A_TYPE": "headphones", "A_TITLE": "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
+      "B_TYPE": "headphones", "B_TITLE": "sony wh1000xm4 noise-cancelling wireless headphones (black)"}),
+    ({"A_TYPE": "phone case", "A_TITLE": "iPhone 13 silicone case blue",
+      "B_TYPE": "laptop", "B_TITLE": "Lenovo ThinkPad X1 Carbon 14 inch 16GB"}),
+]
 
 
 def add_arguments(parser) -> None:
@@ -38,7 +47,32 @@ def show_query_embedding(client) -> None:
     print(f"  cosine similarities:\n{np.array2string(sims, precision=3, prefix='    ')}")
 
 
-SHOWS = {"query_embedding": show_query_embedding}
+def show_query_intent(client) -> None:
+    texts = EXAMPLES["query_intent"]
+    result = client.infer("query_intent", [_strings("TEXT", texts)])
+    for text, label, top, probs in zip(texts, result.as_numpy("LABEL"), result.as_numpy("TOP_LABELS"),
+                                       result.as_numpy("TOP_PROBABILITIES")):
+        ranked = ", ".join(f"{l.decode()} {p:.3f}" for l, p in zip(top, probs))
+        print(f"  {text!r:42} -> {label[0].decode():8} ({ranked})")
+
+
+def show_product_duplicate(client) -> None:
+    for pair in PAIRS:
+        inputs = [_strings(name, [value]) for name, value in pair.items()]
+        score = float(client.infer("product_duplicate", inputs).as_numpy("SCORE")[0, 0])
+        print(f"  {pair['A_TITLE'][:40]!r} vs {pair['B_TITLE'][:40]!r} -> P(duplicate) {score:.3f}")
+
+
+def show_spell_correct(client) -> None:
+    texts = EXAMPLES["spell_correct"]
+    for beams in (1, 4):
+        out = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams})
+        for text, fixed in zip(texts, out.as_numpy("CORRECTED")):
+            print(f"  num_beams={beams}  {text!r:32} -> {fixed[0].decode()!r}")
+
+
+SHOWS = {"query_embedding": show_query_embedding, "query_intent": show_query_intent,
+         "product_duplicate": show_product_duplicate, "spell_correct": show_spell_correct}
 
 
 def run(args) -> int:
