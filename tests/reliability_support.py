@@ -75,6 +75,23 @@ def string_inputs(cfg: dict, *, required_only: bool = True) -> list[str]:
             and not (required_only and i.get("optional"))]
 
 
+# Entries whose string inputs are all optional, with the smallest request each documents as valid. product_duplicate
+# (search_build/pipelines/product_search.py, pair_tokenizer adapter): each product needs one non-empty field.
+MINIMAL_REQUEST = {"product_duplicate": ("A_TITLE", "B_TITLE")}
+
+
+def request_fields(cfg: dict) -> list[str]:
+    """The string inputs of a minimal valid request: the required ones, else the entry's documented minimal set."""
+    required = string_inputs(cfg)
+    if required:
+        return required
+    if cfg["name"] not in MINIMAL_REQUEST:
+        raise AssertionError(f"{cfg['name']}: every input is optional; add its minimal request to MINIMAL_REQUEST")
+    minimal = list(MINIMAL_REQUEST[cfg["name"]])
+    assert set(minimal) <= set(string_inputs(cfg, required_only=False)), (cfg["name"], minimal)
+    return minimal
+
+
 def text_tensor(module, name: str, values: list, shape=None, datatype: str = "BYTES"):
     data = np.array([v if isinstance(v, (bytes, int, np.integer)) else v.encode("utf-8") for v in values],
                     dtype=np.object_ if datatype == "BYTES" else None)
@@ -85,10 +102,11 @@ def text_tensor(module, name: str, values: list, shape=None, datatype: str = "BY
 
 
 def good_request(module, cfg: dict, i: int = 0, overrides: dict | None = None) -> list:
-    """One row for every required string input: sample queries, ``overrides[name]`` where given (bytes or str)."""
+    """One row for every field of a minimal valid request (``request_fields``): sample queries,
+    ``overrides[name]`` where given (bytes or str)."""
     overrides = overrides or {}
     return [text_tensor(module, name, [overrides.get(name, MUSIC_QUERIES[(i + k) % len(MUSIC_QUERIES)])])
-            for k, name in enumerate(string_inputs(cfg))]
+            for k, name in enumerate(request_fields(cfg))]
 
 
 def outputs_of(result, cfg: dict) -> dict[str, np.ndarray]:

@@ -17,14 +17,15 @@ from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from reliability_support import (all_pipeline_params, assert_same_outputs, assert_valid_outputs, batch_size_counts,
-                                 config, good_request, outputs_of, patient, registered, running_server,
-                                 string_inputs, text_tensor, validating_model, write_repo)
+                                 config, good_request, outputs_of, patient, registered, request_fields,
+                                 running_server, text_tensor, validating_model, write_repo)
 from search_backends.text_input import MAX_TEXT_BYTES, InputError, decode_text
 from search_build.pipelines import build_pipeline
 
 # How a pipeline answers an empty / whitespace-only text (documented in its module); others may do either.
 EMPTY_TEXT = {"query_embedding": "error",   # text_input.decode_text: an empty query has no embedding
-              "spell_correct": "error"}     # served: refused like query_embedding (in-process SpellCorrector returns "")
+              "spell_correct": "error",     # served: refused like query_embedding (in-process SpellCorrector returns "")
+              "product_duplicate": "error"}  # pair_tokenizer: a product whose fields are all missing or empty
 # Invalid decoding controls, per pipeline that takes them: optional INT32 input tensors.
 INVALID_CONTROLS = {"spell_correct": [("NUM_BEAMS", 0), ("NUM_BEAMS", 1000), ("NUM_BEAMS", -3),
                                       ("MAX_NEW_TOKENS", 0), ("MAX_NEW_TOKENS", 10**9)]}
@@ -108,7 +109,7 @@ def test_clean_request_with_required_inputs_only(name, served, grpc):
 def test_empty_or_blank_text(name, text, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
-    for field in string_inputs(cfg):
+    for field in request_fields(cfg):
         outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: text}))
         expected = EMPTY_TEXT.get(name)
         if expected == "error":
@@ -126,7 +127,7 @@ def test_text_beyond_the_token_limit_is_truncated(name, served, grpc):
     cfg = config(grpc, entry)
     long_text = "music " * 6000  # 36 KB: far beyond any token limit, within MAX_TEXT_BYTES
     assert len(long_text.encode()) < MAX_TEXT_BYTES
-    for field in string_inputs(cfg):
+    for field in request_fields(cfg):
         kind, result = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: long_text}))
         assert kind == "ok", _why((kind, result))
         assert_valid_outputs(outputs_of(result, cfg), cfg)
@@ -141,7 +142,7 @@ def test_text_beyond_the_token_limit_is_truncated(name, served, grpc):
 def test_text_over_the_byte_limit_is_refused(name, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
-    for field in string_inputs(cfg):
+    for field in request_fields(cfg):
         outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {field: "x" * (MAX_TEXT_BYTES + 1)}))
         _assert_invalid(outcome, field, "limit", str(MAX_TEXT_BYTES))
 
@@ -152,7 +153,7 @@ def test_text_over_the_byte_limit_is_refused(name, served, grpc):
 def test_undecodable_text(name, raw, words, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
-    for field in string_inputs(cfg):
+    for field in request_fields(cfg):
         _assert_invalid(_call(grpc, entry, good_request(grpcclient, cfg, 0, {field: raw})), field, *words)
 
 
@@ -161,15 +162,16 @@ def test_wrong_dtype_shape_and_missing_input(name, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
     first, *rest = good_request(grpcclient, cfg, 0)
-    field = string_inputs(cfg)[0]
+    field = request_fields(cfg)[0]
     as_int = grpcclient.InferInput(field, [1, 1], "INT32")
     as_int.set_data_from_numpy(np.array([[7]], dtype=np.int32))
     _assert_invalid(_call(grpc, entry, [as_int, *rest]), field, "data-type")
     three_d = text_tensor(grpcclient, field, ["a", "b"], shape=(1, 2, 1))
     _assert_invalid(_call(grpc, entry, [three_d, *rest]), field, "shape")
     _assert_invalid(_call(grpc, entry, rest), field, "missing")
+    _assert_invalid(_call(grpc, entry, []), "0 inputs")  # even where every input is optional (product_duplicate)
     rows = int(cfg["max_batch_size"]) + 1
-    too_many = [text_tensor(grpcclient, f, ["q"] * rows) for f in string_inputs(cfg)]
+    too_many = [text_tensor(grpcclient, f, ["q"] * rows) for f in request_fields(cfg)]
     _assert_invalid(_call(grpc, entry, too_many), "batch-size", str(rows - 1))
 
 
@@ -209,7 +211,7 @@ def test_http_clients_get_400(name, served):
     client = httpclient.InferenceServerClient(server.http_url)
     entry = _entry(served, name)
     cfg = config(client, entry)
-    field = string_inputs(cfg)[0]
+    field = request_fields(cfg)[0]
     with pytest.raises(InferenceServerException) as err:
         client.infer(entry, good_request(httpclient, cfg, 0, {field: b"\xc3\x28"}))
     assert err.value.status() == "400" and "UTF-8" in err.value.message()
@@ -221,7 +223,7 @@ def test_good_and_bad_requests_in_one_batch(name, served, grpc):
     entry = _entry(served, name)
     pipeline = served[1][name]
     cfg = config(grpc, entry)
-    field = string_inputs(cfg)[0]
+    field = request_fields(cfg)[0]
     bad_values = [b"\xff bad", b"nul\x00", b"y" * (MAX_TEXT_BYTES + 1), b"\xed\xa0\x80 surrogate"]
     goods = [good_request(grpcclient, cfg, i) for i in range(len(bad_values))]
     alone = [outputs_of(grpc.infer(entry, g), cfg) for g in goods]
@@ -358,7 +360,7 @@ def _cached(factory, *args, **kwargs):
 def test_arbitrary_unicode_through_the_server(name, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
-    fields = string_inputs(cfg)
+    fields = request_fields(cfg)
 
     @settings(max_examples=25, deadline=10_000, database=None)
     @given(st.text(max_size=200), st.sampled_from(fields))

@@ -21,6 +21,11 @@ PIPELINE = "query_embedding"
 # the core left by the load generator; 2 s leaves room for the neighbours on this shared machine. Unbounded,
 # the same overload made requests 8 s late within 4 s.
 SERVED_P99_BUDGET_MS = 2000.0
+# The bound a full queue actually guarantees is queue depth / throughput, so on a shared machine whose other load
+# halves the throughput (seen: 83/s instead of ~170/s) the same ~250 rows ahead take ~3 s. The budget grows with the
+# measured drain time of the engine queue plus two batches in flight, with 50% headroom -- never below 2 s. An
+# unbounded queue still fails it by far: requests wait for the whole backlog (tens of seconds at these rates).
+QUEUED_ROWS_AHEAD_HEADROOM = 1.5
 QUEUE_FULL_P50_BUDGET_MS = 100.0     # "Exceeds maximum queue size" comes back at once
 REJECTION_P99_BUDGET_MS = 500.0
 RATES = (800.0, 1600.0)               # requests/s offered; the second only if the first did not overload
@@ -73,7 +78,10 @@ def test_overload_rejects_fast_and_served_latency_stays_bounded(server):
         if not o.ok:
             assert o.status == "StatusCode.UNAVAILABLE" and "maximum queue size" in o.message, o
     assert report.served > 0
-    assert report.served_p99_ms <= SERVED_P99_BUDGET_MS, report.text()
+    encoder = build_pipeline(PIPELINE, bounded_queues=True).model("query_embedding_encoder").batching
+    rows_ahead = encoder.max_queue_size + 2 * encoder.max_batch_size
+    budget_ms = max(SERVED_P99_BUDGET_MS, QUEUED_ROWS_AHEAD_HEADROOM * 1000.0 * rows_ahead / report.served_per_s)
+    assert report.served_p99_ms <= budget_ms, f"budget {budget_ms:.0f} ms ({rows_ahead} rows): {report.text()}"
     assert report.rejected_p50_ms <= QUEUE_FULL_P50_BUDGET_MS, report.text()
     assert report.rejected_p99_ms <= REJECTION_P99_BUDGET_MS, report.text()
 

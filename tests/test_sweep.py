@@ -79,13 +79,19 @@ def test_input_data_is_committed_regenerable_and_matches_inputs(name, tmp_path):
     assert committed.read_text() == input_data.write_pipeline_input_data(name, tmp_path).read_text()
     rows = json.loads(committed.read_text())["data"]
     assert len(rows) >= 20
-    expected = EXPECTED_INPUTS[name]
+    dtypes = dict.fromkeys(EXPECTED_INPUTS[name], "STRING")
     if name in pipeline_names():
         pipeline = build_pipeline(name)
-        expected = {t.name for t in pipeline.model(pipeline.entry).inputs}
+        dtypes = {t.name: t.dtype for t in pipeline.model(pipeline.entry).inputs}
+        assert EXPECTED_INPUTS[name] <= set(dtypes)
+    # perf_analyzer reads each input's content as its dtype: strings for STRING, JSON numbers otherwise.
+    python_type = {"STRING": str, "INT32": int, "FP32": float}
     for row in rows:
-        assert set(row) == expected
-        assert all(v["shape"] == [1] and isinstance(v["content"][0], str) and v["content"][0] for v in row.values())
+        assert set(row) == set(dtypes)
+        for input_name, v in row.items():
+            (value,) = v["content"]
+            assert v["shape"] == [1] and type(value) is python_type[dtypes[input_name]], (input_name, value)
+            assert value or dtypes[input_name] != "STRING"
 
 
 def test_spell_inputs_are_misspelled_and_duplicate_pairs_mixed():
@@ -238,3 +244,14 @@ def test_plot_is_written(tmp_path):
     png = plot_latency_throughput(_points("default", [(1, 100, 8), (4, 300, 20)]) + _points("c", [(1, 120, 7)]),
                                   tmp_path / "p.png", "t", budget_ms=30)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_bls_composing_models_come_from_the_spec(tmp_path):
+    from search_build.pipelines.spell_correct import spell_correct_pipeline
+
+    assert sweep.bls_composing_models(build_pipeline("spell_correct")) == []  # engine_mode "inprocess"
+    assert sweep.bls_composing_models(spell_correct_pipeline(engine_mode="bls")) == ["spell_decoder", "spell_encoder"]
+    cfg = dict(analyzer_config.load("spell_correct").model_analyzer, bls_composing_models=["stale"])
+    kw = dict(model_repository=tmp_path, export_dir=tmp_path / "ma")
+    assert "bls_composing_models" not in analyzer_config.resolve_for_this_machine(cfg, bls_composing=[], **kw)
+    assert analyzer_config.resolve_for_this_machine(cfg, bls_composing=["b"], **kw)["bls_composing_models"] == ["b"]

@@ -60,30 +60,82 @@ def output_drift(reference: str | Path, candidate: str | Path,
 
 
 def synthetic_feeds(model: EngineModel, onnx_path: str | Path, *, batch: int = 8, length: int = 16,
-                    seed: int = 0) -> dict[str, np.ndarray]:
+                    seed: int = 0, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
     """Inputs for a drift check when no real ones are at hand.
 
-    Integer inputs get small ids (pad/mask-like inputs, per the spec's pad_values or a name
-    containing "mask", get ones so nothing is masked out); float inputs get unit normals.
-    Variable dims take ``length``.
+    Integer inputs that index a table in the graph (a ``Gather`` on an initializer: token ids,
+    token type ids, ...) get valid indices of that table; other integer inputs get small ids;
+    pad/mask-like inputs (a name containing "mask") get ones so nothing is masked out; float
+    inputs get unit normals. Variable dims take ``length``; ``shapes`` (full shapes including the
+    batch axis, e.g. one of the spec's optimization-profile shapes) overrides per input.
     """
+    import onnx
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    bounds = index_bounds(onnx.load(str(onnx_path), load_external_data=False).graph)
     dims = {t.name: t.dims for t in model.inputs}
+    shapes = shapes or {}
     feeds = {}
     for i in session.get_inputs():
-        shape = (batch, *[length if d < 0 else d for d in dims.get(i.name, ())])
+        shape = tuple(shapes.get(i.name) or (batch, *[length if d < 0 else d for d in dims.get(i.name, ())]))
         if "int" in i.type:
             dtype = np.int32 if "int32" in i.type else np.int64
-            masked = "mask" in i.name.lower()
-            feeds[i.name] = np.ones(shape, dtype) if masked else rng.integers(1, 1000, shape).astype(dtype)
+            if "mask" in i.name.lower():
+                feeds[i.name] = np.ones(shape, dtype)
+            elif i.name in bounds:
+                feeds[i.name] = rng.integers(0, bounds[i.name], shape).astype(dtype)
+            else:
+                feeds[i.name] = rng.integers(1, 1000, shape).astype(dtype)
         elif "bool" in i.type:
             feeds[i.name] = np.ones(shape, np.bool_)
         else:
             feeds[i.name] = rng.standard_normal(shape).astype(np.float16 if "float16" in i.type else np.float32)
     return feeds
+
+
+# Ops that pass index values through unchanged (only their type or layout changes).
+_INDEX_PASSTHROUGH = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand", "Slice"}
+
+
+def index_bounds(graph) -> dict[str, int]:
+    """Graph input -> number of rows of the smallest constant table it indexes through ``Gather``.
+
+    Follows the input through value-preserving ops (Cast, Reshape, ...) to ``Gather`` nodes whose
+    data is an initializer or Constant; inputs that index no such table are left out.
+    """
+    from onnx import numpy_helper
+
+    tables = {t.name: tuple(t.dims) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    tables[node.output[0]] = tuple(numpy_helper.to_array(attr.t).shape)
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, position))
+    bounds = {}
+    for value in graph.input:
+        found, seen, todo = [], set(), [value.name]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for node, position in consumers.get(name, ()):
+                if node.op_type in _INDEX_PASSTHROUGH and position == 0:
+                    todo.extend(node.output)
+                elif node.op_type == "Gather" and position == 1 and node.input[0] in tables:
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    shape = tables[node.input[0]]
+                    if shape:
+                        found.append(shape[axis % len(shape)])
+        if found:
+            bounds[value.name] = min(found)
+    return bounds
 
 
 def int8_transform(report: dict | None = None) -> Callable[[EngineModel, Path], Path]:

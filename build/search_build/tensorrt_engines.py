@@ -35,14 +35,23 @@ class TensorRTUnavailable(RuntimeError):
 
 # ---------------------------------------------------------------------------------------- ONNX surgery
 
-def int64_inputs_to_int32(src: str | Path, dest: str | Path) -> list[str]:
+def int64_inputs_to_int32(src: str | Path, dest: str | Path, *, keep_outputs: list[str] | None = None) -> list[str]:
     """Make every int64 graph input and output int32; returns the names changed.
 
     Inputs: the graph input becomes int32 and a ``Cast(to=int64)`` feeds the original consumers,
     so the graph body is untouched. Outputs: the int64 value is cast to int32 under the output's name.
+    ``keep_outputs`` drops every other graph output (an engine output the config does not declare
+    would be computed for nothing, and Triton's TensorRT backend wants every binding configured).
     """
     model = onnx.load(str(src))
     graph = model.graph
+    if keep_outputs is not None:
+        missing = set(keep_outputs) - {v.name for v in graph.output}
+        if missing:
+            raise ValueError(f"{src}: graph has no outputs {sorted(missing)}")
+        kept_outputs = [v for v in graph.output if v.name in keep_outputs]
+        del graph.output[:]
+        graph.output.extend(kept_outputs)
     changed: list[str] = []
     casts: list[onnx.NodeProto] = []
     for value in graph.input:
@@ -116,7 +125,8 @@ def profile_shapes(model: EngineModel) -> list[dict[str, tuple[Shape, Shape, Sha
     """The spec's optimization profiles as ``{input: (min, opt, max)}``, checked against the spec.
 
     Each profile must cover every input with rank = 1 (batch) + len(dims), keep fixed dims fixed,
-    satisfy min <= opt <= max and stay within the model's max_batch_size (the batch Triton forms).
+    satisfy min <= opt <= max (min >= 1 on the batch axis, >= 0 on others: an empty
+    KV cache is a valid shape) and stay within the model's max_batch_size (the batch Triton forms).
     Without profiles, a model whose dims are all fixed gets one profile spanning batch 1..max.
     """
     max_batch = model.batching.max_batch_size
@@ -138,8 +148,12 @@ def profile_shapes(model: EngineModel) -> list[dict[str, tuple[Shape, Shape, Sha
             rank = len(tensor.dims) + (1 if max_batch > 0 else 0)
             if not len(lo) == len(mid) == len(hi) == rank:
                 raise ValueError(f"{where}: shapes {lo} {mid} {hi} do not have rank {rank}")
-            if any(not 1 <= a <= b <= c for a, b, c in zip(lo, mid, hi)):
-                raise ValueError(f"{where}: need 1 <= min <= opt <= max, got {lo} {mid} {hi}")
+            # The batch axis needs >= 1 row; other axes may be empty (e.g. a KV cache before the first
+            # decoding step has past length 0; TensorRT accepts zero-length dimensions in profiles).
+            floors = ((1,) if max_batch > 0 else ()) + (0,) * len(tensor.dims)
+            if any(not f <= a <= b <= c for f, a, b, c in zip(floors, lo, mid, hi)):
+                raise ValueError(f"{where}: need min <= opt <= max with min >= 1 on the batch axis and >= 0 "
+                                 f"elsewhere, got {lo} {mid} {hi}")
             fixed = tensor.dims if max_batch <= 0 else (None, *tensor.dims)
             for axis, dim in enumerate(fixed):
                 if dim is not None and dim >= 0 and not lo[axis] == hi[axis] == dim:
@@ -189,7 +203,7 @@ def build_engine(model: EngineModel, onnx_path: str | Path, plan_path: str | Pat
     trt = trt or import_tensorrt()
     plan_path = Path(plan_path)
     int32_onnx = plan_path.with_name("model.int32.onnx")
-    int64_inputs_to_int32(onnx_path, int32_onnx)
+    int64_inputs_to_int32(onnx_path, int32_onnx, keep_outputs=[t.name for t in model.outputs])
     shapes = profile_shapes(model)
 
     logger = trt.Logger(trt.Logger.WARNING)

@@ -119,7 +119,8 @@ def load(pipeline: str, preset: str = "quick") -> AnalyzerConfig:
 
 
 def resolve_for_this_machine(cfg: dict, *, model_repository: Path, export_dir: Path,
-                             cpu_only_composing: list[str] | None = None) -> dict:
+                             cpu_only_composing: list[str] | None = None,
+                             bls_composing: list[str] | None = None) -> dict:
     """A copy runnable here: absolute paths, the pip tritonserver and its backend directory with the
     stub, LD_LIBRARY_PATH for the stub, and outputs under ``export_dir``."""
     out = copy.deepcopy(cfg)
@@ -137,6 +138,10 @@ def resolve_for_this_machine(cfg: dict, *, model_repository: Path, export_dir: P
             flags["input-data"] = str(_abs(flags["input-data"]))
     if cpu_only_composing is not None:
         out["cpu_only_composing_models"] = list(cpu_only_composing)
+    if bls_composing is not None:  # only the models a BLS model really calls (none: key removed)
+        out.pop("bls_composing_models", None)
+        if bls_composing:
+            out["bls_composing_models"] = list(bls_composing)
     return out
 
 

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--pipelines", nargs="+", default=None, help="default: every pipeline with examples")
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--log", type=Path, default=Path("out") / "tritonserver-demo.log",
+                        help="server log (kept outside the model repository, which holds model files only)")
 
 
 def _strings(name: str, values: list[str]) -> grpcclient.InferInput:
@@ -82,7 +84,10 @@ def run(args) -> int:
     if not args.skip_build:
         build_repository.run(argparse.Namespace(pipelines=pipelines, target="local", out=args.repository,
                                                 embedding_checkpoint=None, precision="fp32"))
-    log = args.repository.resolve() / "tritonserver-demo.log"
+    log = args.log.resolve()
+    if log.is_relative_to(args.repository.resolve()):
+        raise SystemExit(f"--log {log} is inside the model repository {args.repository}: keep logs outside it")
+    log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with TritonServer(args.repository, log_path=log) as server:
         print(f"tritonserver ready in {time.monotonic() - started:.1f}s on {server.grpc_url} (log: {log})")

@@ -16,6 +16,35 @@ def _text(queries: list[str]) -> Iterator[dict[str, str]]:
     return ({"TEXT": q} for q in queries)
 
 
+def _with(rows: Iterator[dict], controls: dict) -> Iterator[dict]:
+    """Every row also sends the ensemble's optional controls, at the values the server would use
+    without them (so the load is the default request, and the file names every ensemble input)."""
+    return ({**row, **controls} for row in rows)
+
+
+def _intent_controls() -> dict[str, int]:
+    from search_build.pipelines import build_pipeline
+
+    head = build_pipeline("query_intent").model("query_intent_head")
+    return {"TOP_K": int(head.parameters["top_k"])}
+
+
+def _spell_controls() -> dict[str, str | int | float]:
+    """The checkpoint's generation defaults (generation_config.json over Hugging Face's)."""
+    from search_backends.spell_generation.params import HF_DEFAULTS, GenerationDefaults
+    from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
+
+    d = GenerationDefaults.from_model_dir(DEFAULT_CHECKPOINT)
+    v = {**HF_DEFAULTS, **d.values}
+    max_length = int(v["max_length"])
+    if "max_length" not in d.values and d.max_position_embeddings is not None:
+        max_length = min(max_length + 1, d.max_position_embeddings)
+    return {"NUM_BEAMS": int(v["num_beams"]), "MAX_NEW_TOKENS": int(v.get("max_new_tokens") or max_length - 1),
+            "MIN_LENGTH": int(v["min_length"]), "LENGTH_PENALTY": float(v["length_penalty"]),
+            "NO_REPEAT_NGRAM_SIZE": int(v["no_repeat_ngram_size"]),
+            "EARLY_STOPPING": str(v["early_stopping"]).lower()}
+
+
 def _pairs() -> Iterator[dict[str, str]]:
     for a, b in PRODUCT_PAIRS:
         row = {}
@@ -24,11 +53,11 @@ def _pairs() -> Iterator[dict[str, str]]:
         yield row
 
 
-# pipeline -> rows of its ensemble inputs (one request each)
+# pipeline -> rows of all its ensemble inputs (one request each; numbers for INT32 / FP32 inputs)
 ROWS = {
     "query_embedding": lambda: _text(MUSIC_QUERIES),
-    "spell_correct": lambda: _text(MISSPELLED_MUSIC_QUERIES),
-    "query_intent": lambda: _text(SHOPPING_QUERIES),
+    "spell_correct": lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), _spell_controls()),
+    "query_intent": lambda: _with(_text(SHOPPING_QUERIES), _intent_controls()),
     "product_duplicate": _pairs,
 }
 

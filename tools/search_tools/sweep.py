@@ -160,6 +160,12 @@ def cpu_only_models(pipeline: Pipeline, target: str = "local") -> list[str]:
     return [m.name for m in composing_models(pipeline) if not isinstance(m, EngineModel) or target != "triton-gpu"]
 
 
+def bls_composing_models(pipeline: Pipeline) -> list[str]:
+    """Models that a Python model of the pipeline calls through BLS (e.g. spell_generate with
+    engine_mode="bls"); empty when everything runs in process."""
+    return sorted({callee for m in composing_models(pipeline) for callee in getattr(m, "bls_calls", ())})
+
+
 def without_queue_timeouts(pipeline: Pipeline) -> Pipeline:
     """The pipeline with queue timeouts off, for Model Analyzer's stage only: it sends no warm-up,
     the first requests after each model load outlast a 250 ms queue timeout, and it aborts after
@@ -414,7 +420,8 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
         ma_repo = write_repository([without_queue_timeouts(base)], run_dir / "model_analyzer_repository", "local",
                                    progress=lambda m: None)
         ma_cfg = analyzer_config.resolve_for_this_machine(cfg.model_analyzer, model_repository=ma_repo,
-                                                          export_dir=export_dir, cpu_only_composing=cpu_only_models(base))
+                                                          export_dir=export_dir, cpu_only_composing=cpu_only_models(base),
+                                                          bls_composing=bls_composing_models(base))
         try:
             run_model_analyzer(ma_cfg, export_dir, log)
             rows = read_model_analyzer_results(export_dir)

@@ -106,13 +106,15 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
          *past, *cross),
         (TensorSpec("logits", "FP32", (int(config["vocab_size"]),)), *present),
         batching=engine_batching, ragged=False,
+        # The first step feeds an empty cache (past length 0); the graph's positions stop at
+        # max_position_embeddings - 1, so the cache never holds more than that (as exported).
         profiles=(OptimizationProfile(
             min={"decoder_input_ids": (1, 1), "encoder_attention_mask": (1, 1),
                  **{t.name: (1, heads, 0, head_dim) for t in past}, **{t.name: (1, heads, 1, head_dim) for t in cross}},
             opt={"decoder_input_ids": (32, 1), "encoder_attention_mask": (32, 16),
                  **{t.name: (32, heads, 8, head_dim) for t in past}, **{t.name: (32, heads, 16, head_dim) for t in cross}},
             max={"decoder_input_ids": (256, 1), "encoder_attention_mask": (256, max_pos),
-                 **{t.name: (256, heads, max_pos, head_dim) for t in past},
+                 **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
                  **{t.name: (256, heads, max_pos, head_dim) for t in cross}}),))
     controls = {t.name: t.name for t in CONTROLS}
     ensemble = Ensemble(

@@ -37,11 +37,15 @@ class TritonPythonModel:
             rows = len(column)
             columns.append(column)
         if rows is None:
-            raise InputError("a product pair needs at least one field (A_TITLE, B_TITLE, ...)")
+            raise InputError("a product pair needs at least one field per product (A_TITLE, B_TITLE, ...): "
+                             f"all of {', '.join(FIELD_INPUTS)} are missing")
         columns = [c if c is not None else [""] * rows for c in columns]
         for r in range(rows):
-            if not any(columns[c][r] for c in range(3)) or not any(columns[c][r] for c in range(3, 6)):
-                raise InputError(f"row {r}: each product needs at least one non-empty field")
+            for side in (0, 3):
+                if not any(columns[c][r] for c in range(side, side + 3)):
+                    names = FIELD_INPUTS[side:side + 3]
+                    raise InputError(f"row {r}: product {names[0][0]} has no text: {', '.join(names)} are all "
+                                     "missing or empty; each product needs at least one non-empty field")
         return columns
 
     @guarded
