@@ -1,0 +1,133 @@
+"""Product-search speed, side by side in one run on this machine.
+
+query_intent (real time): p50/p99 per request at increasing load on our Triton ensemble (perf_analyzer),
+and the highest load whose p99 stays under the budget (10 ms); in-process ONNX Runtime and HF PyTorch
+on the same model at the same batch sizes.
+product_duplicate (offline batches): pairs/s of the batch scoring job through Triton (gRPC async, many
+requests in flight) vs in-process ONNX Runtime vs HF PyTorch, same pairs.
+
+    python benchmarks/bench_product_search.py [--levels 1 2 4 8 16] [--pairs 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from search_backends.product_onnx import ProductOnnxModels  # noqa: E402
+from search_build.pipelines import build_pipeline  # noqa: E402
+from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_models  # noqa: E402
+from search_build.product_data import make_intent_splits, make_product_pair_splits  # noqa: E402
+from search_build.product_multitask import load_product_model  # noqa: E402
+from search_build.repository import write_repository  # noqa: E402
+from search_tools.batch_score import OnnxScorer, TritonScorer, score_file  # noqa: E402
+from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
+                               summarise)
+from search_tools.server import TritonServer  # noqa: E402
+
+BUDGET_MS = 10.0
+
+
+def timed(label, level, fn, items, seconds):
+    latencies, rows, i = [], 0, 0
+    fn(items[:level])
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch = [items[(i + k) % len(items)] for k in range(level)]
+        t0 = time.perf_counter()
+        fn(batch)
+        latencies.append(time.perf_counter() - t0)
+        rows += level
+        i += level
+    return summarise(label, level, latencies, rows, time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    export_dir = exported_models(DEFAULT_CHECKPOINT)
+    onnx = ProductOnnxModels(export_dir)
+    model, config = load_product_model(DEFAULT_CHECKPOINT)
+    _, intents = make_intent_splits(0, 2400, 800)
+    _, heldout_pairs = make_product_pair_splits(0, 3000, 800)
+    queries = [e.text for e in intents]
+    pair_rows = [{"a_type": p.a.product_type, "a_title": p.a.title, "a_description": p.a.description,
+                  "b_type": p.b.product_type, "b_title": p.b.title, "b_description": p.b.description}
+                 for p in (heldout_pairs * (args.pairs // len(heldout_pairs) + 1))[:args.pairs]]
+    intent_points, duplicate = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        repo = write_repository([build_pipeline("query_intent"), build_pipeline("product_duplicate")], tmp / "repo",
+                                "local", progress=lambda _: None)
+        pairs_file = tmp / "pairs.jsonl"
+        pairs_file.write_text("".join(json.dumps(r) + "\n" for r in pair_rows))
+        with TritonServer(repo, log_path=tmp / "server.log") as server:
+            for level in tqdm(args.levels, desc="query_intent via perf_analyzer"):
+                intent_points += run_perf_analyzer("query_intent", server.grpc_url, [level],
+                                                   INPUT_DATA_DIR / "query_intent.json",
+                                                   measurement_ms=int(args.seconds * 1000), label="triton query_intent")
+            stats = score_file(pairs_file, tmp / "scores_triton.jsonl", TritonScorer(server.grpc_url),
+                               rows_per_request=32, in_flight=8, progress=True)
+            duplicate["triton batch job (32 pairs/request, 8 in flight)"] = stats.rows_per_second
+        stats = score_file(pairs_file, tmp / "scores_onnx.jsonl", OnnxScorer(export_dir), rows_per_request=32,
+                           in_flight=1, progress=True)
+        duplicate["in-process onnxruntime (batch 32)"] = stats.rows_per_second
+
+    def torch_intent(batch):
+        enc = onnx.queries.encode(batch)
+        with torch.inference_mode():
+            return model.intent_logits(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask,
+                                                                           enc.token_type_ids)))
+
+    for level in tqdm(args.levels, desc="in-process intent"):
+        intent_points.append(timed("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries,
+                                   args.seconds))
+        intent_points.append(timed("HF PyTorch", level, torch_intent, queries, args.seconds))
+
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(pair_rows), 32), desc="HF PyTorch pairs"):
+            chunk = pair_rows[i:i + 32]
+            enc = onnx.pairs.encode(*[[r[k] for r in chunk] for k in ("a_type", "a_title", "a_description",
+                                                                     "b_type", "b_title", "b_description")])
+            model.duplicate_logit(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids)))
+    duplicate["HF PyTorch (batch 32)"] = len(pair_rows) / (time.perf_counter() - started)
+
+    baseline = {p.concurrency: p for p in intent_points if p.label == "in-process onnxruntime"}
+    print("\nquery_intent: per request (Triton, concurrency N) or per batch of N (in-process); ratios vs in-process ORT")
+    print(format_table(intent_points, baseline))
+    ok = [p for p in intent_points if p.label == "triton query_intent" and p.p99_ms <= BUDGET_MS]
+    best = max(ok, key=lambda p: p.throughput) if ok else None
+    print(f"\nhighest Triton load with p99 <= {BUDGET_MS:g} ms: "
+          + (f"concurrency {best.concurrency}, {best.throughput:.0f} queries/s, p99 {best.p99_ms:.2f} ms" if best
+             else "none at the measured levels"))
+    print("\nproduct_duplicate pairs/s (same pairs):")
+    ort = duplicate["in-process onnxruntime (batch 32)"]
+    for label, rate in duplicate.items():
+        print(f"  {label:52} {rate:8.1f} pairs/s  x{rate / ort:.2f} vs in-process ORT")
+    (args.out / "product_search.json").write_text(json.dumps(
+        {"query_intent": [p.as_dict() for p in intent_points], "budget_ms": BUDGET_MS,
+         "product_duplicate_pairs_per_s": duplicate}, indent=2))
+    png = plot_latency_throughput(intent_points, args.out / "query_intent.png", "query_intent on this machine", BUDGET_MS)
+    print(f"\nwrote {args.out / 'product_search.json'} and {png}")
+
+
+if __name__ == "__main__":
+    main()
