@@ -30,7 +30,7 @@ from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_m
 from search_build.product_data import make_intent_splits, make_product_pair_splits  # noqa: E402
 from search_build.product_multitask import load_product_model  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
-from search_tools.batch_score import OnnxScorer, TritonScorer, score_file  # noqa: E402
+from search_tools import batch_score  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
                                summarise)
 from search_tools.server import TritonServer  # noqa: E402
@@ -50,6 +50,17 @@ def timed(label, level, fn, items, seconds):
         rows += level
         i += level
     return summarise(label, level, latencies, rows, time.perf_counter() - start)
+
+
+def run_batch_job(argv: list[str]) -> float:
+    """The real offline job (search_tools.batch_score), as users run it; returns its rows/s."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        batch_score.main(argv)
+    return float(json.loads(printed.getvalue().strip().splitlines()[-1])["rows_per_second"])
 
 
 def main() -> None:
@@ -83,12 +94,12 @@ def main() -> None:
                 intent_points += run_perf_analyzer("query_intent", server.grpc_url, [level],
                                                    INPUT_DATA_DIR / "query_intent.json",
                                                    measurement_ms=int(args.seconds * 1000), label="triton query_intent")
-            stats = score_file(pairs_file, tmp / "scores_triton.jsonl", TritonScorer(server.grpc_url),
-                               rows_per_request=32, in_flight=8, progress=True)
-            duplicate["triton batch job (32 pairs/request, 8 in flight)"] = stats.rows_per_second
-        stats = score_file(pairs_file, tmp / "scores_onnx.jsonl", OnnxScorer(export_dir), rows_per_request=32,
-                           in_flight=1, progress=True)
-        duplicate["in-process onnxruntime (batch 32)"] = stats.rows_per_second
+            duplicate["triton batch job (32 pairs/request, 8 in flight)"] = run_batch_job(
+                [str(pairs_file), str(tmp / "scores_triton.jsonl"), "--triton-url", server.grpc_url,
+                 "--rows-per-request", "32", "--in-flight", "8"])
+        duplicate["in-process onnxruntime (batch 32)"] = run_batch_job(
+            [str(pairs_file), str(tmp / "scores_onnx.jsonl"), "--onnx-dir", str(export_dir),
+             "--rows-per-request", "32", "--in-flight", "1"])
 
     def torch_intent(batch):
         enc = onnx.queries.encode(batch)
