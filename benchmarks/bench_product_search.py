@@ -20,7 +20,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -32,24 +31,10 @@ from search_build.product_multitask import load_product_model  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
 from search_tools import batch_score  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
-                               summarise)
+                               time_batches)
 from search_tools.server import TritonServer  # noqa: E402
 
 BUDGET_MS = 10.0
-
-
-def timed(label, level, fn, items, seconds):
-    latencies, rows, i = [], 0, 0
-    fn(items[:level])
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch = [items[(i + k) % len(items)] for k in range(level)]
-        t0 = time.perf_counter()
-        fn(batch)
-        latencies.append(time.perf_counter() - t0)
-        rows += level
-        i += level
-    return summarise(label, level, latencies, rows, time.perf_counter() - start)
 
 
 def run_batch_job(argv: list[str]) -> float:
@@ -108,9 +93,9 @@ def main() -> None:
                                                                            enc.token_type_ids)))
 
     for level in tqdm(args.levels, desc="in-process intent"):
-        intent_points.append(timed("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries,
+        intent_points.append(time_batches("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries,
                                    args.seconds))
-        intent_points.append(timed("HF PyTorch", level, torch_intent, queries, args.seconds))
+        intent_points.append(time_batches("HF PyTorch", level, torch_intent, queries, args.seconds))
 
     started = time.perf_counter()
     with torch.inference_mode():

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,24 +26,13 @@ from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
 from search_build.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
-                               summarise, write_input_data)
+                               time_batches, write_input_data)
 from search_tools.sample_queries import MUSIC_QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 
 def timed_batches(label: str, level: int, fn, seconds: float):
-    """Run fn(batch) back to back on batches of ``level`` queries for ``seconds``; per-batch latencies."""
-    latencies, rows, i = [], 0, 0
-    fn(MUSIC_QUERIES[:level])  # warm-up
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch = [MUSIC_QUERIES[(i + k) % len(MUSIC_QUERIES)] for k in range(level)]
-        t0 = time.perf_counter()
-        fn(batch)
-        latencies.append(time.perf_counter() - t0)
-        rows += level
-        i += level
-    return summarise(label, level, latencies, rows, time.perf_counter() - start)
+    return time_batches(label, level, fn, MUSIC_QUERIES, seconds)
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,7 +44,7 @@ from search_build.artifacts import cache_root, fingerprint  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
-from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, run_perf_analyzer, summarise,  # noqa: E402
+from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, run_perf_analyzer, time_batches,  # noqa: E402
                                write_input_data)
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES as QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
@@ -184,18 +183,7 @@ def triton_correct(url: str, texts, num_beams: int) -> list[str]:
 
 
 def timed_batches(label: str, level: int, fn, seconds: float) -> LoadPoint:
-    """Run fn(batch) back to back on batches of ``level`` queries for ``seconds``; per-batch latencies."""
-    latencies, rows, i = [], 0, 0
-    fn(QUERIES[:level])  # warm-up
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or not latencies:
-        batch = [QUERIES[(i + k) % len(QUERIES)] for k in range(level)]
-        t0 = time.perf_counter()
-        fn(batch)
-        latencies.append(time.perf_counter() - t0)
-        rows += level
-        i += level
-    return summarise(label, level, latencies, rows, time.perf_counter() - start)
+    return time_batches(label, level, fn, QUERIES, seconds)
 
 
 def perf_level(url: str, level: int, data: Path, seconds: float, label: str, relaxed: list[str],

@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from .spec import Artifact
 
@@ -66,6 +67,22 @@ def materialize(artifact: Artifact, dest: Path) -> Path:
         os.replace(tmp, cached)
     place(cached, dest)
     return dest
+
+
+def cached_folder(name: str, build: Callable[[Path], object], done_marker: str) -> Path:
+    """A folder produced once by ``build(tmp)`` and kept under the cache as ``name``.
+
+    The folder is built beside its final place and renamed in one step, so a crash mid-export
+    never leaves a half-written folder that a later build would trust.
+    """
+    folder = cache_root() / name
+    if not (folder / done_marker).exists():
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return folder
 
 
 def copy_tree_files(src_dir: Path, names: list[str]):

@@ -88,6 +88,23 @@ def summarise(label: str, concurrency: int, latencies_s: Sequence[float], rows: 
                      float(np.percentile(ms, 99)), float(ms.mean()))
 
 
+def time_batches(label: str, level: int, fn, items: Sequence, seconds: float) -> LoadPoint:
+    """In-process baseline: fn(batch) back to back on batches of ``level`` items for ``seconds``."""
+    import time
+
+    latencies, rows, i = [], 0, 0
+    fn([items[k % len(items)] for k in range(level)])  # warm-up
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or not latencies:
+        batch = [items[(i + k) % len(items)] for k in range(level)]
+        t0 = time.perf_counter()
+        fn(batch)
+        latencies.append(time.perf_counter() - t0)
+        rows += level
+        i += level
+    return summarise(label, level, latencies, rows, time.perf_counter() - start)
+
+
 def format_table(points: Sequence[LoadPoint], baseline: dict[int, LoadPoint] | None = None) -> str:
     head = f"{'system':34} {'conc/batch':>10} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}" + ("  vs baseline" if baseline else "")
     lines = [head, "-" * len(head)]

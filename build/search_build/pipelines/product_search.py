@@ -8,11 +8,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cache_root, fingerprint, place
+from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
 from ..spec import Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step, TensorSpec
 from . import register
 from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
@@ -30,15 +28,13 @@ def exported_models(checkpoint: Path) -> Path:
     from ..product_multitask import load_config, resolve_encoder_dir
 
     encoder_dir = resolve_encoder_dir(load_config(checkpoint))
-    folder = cache_root() / f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}"
-    if not (folder / "product_models.json").exists():
+
+    def export(dest: Path) -> None:
         from ..product_export import export_product_models
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        export_product_models(checkpoint, tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    return folder
+        export_product_models(checkpoint, dest)
+
+    return cached_folder(f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}", export,
+                         "product_models.json")
 
 
 def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str] | None = None):

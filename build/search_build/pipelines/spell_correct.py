@@ -9,11 +9,9 @@ one decoder step with self-attention KV cache) for BLS mode and for the TensorRT
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-from ..artifacts import PROJECT_ROOT, cache_root, fingerprint, place
+from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
 from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
                     TensorSpec)
 from . import register
@@ -34,15 +32,11 @@ CONTROLS = (TensorSpec("NUM_BEAMS", "INT32", (1,), optional=True),
 
 def exported_graphs(checkpoint: Path) -> Path:
     """Both ONNX graphs + serving files for ``checkpoint``, exported once and cached by content."""
-    folder = cache_root() / f"spell-onnx-{fingerprint(checkpoint, extra='spell')}"
-    if not (folder / "spell_decoder.onnx").exists():
+    def export(dest: Path) -> None:
         from ..spell_export import export_checkpoint
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        export_checkpoint(checkpoint, tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    return folder
+        export_checkpoint(checkpoint, dest)
+
+    return cached_folder(f"spell-onnx-{fingerprint(checkpoint, extra='spell')}", export, "spell_decoder.onnx")
 
 
 def _serving_dir(checkpoint: Path, with_graphs: bool):
