@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from search_backends.text_input import InputError, decode_text
+
 
 def model_config(args: dict) -> dict:
     return json.loads(args["model_config"])
@@ -38,6 +40,27 @@ def input_error_response(message: str) -> "pb_utils.InferenceResponse":
 def tensor_or_none(request, name: str):
     t = pb_utils.get_input_tensor_by_name(request, name)
     return None if t is None else t.as_numpy()
+
+
+def gather_texts(requests, name: str):
+    """Decode one text input of every request into a flat list, for a single batched call.
+
+    Returns ``(texts, spans, responses)``: ``spans`` holds ``(request index, start, stop)`` into
+    ``texts``; a request with missing or invalid text already has its error in ``responses`` and no span.
+    """
+    responses, texts, spans = [None] * len(requests), [], []
+    for i, request in enumerate(requests):
+        values = tensor_or_none(request, name)
+        try:
+            if values is None or values.size == 0:
+                raise InputError(f"{name}: missing input")
+            decoded = [decode_text(v, field=name) for v in values.reshape(-1)]
+        except InputError as exc:
+            responses[i] = input_error_response(str(exc))
+            continue
+        spans.append((i, len(texts), len(texts) + len(decoded)))
+        texts.extend(decoded)
+    return texts, spans, responses
 
 
 def respond(outputs: dict[str, np.ndarray], dtypes: dict[str, np.dtype]) -> "pb_utils.InferenceResponse":

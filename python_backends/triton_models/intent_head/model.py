@@ -11,6 +11,9 @@ from search_backends.onnx_runner import make_session
 from triton_helpers import guarded, input_error_response, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
+_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = model_config(args)
@@ -24,7 +27,7 @@ class TritonPythonModel:
 
     @guarded
     def execute(self, requests):
-        embeddings, ks, spans, responses = [], [], [], [None] * len(requests)
+        embeddings, spans, responses = [], [], [None] * len(requests)
         for i, request in enumerate(requests):
             top_k = tensor_or_none(request, "TOP_K")
             k = self.default_top_k if top_k is None else int(top_k.reshape(-1)[0])
@@ -38,9 +41,8 @@ class TritonPythonModel:
             logits = self.session.run(None, {self.input_name: np.concatenate(embeddings).astype(np.float32)})[0]
             for (i, start, k), emb in zip(spans, embeddings):
                 pred = classify(logits[start:start + len(emb)], self.id2label, top_k=k)
-                encode = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
-                responses[i] = respond({"LABEL": encode(pred.labels).reshape(-1, 1),
+                responses[i] = respond({"LABEL": _utf8(pred.labels).reshape(-1, 1),
                                         "PROBABILITIES": pred.probabilities,
-                                        "TOP_LABELS": encode(pred.top_labels),
+                                        "TOP_LABELS": _utf8(pred.top_labels),
                                         "TOP_PROBABILITIES": pred.top_probabilities}, self.dtypes)
         return responses

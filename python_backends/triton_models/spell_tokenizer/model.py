@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.text_input import InputError, decode_text
-from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
 
 
 class TritonPythonModel:
@@ -17,18 +16,7 @@ class TritonPythonModel:
 
     @guarded
     def execute(self, requests):
-        responses, texts, spans = [None] * len(requests), [], []
-        for i, request in enumerate(requests):
-            values = tensor_or_none(request, "TEXT")
-            try:
-                if values is None or values.size == 0:
-                    raise InputError("TEXT: missing input")
-                decoded = [decode_text(v) for v in values.reshape(-1)]
-            except InputError as exc:
-                responses[i] = input_error_response(str(exc))
-                continue
-            spans.append((i, len(texts), len(texts) + len(decoded)))
-            texts.extend(decoded)
+        texts, spans, responses = gather_texts(requests, "TEXT")
         if texts:
             prepared = self.codec.prepare(texts)
             ids, mask = self.codec.encode([head for head, _ in prepared])  # one call for the Triton batch

@@ -1,12 +1,10 @@
 """Triton adapter: BYTES text -> token ids for an encoder (logic in search_backends.tokenization)."""
 from __future__ import annotations
 
-import numpy as np
 
 from search_backends.model_parameters import int_parameter
-from search_backends.text_input import InputError, decode_text
 from search_backends.tokenization import BatchTokenizer
-from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
 
 
 class TritonPythonModel:
@@ -21,19 +19,7 @@ class TritonPythonModel:
 
     @guarded
     def execute(self, requests):
-        responses = [None] * len(requests)
-        texts, spans = [], []
-        for i, request in enumerate(requests):
-            values = tensor_or_none(request, self.text_input)
-            try:
-                if values is None or values.size == 0:
-                    raise InputError(f"{self.text_input}: missing input")
-                decoded = [decode_text(v, field=self.text_input) for v in values.reshape(-1)]
-            except InputError as exc:
-                responses[i] = input_error_response(str(exc))
-                continue
-            spans.append((i, len(texts), len(texts) + len(decoded)))
-            texts.extend(decoded)
+        texts, spans, responses = gather_texts(requests, self.text_input)
         if texts:
             batch = self.tokenizer.encode(texts)  # one call for the whole Triton batch
             for i, start, stop in spans:
