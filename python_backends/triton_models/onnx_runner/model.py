@@ -5,7 +5,6 @@ once here, so the graph runs once per Triton batch.
 """
 from __future__ import annotations
 
-
 from search_backends.model_parameters import int_map_parameter, int_parameter, list_parameter
 from search_backends.onnx_runner import OnnxBatchRunner, make_session
 from triton_helpers import input_error_response, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir

@@ -1,7 +1,6 @@
 """Triton adapter: product pair fields -> one cross-encoder sequence (search_backends.pair_encoding)."""
 from __future__ import annotations
 
-
 from search_backends.model_parameters import int_parameter
 from search_backends.pair_encoding import PairEncoder
 from search_backends.text_input import InputError, decode_text

@@ -1,7 +1,6 @@
 """Triton adapter: BYTES text -> token ids for an encoder (logic in search_backends.tokenization)."""
 from __future__ import annotations
 
-
 from search_backends.model_parameters import int_parameter
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
