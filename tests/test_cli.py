@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search_tools.server import free_port
+from search_tools.server import free_port, servers_serving
 
 SEARCHBAR = [sys.executable, "-m", "search_tools.cli"]
 
@@ -60,3 +60,31 @@ def test_ctrl_c_stops_server_cleanly(served):
 def test_serve_refuses_an_empty_repository(tmp_path):
     out = subprocess.run([*SEARCHBAR, "serve", "--repository", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "searchbar build" in out.stderr
+
+
+def test_sigterm_stops_the_server_a_command_started(tmp_path):
+    """`searchbar` commands that start their own tritonserver (soak here; sweep and demo alike) stop it on
+    SIGTERM instead of leaving it running without a parent."""
+    from search_build.pipelines import build_pipeline
+    from search_build.repository import write_repository
+
+    repo = write_repository([build_pipeline("query_embedding")], tmp_path / "repo", "local", progress=lambda _: None)
+    proc = subprocess.Popen([*SEARCHBAR, "soak", "--repository", str(repo), "--duration", "300", "--rate", "5",
+                             "--out", str(tmp_path / "soak"), "--log", str(tmp_path / "soak-server.log")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not servers_serving([repo]) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert servers_serving([repo]), "soak never started its server"
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+        assert proc.returncode == 128 + signal.SIGTERM, out
+        deadline = time.monotonic() + 30
+        while servers_serving([repo]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert servers_serving([repo]) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -13,7 +13,7 @@ from search_build.configs import model_config, parse_pbtxt, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
 from search_build.spec import Ensemble
 from search_tools import analyzer_config, cost_report, input_data, sweep
-from search_tools.perf import LoadPoint, plot_latency_throughput
+from search_tools.perf import LoadPoint, format_table, plot_latency_throughput
 
 PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct")
 # Ensemble inputs each pipeline's issue specifies (checked against the spec once it is registered).
@@ -71,6 +71,11 @@ def test_resolved_config_points_at_this_machine(tmp_path):
     assert "nvidia_pytriton.libs" in resolved["triton_server_environment"]["LD_LIBRARY_PATH"]
     assert Path(resolved["profile_models"]["query_embedding"]["perf_analyzer_flags"]["input-data"]).is_absolute()
     assert resolved["cpu_only_composing_models"] == ["x"] and cfg.model_analyzer["model_repository"] == "model_repository"
+    ports = {int(resolved[k].rsplit(":", 1)[-1].split("/")[0])
+             for k in ("triton_http_endpoint", "triton_grpc_endpoint", "triton_metrics_url")}
+    assert len(ports) == 3 and not ports & {8000, 8001, 8002}
+    assert all(resolved[k].startswith(("127.0.0.1:", "http://127.0.0.1:"))
+               for k in ("triton_http_endpoint", "triton_grpc_endpoint", "triton_metrics_url"))
 
 
 @pytest.mark.parametrize("name", PIPELINES)
@@ -116,6 +121,13 @@ def test_choice_is_highest_throughput_within_budget():
     assert sweep.choose(results, 5) is None
 
 
+def test_table_columns_line_up_with_long_candidate_names():
+    long = "tokenize x1 b64 d1000, product_encoder x1 b64 d1000, head x1 b64 d1000"
+    lines = format_table(_points("default", [(1, 100, 8)]) + _points(long, [(8, 350.5, 30)])).splitlines()
+    assert len({len(line) for line in lines}) == 1, lines
+    assert lines[-1].startswith(long + " ") and lines[-1].split()[-3:] == ["350.5", "15.00", "30.00"]
+
+
 def _query_embedding():
     return build_pipeline("query_embedding")
 
@@ -127,6 +139,25 @@ def test_queue_delay_variants_and_fallback_grid():
     variants = sweep.with_queue_delays(grid, [0, 1000, 1000], base)
     assert len(variants) == 4
     assert {v.batching["query_embedding_tokenize"]["max_queue_delay_us"] for v in variants} == {0, 1000}
+
+
+def test_candidates_include_queue_delay_variants_of_the_default_settings():
+    base = _query_embedding()
+    (proposed,) = sweep.fallback_candidates(base, [2], [8])
+    cands = sweep.candidate_list(base, [proposed], [0, 1000], max_candidates=3)
+    assert cands[0].name == sweep.DEFAULT_NAME and cands[0].batching == sweep.tuned_batching(base)
+    default_settings = {m: (b["instance_count"], b["max_batch_size"]) for m, b in cands[0].batching.items()}
+    rest = cands[1:]
+    assert len(rest) == 3 and len({c.name for c in cands}) == 4
+    # first the default's own instances/batch sizes at each delay, then the proposed settings
+    for c, delay in zip(rest[:2], (0, 1000)):
+        assert {m: (b["instance_count"], b["max_batch_size"]) for m, b in c.batching.items()} == default_settings
+        assert {b["max_queue_delay_us"] for b in c.batching.values()} == {delay}
+    assert rest[2].batching["query_embedding_encoder"]["instance_count"] == 2
+    # a variant equal to the default is not measured twice
+    zero = apply_batching(base, {m: {"max_queue_delay_us": 0} for m in cands[0].batching})
+    assert [c.name for c in sweep.candidate_list(zero, [], [0, 1000], 4)] == [
+        sweep.DEFAULT_NAME, "tokenize x1 b64 d1000, encoder x1 b64 d1000"]
 
 
 def _repo_with_configs(pipeline, root: Path) -> Path:
@@ -187,6 +218,54 @@ def test_build_accepts_batching_overrides_flag():
     parser = argparse.ArgumentParser()
     build_repository.add_arguments(parser)
     assert parser.parse_args(["--batching-overrides", "x.json"]).batching_overrides == Path("x.json")
+    assert parser.parse_args(["--no-batching-overrides"]).no_batching_overrides
+
+
+def test_build_reads_the_sweep_result_for_the_local_target_only(tmp_path):
+    from search_build.batching_overrides import overrides_for_build
+
+    tuned = tmp_path / "batching_overrides.json"
+    assert overrides_for_build(None, "local", tuned=tuned) is None  # no sweep applied yet
+    save_overrides(tuned, {"query_embedding_encoder": {"max_queue_delay_us": 0}})
+    assert overrides_for_build(None, "local", tuned=tuned) == tuned
+    assert overrides_for_build(None, "triton-gpu", tuned=tuned) is None  # tuned on another machine kind
+    assert overrides_for_build("x.json", "triton-gpu", tuned=tuned) == Path("x.json")
+    assert overrides_for_build(None, "local", disabled=True, tuned=tuned) is None
+
+
+def _sweep_report(tmp_path, beats_default):
+    chosen = {"query_embedding_encoder": {"max_batch_size": 64, "instance_count": 1, "max_queue_delay_us": 0}}
+    report = {"chosen": "encoder x1 b64 d0", "chosen_batching": chosen, "run_dir": "r", "preset": "quick",
+              "budget_ms": 30, "machine": {"cpus": 2},
+              "verification": {"beats_default": beats_default, "chosen_wins": 2 if beats_default else 1,
+                               "n_rounds": 2, "throughput_ratio": 1.2}}
+    path = tmp_path / f"sweep_{beats_default}.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def _apply_args(tmp_path, results, **kw):
+    repo = tmp_path / "repo"
+    if not repo.exists():
+        _repo_with_configs(_query_embedding(), repo)
+    defaults = dict(pipeline="query_embedding", from_results=results, apply=True, dry_run=False, force=False,
+                    repository=repo, overrides=tmp_path / "overrides.json")
+    return argparse.Namespace(**{**defaults, **kw})
+
+
+def test_apply_from_results_needs_a_verified_win_or_force(tmp_path, capsys):
+    config = tmp_path / "repo" / "query_embedding_encoder" / "config.pbtxt"
+    args = _apply_args(tmp_path, _sweep_report(tmp_path, beats_default=False))
+    assert sweep.run(args) == 0
+    assert "not applying" in capsys.readouterr().out and not args.overrides.exists()
+    assert parse_pbtxt(config.read_text()).dynamic_batching.max_queue_delay_microseconds == 500
+
+    assert sweep.run(_apply_args(tmp_path, _sweep_report(tmp_path, beats_default=True))) == 0
+    assert parse_pbtxt(config.read_text()).dynamic_batching.max_queue_delay_microseconds == 0
+    assert list(config.parent.glob("config.pbtxt.*.bak"))
+    saved = json.loads(args.overrides.read_text())
+    assert saved["models"]["query_embedding_encoder"]["max_queue_delay_us"] == 0
+    assert saved["sources"]["query_embedding"]["verification_wins"] == "2/2"
 
 
 def test_model_analyzer_results_become_candidates(tmp_path):
@@ -255,3 +334,44 @@ def test_bls_composing_models_come_from_the_spec(tmp_path):
     kw = dict(model_repository=tmp_path, export_dir=tmp_path / "ma")
     assert "bls_composing_models" not in analyzer_config.resolve_for_this_machine(cfg, bls_composing=[], **kw)
     assert analyzer_config.resolve_for_this_machine(cfg, bls_composing=["b"], **kw)["bls_composing_models"] == ["b"]
+
+
+def test_applying_a_shared_model_names_the_other_pipelines():
+    shared = sweep.shared_models(build_pipeline("query_intent"), ["product_encoder", "query_intent_head"])
+    assert shared == {"product_encoder": ["product_duplicate"]}
+    assert sweep.shared_models(_query_embedding(), ["query_embedding_encoder"]) == {}
+
+
+def test_loop_guard_fires_only_on_a_run_of_revisits():
+    guard = sweep.AnalyzerLoopGuard(limit=3)
+    skip = "[Model Analyzer] Existing measurement found for run config. Skipping profile"
+    lines = [skip, skip, "[Model Analyzer] Profiling query_embedding_config_5: concurrency=8", skip, skip]
+    assert not any(guard.looping(line) for line in lines)  # a new profile resets the count
+    assert guard.looping(skip)
+
+
+def test_reports_only_config_is_a_one_point_search_on_the_same_checkpoint(tmp_path):
+    cfg = analyzer_config.resolve_for_this_machine(analyzer_config.load("query_embedding", "quick").model_analyzer,
+                                                   model_repository=tmp_path, export_dir=tmp_path / "ma")
+    again = sweep.reports_only_config(cfg)
+    assert again["run_config_search_max_instance_count"] == 1
+    assert again["run_config_search_max_model_batch_size"] == cfg["run_config_search_min_model_batch_size"]
+    assert again["checkpoint_directory"] == cfg["checkpoint_directory"] and again["export_path"] == cfg["export_path"]
+    assert again["output_model_repository_path"] != cfg["output_model_repository_path"]  # variants read back intact
+    assert cfg["run_config_search_max_instance_count"] == 2  # the original is untouched
+
+
+def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
+    base = _query_embedding()
+    (proposed,) = sweep.fallback_candidates(base, [2], [4])
+    kept = sweep.keep_request_rows(proposed, base)
+    enc = kept.batching["query_embedding_encoder"]
+    assert enc["max_batch_size"] == 64 and enc["preferred_batch_sizes"] == [4] and enc["instance_count"] == 2
+    assert kept.name == "tokenize x2 b64 p4 d100, encoder x2 b64 p4 d500"
+    served = kept.pipeline(base)
+    assert served.model("query_embedding").max_batch_size == 64  # the ensemble is not clamped to 4 rows
+    cfg = model_config(served.model("query_embedding_encoder"), "local")
+    assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [4]
+    # the candidates the sweep measures are all converted
+    assert all(b["max_batch_size"] == 64 for c in sweep.candidate_list(base, [proposed], [0], 3) for b in c.batching.values())
+    assert sweep.keep_request_rows(sweep.Candidate("d", sweep.tuned_batching(base)), base).name == "d"

@@ -12,9 +12,26 @@ import json
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+from .artifacts import PROJECT_ROOT
 from .spec import Batching, Ensemble, Pipeline
 
 BATCHING_FIELDS = {f.name for f in fields(Batching)}
+# What `searchbar sweep --apply` writes. Measured on the local target (the pip tritonserver with
+# Python-backend ONNX Runtime engines), so `searchbar build` reads it back for that target only;
+# other targets take it with an explicit --batching-overrides.
+TUNED_OVERRIDES = PROJECT_ROOT / "analyzer_configs" / "batching_overrides.json"
+TUNED_TARGET = "local"
+
+
+def overrides_for_build(explicit: str | Path | None, target: str, *, disabled: bool = False,
+                        tuned: Path | None = None) -> Path | None:
+    """The overrides file a build applies: ``explicit`` if given, else the sweep's file for its target."""
+    if disabled:
+        return None
+    if explicit:
+        return Path(explicit)
+    tuned = tuned or TUNED_OVERRIDES
+    return tuned if target == TUNED_TARGET and tuned.exists() else None
 
 
 def batching_to_dict(b: Batching) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .batching_overrides import apply_batching, load_overrides, overrides_for_build
 from .pipelines import build_pipeline, pipeline_names
 from .repository import write_repository
 from .spec import TARGETS
@@ -21,18 +22,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
                         help="engine precision (fp16/bf16: TensorRT; int8: ONNX Runtime dynamic quantization)")
     parser.add_argument("--batching-overrides", type=Path, default=None,
-                        help="JSON of per-model batching chosen by `searchbar sweep` "
-                             "(e.g. analyzer_configs/batching_overrides.json)")
+                        help="JSON of per-model batching chosen by `searchbar sweep` (default for --target local: "
+                             "analyzer_configs/batching_overrides.json when it exists)")
+    parser.add_argument("--no-batching-overrides", action="store_true",
+                        help="build with the specs' own batching, ignoring any sweep result")
 
 
 def run(args) -> Path:
     names = pipeline_names() if args.pipelines == ["all"] else args.pipelines
     options = {"query_embedding": {"checkpoint": args.embedding_checkpoint}}
     pipelines = [build_pipeline(n, **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
-    if getattr(args, "batching_overrides", None):
-        from .batching_overrides import apply_batching, load_overrides
-        overrides = load_overrides(args.batching_overrides)
+    overrides_path = overrides_for_build(getattr(args, "batching_overrides", None), args.target,
+                                         disabled=getattr(args, "no_batching_overrides", False))
+    if overrides_path:
+        overrides = load_overrides(overrides_path)
         pipelines = [apply_batching(p, overrides) for p in pipelines]
+        tuned = sorted({m.name for p in pipelines for m in p.models} & set(overrides))
+        print(f"batching from {overrides_path}: {', '.join(tuned) or 'no model of these pipelines'}")
     engine_builder, onnx_transform, drift = None, None, {}
     if args.target == "triton-gpu":
         from .tensorrt_engines import engine_builder_for

@@ -5,6 +5,7 @@ onnxruntime backend) and by the in-process baselines of the benchmarks, so both 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -16,6 +17,20 @@ _ORT_TO_NUMPY = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
 }
+
+
+def threads_per_instance(requested: int, instance_count: int, cpus: int | None = None) -> int:
+    """ONNX Runtime intra-op threads for one of ``instance_count`` model instances.
+
+    ``requested`` > 0 is kept. 0 ("auto") shares the usable cores between the instances: left to
+    ONNX Runtime, every instance would start one thread per core, and 2 instances on 2 cores ran
+    4 threads that preempted each other (and the tokenizer stubs) mid-batch.
+    """
+    if requested > 0:
+        return requested
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, instance_count))
 
 
 def make_session(model_path: str | Path, intra_op_threads: int = 0, inter_op_threads: int = 1,

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .perf import PROJECT_ROOT, perf_analyzer_binary
-from .server import backend_directory, library_path, pytriton_root
+from .server import LOOPBACK, backend_directory, free_port, library_path, pytriton_root
 
 ANALYZER_DIR = PROJECT_ROOT / "analyzer_configs"
 PRESETS = ("quick", "full")
@@ -131,6 +131,11 @@ def resolve_for_this_machine(cfg: dict, *, model_repository: Path, export_dir: P
     out["perf_analyzer_path"] = str(perf_analyzer_binary())
     out["triton_server_path"] = str(pytriton_root() / "bin" / "tritonserver")
     out.setdefault("triton_server_flags", {})["backend_directory"] = str(backend_directory())
+    # Its server on free loopback ports: a tritonserver already on 8000-8002 (ours, or one Model
+    # Analyzer left behind) would otherwise stop the profile before it starts.
+    out["triton_http_endpoint"] = f"{LOOPBACK}:{free_port()}"
+    out["triton_grpc_endpoint"] = f"{LOOPBACK}:{free_port()}"
+    out["triton_metrics_url"] = f"http://{LOOPBACK}:{free_port()}/metrics"
     out.setdefault("triton_server_environment", {})["LD_LIBRARY_PATH"] = library_path()
     for spec in out["profile_models"].values():
         flags = spec.get("perf_analyzer_flags", {})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -59,8 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=sagemaker_deploy.run)
 
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers a command started (sweep, demo, soak) are stopped by
+    # their context managers instead of being left running without a parent.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     result = args.func(args)
     return result if isinstance(result, int) else 0
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -106,14 +106,15 @@ def time_batches(label: str, level: int, fn, items: Sequence, seconds: float) ->
 
 
 def format_table(points: Sequence[LoadPoint], baseline: dict[int, LoadPoint] | None = None) -> str:
-    head = f"{'system':34} {'conc/batch':>10} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}" + ("  vs baseline" if baseline else "")
+    width = max([34, *(len(p.label) for p in points)])  # sweep labels spell out every model's batching
+    head = f"{'system':{width}} {'conc/batch':>10} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}" + ("  vs baseline" if baseline else "")
     lines = [head, "-" * len(head)]
     for p in points:
         ratio = ""
         if baseline and p.concurrency in baseline and baseline[p.concurrency] is not p:
             b = baseline[p.concurrency]
             ratio = f"  x{p.throughput / b.throughput:.2f} rows/s, p99 x{p.p99_ms / b.p99_ms:.2f}"
-        lines.append(f"{p.label:34} {p.concurrency:>10} {p.throughput:>9.1f} {p.p50_ms:>8.2f} {p.p99_ms:>8.2f}{ratio}")
+        lines.append(f"{p.label:{width}} {p.concurrency:>10} {p.throughput:>9.1f} {p.p50_ms:>8.2f} {p.p99_ms:>8.2f}{ratio}")
     return "\n".join(lines)
 
 
@@ -134,7 +135,13 @@ def plot_latency_throughput(points: Sequence[LoadPoint], path: Path, title: str,
     ax.set_ylabel("p99 latency (ms)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    labels = [p.label for p in points]
+    if len(set(labels)) > 3 or max(map(len, labels), default=0) > 40:
+        # sweep labels spell out every model's batching: below the axes they hide no point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+        fig.set_size_inches(7.5, 4.8 + 0.2 * (len(set(labels)) + 1))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -79,6 +79,51 @@ def free_port(host: str = LOOPBACK) -> int:
         return s.getsockname()[1]
 
 
+def servers_serving(repositories) -> list[int]:
+    """Process ids of the live tritonservers whose command line names one of ``repositories``."""
+    wanted = [str(Path(r).resolve()) for r in repositories]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if (argv and Path(argv[0]).name == "tritonserver" and any(w in arg for arg in argv for w in wanted)
+                and not _is_zombie(int(proc.name))):
+            found.append(int(proc.name))
+    return found
+
+
+def kill_servers_serving(repositories, *, grace_s: float = 10.0) -> list[int]:
+    """Stop every tritonserver whose command line names one of ``repositories`` (and its stubs).
+
+    For servers we did not start ourselves: Model Analyzer launches its own in a new session and
+    leaves it running when it is stopped mid-profile. Returns the process ids that were signalled.
+    """
+    found = servers_serving(repositories)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while found and time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
+                                                        not _is_zombie(pid) for pid in found):
+        time.sleep(0.2)
+    for pid in found:
+        if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = library_path()

@@ -17,6 +17,7 @@ import csv
 import difflib
 import json
 import os
+import re
 import statistics
 import subprocess
 import time
@@ -25,15 +26,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-from search_build.batching_overrides import apply_batching, save_overrides
+from search_build.batching_overrides import TUNED_OVERRIDES, apply_batching, save_overrides
 from search_build.configs import model_config, parse_pbtxt, to_pbtxt
 from search_build.spec import EngineModel, Ensemble, Pipeline
 
 from . import analyzer_config
 from .perf import PROJECT_ROOT, LoadPoint, format_table, plot_latency_throughput, run_perf_analyzer
 
-TUNED_FIELDS = ("max_batch_size", "instance_count", "max_queue_delay_us")
-DEFAULT_OVERRIDES = PROJECT_ROOT / "analyzer_configs" / "batching_overrides.json"
+TUNED_FIELDS = ("max_batch_size", "instance_count", "max_queue_delay_us", "preferred_batch_sizes")
+DEFAULT_OVERRIDES = TUNED_OVERRIDES
 RESULTS_DIR = PROJECT_ROOT / "analyzer_configs" / "results"
 DEFAULT_NAME = "default"
 # Every load level reports the mean of 3 windows of --measurement-interval whatever their spread:
@@ -60,16 +61,40 @@ def composing_models(pipeline: Pipeline) -> list:
 
 
 def tuned_batching(pipeline: Pipeline) -> dict[str, dict]:
-    return {m.name: {f: getattr(m.batching, f) for f in TUNED_FIELDS} for m in composing_models(pipeline)}
+    def value(b, f):
+        v = getattr(b, f)
+        return list(v) if isinstance(v, tuple) else v  # JSON-shaped, as candidates read back from files
+
+    return {m.name: {f: value(m.batching, f) for f in TUNED_FIELDS} for m in composing_models(pipeline)}
 
 
 def describe(batching: dict[str, dict], pipeline_name: str) -> str:
-    """Short label: 'tokenize x2 b16 d1000, encoder x1 b8 d0'."""
+    """Short label: 'tokenize x2 b16 d1000, encoder x1 b64 p4 d0' (p: preferred batch sizes)."""
     parts = []
     for model, b in batching.items():
         short = model[len(pipeline_name) + 1:] if model.startswith(pipeline_name + "_") else model
-        parts.append(f"{short} x{b['instance_count']} b{b['max_batch_size']} d{b['max_queue_delay_us']}")
+        preferred = "".join(f" p{n}" for n in b.get("preferred_batch_sizes") or ())
+        parts.append(f"{short} x{b['instance_count']} b{b['max_batch_size']}{preferred} d{b['max_queue_delay_us']}")
     return ", ".join(parts)
+
+
+def keep_request_rows(candidate: "Candidate", base: Pipeline) -> "Candidate":
+    """``candidate`` with every max_batch_size below the base's turned into a preferred batch size.
+
+    Model Analyzer searches max_batch_size, but a composing model's max_batch_size also caps the rows
+    one request may carry (Triton clamps the ensemble to it): a 4-row engine would turn away a client
+    that embeds 32 titles at once. Max B with preferred [b] makes the same b-row batches under load
+    (measured: 569/s vs 546/s at concurrency 8 for query_embedding) and keeps B-row requests valid.
+    """
+    out = {}
+    for model, b in candidate.batching.items():
+        base_max = base.model(model).batching.max_batch_size
+        if b["max_batch_size"] < base_max:
+            b = {**b, "max_batch_size": base_max, "preferred_batch_sizes": [b["max_batch_size"]]}
+        out[model] = b
+    if out == candidate.batching:
+        return candidate
+    return Candidate(describe(out, base.name), out, candidate.source)
 
 
 def best_under_budget(points: Sequence[LoadPoint], budget_ms: float) -> LoadPoint | None:
@@ -95,6 +120,16 @@ def with_queue_delays(candidates: Sequence[Candidate], delays_us: Sequence[int],
     return _unique(out)
 
 
+def candidate_list(base: Pipeline, proposed: Sequence[Candidate], delays_us: Sequence[int],
+                   max_candidates: int) -> list[Candidate]:
+    """The default first, then queue-delay variants of the default's own settings and of ``proposed``
+    (Model Analyzer's best or the fallback grid), at most ``max_candidates`` besides the default."""
+    default = Candidate(DEFAULT_NAME, tuned_batching(base), "spec defaults")
+    variants = with_queue_delays([Candidate(DEFAULT_NAME, default.batching, "default settings"),
+                                  *(keep_request_rows(c, base) for c in proposed)], delays_us, base)
+    return [default, *[c for c in variants if c.batching != default.batching][:max_candidates]]
+
+
 def _unique(candidates: Sequence[Candidate]) -> list[Candidate]:
     seen, out = set(), []
     for c in candidates:
@@ -113,6 +148,19 @@ def fallback_candidates(pipeline: Pipeline, instance_counts: Sequence[int], max_
         for mbs in max_batch_sizes:
             b = {m: {**v, "instance_count": count, "max_batch_size": mbs} for m, v in base.items()}
             out.append(Candidate(describe(b, pipeline.name), b, f"grid x{count} b{mbs}"))
+    return out
+
+
+def shared_models(base: Pipeline, models: Sequence[str]) -> dict[str, list[str]]:
+    """Which of ``models`` other registered pipelines also serve (one config per model name)."""
+    from search_build.pipelines import build_pipeline, pipeline_names
+
+    out: dict[str, list[str]] = {}
+    for name in pipeline_names():
+        if name == base.name:
+            continue
+        for m in {m.name for m in build_pipeline(name).models} & set(models):
+            out.setdefault(m, []).append(name)
     return out
 
 
@@ -178,28 +226,103 @@ def without_queue_timeouts(pipeline: Pipeline) -> Pipeline:
     return pipeline
 
 
-def run_model_analyzer(cfg: dict, export_dir: Path, log, *, timeout_s: float = 3600) -> Path:
-    """``model-analyzer profile -f`` with the resolved config; its output streams to ``log``."""
-    from .server import server_env
+# Model Analyzer 1.46's quick search can cycle forever over configurations it has measured already
+# (its hill climber steps back and forth; "Existing measurement found ... Skipping profile" without
+# end, 3,000 lines in 5 minutes here). After this many in a row it is stopped and its reports are
+# written from the checkpoint, which holds every measurement it took.
+MA_LOOP_LIMIT = 30
+MA_SKIP_LINE = "Existing measurement found for run config"
+
+
+class AnalyzerLoopGuard:
+    """Fed Model Analyzer's output line by line; says when it is only revisiting measured configs."""
+
+    def __init__(self, limit: int = MA_LOOP_LIMIT) -> None:
+        self.limit, self.skipped = limit, 0
+
+    def looping(self, line: str) -> bool:
+        if "Profiling " in line:
+            self.skipped = 0
+        elif MA_SKIP_LINE in line:
+            self.skipped += 1
+        return self.skipped >= self.limit
+
+
+def reports_only_config(cfg: dict) -> dict:
+    """``cfg`` narrowed to a one-point search (the point quick search measures first), so a rerun
+    on the same checkpoint measures nothing new and writes the reports over every measurement.
+    Its variant configs go to a separate folder: the profile's own are read back afterwards."""
+    import copy
+
+    out = copy.deepcopy(cfg)
+    out["run_config_search_max_instance_count"] = out.get("run_config_search_min_instance_count", 1)
+    out["run_config_search_max_model_batch_size"] = out.get("run_config_search_min_model_batch_size", 1)
+    out["output_model_repository_path"] = str(out["output_model_repository_path"]) + "_reports"
+    out["override_output_model_repository"] = True
+    return out
+
+
+def run_model_analyzer(cfg: dict, export_dir: Path, log, *, timeout_s: float = 1800) -> Path:
+    """``model-analyzer profile -f`` with the resolved config; its output streams to ``log``.
+
+    Stopped gracefully (SIGINT: it saves its checkpoint) when it loops or runs past ``timeout_s``;
+    the reports then come from the checkpoint. Servers it leaves behind are stopped either way."""
+    from .server import kill_servers_serving
 
     export_dir.mkdir(parents=True, exist_ok=True)
-    yaml_path = analyzer_config.write(cfg, export_dir / "model_analyzer.yaml")
-    log_path = export_dir / "model_analyzer.log"
-    cmd = ["model-analyzer", "profile", "-f", str(yaml_path)]
-    log(f"model-analyzer profile -f {yaml_path}  (log: {log_path})")
-    started = time.monotonic()
-    with open(log_path, "w") as fh:
-        proc = subprocess.Popen(cmd, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=export_dir, start_new_session=True)
-        for line in proc.stdout:
-            fh.write(line)
-            if "Profiling " in line or "Profile complete" in line or "error" in line.lower():
-                log(f"  MA {time.monotonic() - started:5.0f}s  {line.strip().removeprefix('[Model Analyzer] ')}")
-            if time.monotonic() - started > timeout_s:
-                os.killpg(proc.pid, 15)
-        if proc.wait() != 0:
-            raise RuntimeError(f"model-analyzer exited with {proc.returncode}; see {log_path}")
+    repositories = [cfg["model_repository"], cfg["output_model_repository_path"]]
+    try:
+        stopped = _profile(cfg, export_dir / "model_analyzer.yaml", export_dir / "model_analyzer.log", export_dir,
+                           log, timeout_s)
+        if stopped:
+            kill_servers_serving(repositories)
+            log(f"Model Analyzer stopped ({stopped}); writing its reports from the checkpoint")
+            again = _profile(reports_only_config(cfg), export_dir / "model_analyzer_reports.yaml",
+                             export_dir / "model_analyzer_reports.log", export_dir, log, 300)
+            if again:
+                raise RuntimeError(f"model-analyzer could not write reports from its checkpoint ({again})")
+    finally:
+        kill_servers_serving([*repositories, str(cfg["output_model_repository_path"]) + "_reports"])
     return export_dir
+
+
+def _profile(cfg: dict, yaml_path: Path, log_path: Path, cwd: Path, log, timeout_s: float) -> str | None:
+    """One ``model-analyzer profile`` run; None when it completed, else why it was stopped."""
+    import signal
+
+    from .server import server_env
+
+    analyzer_config.write(cfg, yaml_path)
+    log(f"model-analyzer profile -f {yaml_path}  (log: {log_path})")
+    guard, started, stopped = AnalyzerLoopGuard(), time.monotonic(), None
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen(["model-analyzer", "profile", "-f", str(yaml_path)], env=server_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                                start_new_session=True)
+        try:
+            for line in proc.stdout:
+                fh.write(line)
+                if "Profiling " in line or "Profile complete" in line or "error" in line.lower():
+                    log(f"  MA {time.monotonic() - started:5.0f}s  {line.strip().removeprefix('[Model Analyzer] ')}")
+                reason = ("looping over configurations it has measured" if guard.looping(line) else
+                          f"past {timeout_s:.0f} s" if time.monotonic() - started > timeout_s else None)
+                if reason and not stopped:
+                    stopped, stop_sent = reason, time.monotonic()
+                    proc.send_signal(signal.SIGINT)  # it finishes the current step and saves its checkpoint
+                elif stopped and time.monotonic() - stop_sent > 60:
+                    break  # ignored SIGINT: killed below
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if stopped:
+        return stopped
+    if proc.returncode != 0:
+        raise RuntimeError(f"model-analyzer exited with {proc.returncode}; see {log_path}")
+    return None
 
 
 @dataclass
@@ -212,26 +335,43 @@ class AnalyzerRow:
     batching: dict[str, dict]
 
 
-def read_model_analyzer_results(export_dir: Path) -> list[AnalyzerRow]:
-    """Model Analyzer's inference CSV, with each composing variant's batching read from the
-    variant config it wrote under output_repository (queue delay included)."""
+def read_model_analyzer_results(export_dir: Path, model_repository: Path | None = None) -> list[AnalyzerRow]:
+    """Model Analyzer's inference CSV as rows with each composing model's batching.
+
+    Instances and max batch size come from the CSV itself. The queue delay, which quick search
+    leaves at each model's own, comes from the variant config Model Analyzer wrote under
+    output_repository, or from ``model_repository`` (its input) where the variant is gone: a later
+    profile on the same export folder starts by clearing output_repository.
+    """
     csv_path = export_dir / "results" / "metrics-model-inference.csv"
     rows = []
     with open(csv_path) as fh:
         for row in csv.DictReader(fh):
             ensemble_variant, _, composing = row["Model Config Path"].partition(":")
+            variants = [v.strip() for v in composing.split(",") if v.strip()]
+            counts = [sum(int(part.split(":")[0]) for part in group.split("/") if part)
+                      for group in row["Instance Group"].split(",")]
+            sizes = [int(v) for v in row["Max Batch Size"].split(",")]
+            if not (len(variants) == len(counts) == len(sizes)):
+                raise ValueError(f"{csv_path}: composing models, instance groups and batch sizes do not line up "
+                                 f"in {row['Model Config Path']!r}")
             batching = {}
-            for variant in [v.strip() for v in composing.split(",") if v.strip()]:
-                cfg = parse_pbtxt((export_dir / "output_repository" / variant / "config.pbtxt").read_text())
-                batching[cfg.name] = {
-                    "max_batch_size": cfg.max_batch_size,
-                    "instance_count": sum(g.count for g in cfg.instance_group) or 1,
-                    "max_queue_delay_us": cfg.dynamic_batching.max_queue_delay_microseconds,
-                }
+            for variant, count, size in zip(variants, counts, sizes):
+                model = re.sub(r"_config_(\d+|default)$", "", variant)
+                batching[model] = {"max_batch_size": size, "instance_count": count,
+                                   "max_queue_delay_us": _queue_delay(export_dir / "output_repository" / variant,
+                                                                      model_repository, model)}
             rows.append(AnalyzerRow(ensemble_variant.strip(), int(row["Concurrency"]),
                                     float(row["Throughput (infer/sec)"]), float(row["p99 Latency (ms)"]),
                                     row["Satisfies Constraints"].strip().lower() == "yes", batching))
     return rows
+
+
+def _queue_delay(variant_dir: Path, model_repository: Path | None, model: str) -> int:
+    for folder in (variant_dir, Path(model_repository) / model if model_repository else None):
+        if folder is not None and (folder / "config.pbtxt").exists():
+            return parse_pbtxt((folder / "config.pbtxt").read_text()).dynamic_batching.max_queue_delay_microseconds
+    raise FileNotFoundError(f"no config for {model} under {variant_dir} or {model_repository}")
 
 
 def analyzer_candidates(rows: Sequence[AnalyzerRow], pipeline: Pipeline, limit: int) -> list[Candidate]:
@@ -354,10 +494,14 @@ def run(args) -> int:
     base = build_pipeline(args.pipeline)
     if args.from_results:
         report = json.loads(Path(args.from_results).read_text())
-        if not report.get("chosen_batching"):
-            print(f"{args.from_results}: no configuration met the budget; nothing to apply")
+        if not report.get("chosen_batching") or report.get("chosen") == DEFAULT_NAME:
+            print(f"{args.from_results}: no configuration beat the default under the budget; nothing to apply")
             return 1
-        return _apply(base, Candidate("chosen", report["chosen_batching"]), args)
+        if args.apply and not args.force and not report.get("verification", {}).get("beats_default"):
+            print(f"{args.from_results}: the chosen configuration did not beat the default in every "
+                  "verification round: not applying (--force applies anyway)")
+            args.apply = False
+        return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args, report)
 
     report = sweep(base, args.preset, out_root=args.out, plots_dir=args.plots,
                    use_model_analyzer=not args.skip_model_analyzer, queue_timeouts=not args.no_queue_timeouts)
@@ -368,10 +512,10 @@ def run(args) -> int:
         print("the chosen configuration did not beat the default in every verification round: "
               "not applying (diff below; --force applies anyway)")
         args.apply = False
-    return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args)
+    return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args, report)
 
 
-def _apply(base: Pipeline, chosen: Candidate, args) -> int:
+def _apply(base: Pipeline, chosen: Candidate, args, report: dict | None = None) -> int:
     dry_run = args.dry_run or not args.apply
     changes = apply_to_repository(chosen.pipeline(base), args.repository, dry_run=dry_run)
     for change in changes:
@@ -380,11 +524,23 @@ def _apply(base: Pipeline, chosen: Candidate, args) -> int:
         print(f"{len(changes)} config(s) would change in {args.repository}"
               + ("" if args.dry_run else "; pass --apply to write them"))
         return 0
-    save_overrides(args.overrides, chosen.batching, source={args.pipeline: chosen.name})
+    source = {"candidate": chosen.name}
+    if report:
+        v = report.get("verification", {})
+        run_dir = Path(report.get("run_dir", ""))
+        source.update(run=str(run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir),
+                      preset=report.get("preset"), budget_ms=report.get("budget_ms"),
+                      cpus=report.get("machine", {}).get("cpus"), throughput_ratio=v.get("throughput_ratio"),
+                      verification_wins=f"{v.get('chosen_wins')}/{v.get('n_rounds')}" if v else None)
+    save_overrides(args.overrides, chosen.batching, source={args.pipeline: source})
+    for model, others in shared_models(base, chosen.batching).items():
+        print(f"note: {model} is also served by {', '.join(others)}; it gets this batching there too")
     for change in changes:
         print(f"wrote {change.path} (previous kept as {change.backup.name})")
-    print(f"batching recorded in {args.overrides}; rebuild with "
-          f"`searchbar build --pipelines {base.name} --batching-overrides {args.overrides}`")
+    rebuild = ("" if Path(args.overrides).resolve() == TUNED_OVERRIDES.resolve()
+               else f" --batching-overrides {args.overrides}")
+    print(f"batching recorded in {args.overrides}; `searchbar build --pipelines {base.name}{rebuild}` "
+          "builds the local target with it")
     return 0
 
 
@@ -414,7 +570,9 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
                              "input_data": str(input_data)}}
 
     candidates: list[Candidate] = []
-    per_setting = max(1, settings.max_candidates // max(1, len(settings.queue_delays_us)))
+    # The default's own instance/batch settings get the queue-delay variants too (one slot), the rest go to
+    # Model Analyzer's best settings: it never re-proposes the default and cannot vary the queue delay.
+    per_setting = max(1, settings.max_candidates // max(1, len(settings.queue_delays_us)) - 1)
     if use_model_analyzer:
         export_dir = run_dir / "model_analyzer"
         ma_repo = write_repository([without_queue_timeouts(base)], run_dir / "model_analyzer_repository", "local",
@@ -424,7 +582,7 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
                                                           bls_composing=bls_composing_models(base))
         try:
             run_model_analyzer(ma_cfg, export_dir, log)
-            rows = read_model_analyzer_results(export_dir)
+            rows = read_model_analyzer_results(export_dir, ma_repo)
             candidates = analyzer_candidates(rows, base, per_setting)
             report["model_analyzer"] = {
                 "export_dir": str(export_dir),
@@ -437,10 +595,7 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
     if not candidates:
         candidates = fallback_candidates(base, settings.fallback_instance_counts,
                                          settings.fallback_max_batch_sizes)[:per_setting]
-    default = Candidate(DEFAULT_NAME, tuned_batching(base), "spec defaults")
-    candidates = [c for c in with_queue_delays(candidates, settings.queue_delays_us, base)
-                  if c.batching != default.batching][:settings.max_candidates]
-    candidates = [default, *candidates]
+    candidates = candidate_list(base, candidates, settings.queue_delays_us, settings.max_candidates)
 
     results: dict[str, list[LoadPoint]] = {}
     for i, c in enumerate(candidates):

@@ -19,6 +19,11 @@ def parameters(config: dict) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
 
 
+def instance_count(config: dict) -> int:
+    """Instances of this model across its instance groups (each runs in its own stub process)."""
+    return sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+
+
 def version_dir(args: dict) -> Path:
     return Path(args["model_repository"]) / args["model_version"]
 
