@@ -49,6 +49,8 @@ def test_quick_preset_is_smaller_than_full():
     quick, full = (analyzer_config.load("query_embedding", p) for p in ("quick", "full"))
     assert quick.model_analyzer["run_config_search_max_model_batch_size"] < full.model_analyzer["run_config_search_max_model_batch_size"]
     assert len(quick.perf_sweep.concurrency) < len(full.perf_sweep.concurrency)
+    # quick must finish one pipeline in < 10 min: Model Analyzer gets a bounded share of it
+    assert quick.perf_sweep.analyzer_time_limit_s <= 240 < full.perf_sweep.analyzer_time_limit_s
 
 
 @pytest.mark.parametrize("name", PIPELINES)
@@ -375,3 +377,29 @@ def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
     # the candidates the sweep measures are all converted
     assert all(b["max_batch_size"] == 64 for c in sweep.candidate_list(base, [proposed], [0], 3) for b in c.batching.values())
     assert sweep.keep_request_rows(sweep.Candidate("d", sweep.tuned_batching(base)), base).name == "d"
+
+
+def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_path, capsys):
+    intent_choice = {"product_encoder": {"instance_count": 1, "max_batch_size": 64, "max_queue_delay_us": 0,
+                                         "preferred_batch_sizes": []}}
+    overrides = save_overrides(tmp_path / "overrides.json", intent_choice, source={"query_intent": {"candidate": "d0"}})
+    duplicate = build_pipeline("product_duplicate")
+    same = {"product_encoder": dict(intent_choice["product_encoder"])}
+    assert sweep.tuning_conflicts(duplicate, same, overrides) == []
+    other = {"product_encoder": {**intent_choice["product_encoder"], "instance_count": 2, "preferred_batch_sizes": [4]}}
+    (clash,) = sweep.tuning_conflicts(duplicate, other, overrides)
+    assert "product_encoder was tuned for query_intent" in clash and "x2 b64 p4 d0" in clash
+    # re-tuning the pipeline that owns the setting is no conflict
+    assert sweep.tuning_conflicts(build_pipeline("query_intent"), other, overrides) == []
+
+    repo = _repo_with_configs(duplicate, tmp_path / "repo")
+    before = (repo / "product_encoder" / "config.pbtxt").read_text()
+    args = argparse.Namespace(pipeline="product_duplicate", apply=True, dry_run=False, force=False,
+                              repository=repo, overrides=overrides)
+    assert sweep._apply(duplicate, sweep.Candidate("c", other), args) == 0
+    assert "not applying" in capsys.readouterr().out
+    assert (repo / "product_encoder" / "config.pbtxt").read_text() == before
+    assert json.loads(overrides.read_text())["models"]["product_encoder"] == intent_choice["product_encoder"]
+    args.force = True
+    sweep._apply(duplicate, sweep.Candidate("c", other), args)
+    assert parse_pbtxt((repo / "product_encoder" / "config.pbtxt").read_text()).instance_group[0].count == 2

@@ -30,6 +30,8 @@ class PerfSweepSettings:
     queue_delays_us: list[int] = field(default_factory=lambda: [0, 1000])
     max_candidates: int = 4
     verify_rounds: int = 2
+    # Model Analyzer is stopped after this long and reports what it measured (from its checkpoint).
+    analyzer_time_limit_s: int = 1800
     # Used when Model Analyzer is skipped or finds nothing: applied to every composing model.
     fallback_instance_counts: list[int] = field(default_factory=lambda: [1, 2])
     fallback_max_batch_sizes: list[int] = field(default_factory=lambda: [8, 32])
@@ -54,6 +56,7 @@ class PerfSweepSettings:
         one("measurement_ms", 100)
         one("max_candidates", 1)
         one("verify_rounds", 1)
+        one("analyzer_time_limit_s", 30)
 
 
 @dataclass

@@ -164,6 +164,27 @@ def shared_models(base: Pipeline, models: Sequence[str]) -> dict[str, list[str]]
     return out
 
 
+def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: str | Path) -> list[str]:
+    """Shared models whose applied batching, tuned for another pipeline, ``chosen`` would change.
+
+    One config serves every pipeline that uses a model (product_encoder: real-time query_intent and
+    offline product_duplicate), so the last --apply would silently win.
+    """
+    path = Path(overrides_path)
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    tuned_by = [name for name in data.get("sources", {}) if name != base.name]
+    out = []
+    for model, others in shared_models(base, chosen).items():
+        owners = [o for o in others if o in tuned_by]
+        applied = data.get("models", {}).get(model)
+        if owners and applied is not None and any(applied.get(k) != v for k, v in chosen[model].items()):
+            out.append(f"{model} was tuned for {', '.join(owners)} ({describe({model: {**chosen[model], **applied}}, '')}); "
+                       f"{base.name}'s choice is {describe({model: chosen[model]}, '')}")
+    return out
+
+
 def render_configs(pipeline: Pipeline, target: str = "local") -> dict[str, str]:
     return {m.name: to_pbtxt(model_config(m, target)) for m in pipeline.models}
 
@@ -517,12 +538,19 @@ def run(args) -> int:
 
 def _apply(base: Pipeline, chosen: Candidate, args, report: dict | None = None) -> int:
     dry_run = args.dry_run or not args.apply
+    clashes = tuning_conflicts(base, chosen.batching, args.overrides)
+    for clash in clashes:
+        print(f"conflict: {clash}")
+    if clashes and not dry_run and not args.force:
+        print("not applying: a shared model would lose the batching another pipeline was tuned with "
+              "(--force applies anyway)")
+        dry_run = True
     changes = apply_to_repository(chosen.pipeline(base), args.repository, dry_run=dry_run)
     for change in changes:
         print(change.diff)
     if dry_run:
         print(f"{len(changes)} config(s) would change in {args.repository}"
-              + ("" if args.dry_run else "; pass --apply to write them"))
+              + ("" if args.dry_run or args.apply else "; pass --apply to write them"))
         return 0
     source = {"candidate": chosen.name}
     if report:
@@ -581,7 +609,7 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
                                                           export_dir=export_dir, cpu_only_composing=cpu_only_models(base),
                                                           bls_composing=bls_composing_models(base))
         try:
-            run_model_analyzer(ma_cfg, export_dir, log)
+            run_model_analyzer(ma_cfg, export_dir, log, timeout_s=settings.analyzer_time_limit_s)
             rows = read_model_analyzer_results(export_dir, ma_repo)
             candidates = analyzer_candidates(rows, base, per_setting)
             report["model_analyzer"] = {
