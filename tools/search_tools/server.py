@@ -81,18 +81,15 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def servers_serving(repositories) -> list[int]:
     """Process ids of the live tritonservers whose command line names one of ``repositories``."""
+    import psutil
+
     wanted = [str(Path(r).resolve()) for r in repositories]
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if (argv and Path(argv[0]).name == "tritonserver" and any(w in arg for arg in argv for w in wanted)
-                and not _is_zombie(int(proc.name))):
-            found.append(int(proc.name))
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        argv = proc.info["cmdline"] or []
+        if (argv and Path(argv[0]).name == "tritonserver" and proc.info["status"] != psutil.STATUS_ZOMBIE
+                and any(w in arg for arg in argv for w in wanted)):
+            found.append(proc.pid)
     return found
 
 
@@ -107,21 +104,22 @@ def kill_servers_serving(repositories, *, grace_s: float = 10.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(os.getpgid(pid), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while found and time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
-                                                        not _is_zombie(pid) for pid in found):
+    while time.monotonic() < deadline and any(_alive(pid) for pid in found):
         time.sleep(0.2)
-    for pid in found:
-        if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+    for pid in filter(_alive, found):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
     return found
 
 
-def _is_zombie(pid: int) -> bool:
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: a server whose parent died stays a zombie here until init reaps it."""
+    import psutil
+
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:

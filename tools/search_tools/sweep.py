@@ -34,7 +34,6 @@ from . import analyzer_config
 from .perf import PROJECT_ROOT, LoadPoint, format_table, plot_latency_throughput, run_perf_analyzer
 
 TUNED_FIELDS = ("max_batch_size", "instance_count", "max_queue_delay_us", "preferred_batch_sizes")
-DEFAULT_OVERRIDES = TUNED_OVERRIDES
 RESULTS_DIR = PROJECT_ROOT / "analyzer_configs" / "results"
 DEFAULT_NAME = "default"
 # Every load level reports the mean of 3 windows of --measurement-interval whatever their spread:
@@ -164,7 +163,8 @@ def shared_models(base: Pipeline, models: Sequence[str]) -> dict[str, list[str]]
     return out
 
 
-def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: str | Path) -> list[str]:
+def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: str | Path,
+                     shared: dict[str, list[str]] | None = None) -> list[str]:
     """Shared models whose applied batching, tuned for another pipeline, ``chosen`` would change.
 
     One config serves every pipeline that uses a model (product_encoder: real-time query_intent and
@@ -176,7 +176,7 @@ def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: st
     data = json.loads(path.read_text())
     tuned_by = [name for name in data.get("sources", {}) if name != base.name]
     out = []
-    for model, others in shared_models(base, chosen).items():
+    for model, others in (shared if shared is not None else shared_models(base, chosen)).items():
         owners = [o for o in others if o in tuned_by]
         applied = data.get("models", {}).get(model)
         if owners and applied is not None and any(applied.get(k) != v for k, v in chosen[model].items()):
@@ -291,19 +291,20 @@ def run_model_analyzer(cfg: dict, export_dir: Path, log, *, timeout_s: float = 1
     from .server import kill_servers_serving
 
     export_dir.mkdir(parents=True, exist_ok=True)
+    reports_cfg = reports_only_config(cfg)
     repositories = [cfg["model_repository"], cfg["output_model_repository_path"]]
     try:
         stopped = _profile(cfg, export_dir / "model_analyzer.yaml", export_dir / "model_analyzer.log", export_dir,
                            log, timeout_s)
         if stopped:
-            kill_servers_serving(repositories)
+            kill_servers_serving(repositories)  # its ports must be free for the rerun
             log(f"Model Analyzer stopped ({stopped}); writing its reports from the checkpoint")
-            again = _profile(reports_only_config(cfg), export_dir / "model_analyzer_reports.yaml",
+            again = _profile(reports_cfg, export_dir / "model_analyzer_reports.yaml",
                              export_dir / "model_analyzer_reports.log", export_dir, log, 300)
             if again:
                 raise RuntimeError(f"model-analyzer could not write reports from its checkpoint ({again})")
     finally:
-        kill_servers_serving([*repositories, str(cfg["output_model_repository_path"]) + "_reports"])
+        kill_servers_serving([*repositories, reports_cfg["output_model_repository_path"]])
     return export_dir
 
 
@@ -493,7 +494,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true", help="--apply even when verification shows no win")
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository",
                         help="model repository to apply the chosen configuration to")
-    parser.add_argument("--overrides", type=Path, default=DEFAULT_OVERRIDES,
+    parser.add_argument("--overrides", type=Path, default=TUNED_OVERRIDES,
                         help="batching overrides JSON read by `searchbar build --batching-overrides`")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "sweep",
                         help="run outputs (JSON, CSV, Model Analyzer reports, server logs)")
@@ -518,10 +519,6 @@ def run(args) -> int:
         if not report.get("chosen_batching") or report.get("chosen") == DEFAULT_NAME:
             print(f"{args.from_results}: no configuration beat the default under the budget; nothing to apply")
             return 1
-        if args.apply and not args.force and not report.get("verification", {}).get("beats_default"):
-            print(f"{args.from_results}: the chosen configuration did not beat the default in every "
-                  "verification round: not applying (--force applies anyway)")
-            args.apply = False
         return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args, report)
 
     report = sweep(base, args.preset, out_root=args.out, plots_dir=args.plots,
@@ -529,16 +526,17 @@ def run(args) -> int:
     if not report["chosen_batching"] or report["chosen"] == DEFAULT_NAME:
         print("nothing to apply: the default configuration stays")
         return 0
-    if not report.get("verification", {}).get("beats_default") and args.apply and not args.force:
-        print("the chosen configuration did not beat the default in every verification round: "
-              "not applying (diff below; --force applies anyway)")
-        args.apply = False
     return _apply(base, Candidate(report["chosen"], report["chosen_batching"]), args, report)
 
 
 def _apply(base: Pipeline, chosen: Candidate, args, report: dict | None = None) -> int:
     dry_run = args.dry_run or not args.apply
-    clashes = tuning_conflicts(base, chosen.batching, args.overrides)
+    if report is not None and not dry_run and not args.force and not report.get("verification", {}).get("beats_default"):
+        print("the chosen configuration did not beat the default in every verification round: "
+              "not applying (diff below; --force applies anyway)")
+        dry_run = True
+    shared = shared_models(base, chosen.batching)
+    clashes = tuning_conflicts(base, chosen.batching, args.overrides, shared)
     for clash in clashes:
         print(f"conflict: {clash}")
     if clashes and not dry_run and not args.force:
@@ -561,7 +559,7 @@ def _apply(base: Pipeline, chosen: Candidate, args, report: dict | None = None) 
                       cpus=report.get("machine", {}).get("cpus"), throughput_ratio=v.get("throughput_ratio"),
                       verification_wins=f"{v.get('chosen_wins')}/{v.get('n_rounds')}" if v else None)
     save_overrides(args.overrides, chosen.batching, source={args.pipeline: source})
-    for model, others in shared_models(base, chosen.batching).items():
+    for model, others in shared.items():
         print(f"note: {model} is also served by {', '.join(others)}; it gets this batching there too")
     for change in changes:
         print(f"wrote {change.path} (previous kept as {change.backup.name})")

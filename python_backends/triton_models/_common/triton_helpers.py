@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from search_backends.model_parameters import int_parameter
 from search_backends.text_input import InputError, decode_text
 
 
@@ -19,9 +20,13 @@ def parameters(config: dict) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
 
 
-def instance_count(config: dict) -> int:
-    """Instances of this model across its instance groups (each runs in its own stub process)."""
-    return sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+def engine_threads(config: dict) -> int:
+    """ONNX Runtime intra-op threads for one instance of this model: the ``intra_op_threads``
+    parameter, or with 0 ("auto") the cores shared between its instances (each its own stub)."""
+    from search_backends.onnx_runner import threads_per_instance  # not at import: tokenizer stubs need no ONNX Runtime
+
+    instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+    return threads_per_instance(int_parameter(parameters(config), "intra_op_threads", 0, minimum=0), instances)
 
 
 def version_dir(args: dict) -> Path:

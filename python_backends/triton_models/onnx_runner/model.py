@@ -5,9 +5,9 @@ once here, so the graph runs once per Triton batch.
 """
 from __future__ import annotations
 
-from search_backends.model_parameters import int_map_parameter, int_parameter, list_parameter
-from search_backends.onnx_runner import OnnxBatchRunner, make_session, threads_per_instance
-from triton_helpers import input_error_response, guarded, instance_count, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from search_backends.model_parameters import int_map_parameter, list_parameter
+from search_backends.onnx_runner import OnnxBatchRunner, make_session
+from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class TritonPythonModel:
@@ -16,8 +16,8 @@ class TritonPythonModel:
         params = parameters(config)
         self.inputs = {i["name"]: i for i in config["input"]}
         self.dtypes = output_dtypes(config)
-        threads = threads_per_instance(int_parameter(params, "intra_op_threads", 0, minimum=0), instance_count(config))
-        session = make_session(version_dir(args) / params.get("onnx_file", "model.onnx"), intra_op_threads=threads)
+        session = make_session(version_dir(args) / params.get("onnx_file", "model.onnx"),
+                               intra_op_threads=engine_threads(config))
         self.runner = OnnxBatchRunner(session, pad_values=int_map_parameter(params, "pad_values"),
                                       sequence_outputs=list_parameter(params, "sequence_outputs"))
 

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
 from search_backends.spell_generation import GenerationDefaults, generate
 from search_backends.text_input import InputError
-from triton_helpers import error_response, input_error_response, guarded, instance_count, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import error_response, input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class BlsEngines:
@@ -59,10 +59,8 @@ class TritonPythonModel:
                                     max_new_tokens=int(params.get("max_new_tokens_limit", 64)))
         mode = params.get("engine_mode", "inprocess")
         if mode == "inprocess":
-            from search_backends.onnx_runner import threads_per_instance
             from search_backends.spell_corrector import OnnxSpellModel
-            threads = threads_per_instance(int(params.get("intra_op_threads", "0") or 0), instance_count(config))
-            self.engines = OnnxSpellModel(model_dir, intra_op_threads=threads)
+            self.engines = OnnxSpellModel(model_dir, intra_op_threads=engine_threads(config))
         elif mode == "bls":
             self.engines = BlsEngines(params["encoder_model"], params["decoder_model"], int(model_cfg["decoder_layers"]))
         else:
