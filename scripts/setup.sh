@@ -18,7 +18,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade "pip>=24" >/dev/null
 # torch first, pinned to the CPU build so nothing later pulls a CUDA build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,train]"
 # Model Analyzer may pull a newer tritonclient or a perf-analyzer wheel that shadows bin/perf_analyzer.
 "$VENV/bin/python" -m pip install -q "numpy<2"
 # Model Analyzer's wheel also ships bin/perf_analyzer, built for glibc 2.38: put tritonclient's back.

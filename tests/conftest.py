@@ -62,3 +62,25 @@ def string_input(module, name: str, values, *, raw: bool = False):
     tensor = module.InferInput(name, list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)
     return tensor
+
+
+@pytest.fixture
+def mocked_pb_utils(monkeypatch):
+    """The stand-in pb_utils module installed for one test; `.load_adapter(name)` imports an adapter."""
+    import sys
+
+    import mock_pb_utils
+
+    for name in ("triton_python_backend_utils", "triton_helpers"):  # restored (or removed) after the test
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name))
+    mock_pb_utils.install()
+    sys.modules.pop("triton_helpers", None)  # re-imported against the stand-in
+    return mock_pb_utils
+
+
+@pytest.fixture(scope="session")
+def spell_serving_dir() -> Path:
+    """The default spell checkpoint's folder (tokenizer and config; enough for the text adapters)."""
+    from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
+
+    return Path(DEFAULT_CHECKPOINT)

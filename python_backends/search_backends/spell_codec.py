@@ -52,9 +52,16 @@ class SpellTextCodec:
             mask[i, : len(row)] = 1
         return ids, mask
 
+    def decode_heads(self, token_rows: Sequence[Sequence[int]]) -> list[str]:
+        """Generated ids -> text, exactly as the tokenizer decodes them (what HF generate + decode gives)."""
+        return self.tokenizer.decode_batch([list(map(int, r)) for r in token_rows], skip_special_tokens=True)
+
+    @staticmethod
+    def join_tails(heads: Sequence[str], tails: Sequence[str]) -> list[str]:
+        return [" ".join(filter(None, (head, tail))) for head, tail in zip(heads, tails)]
+
     def decode(self, token_rows: Sequence[Sequence[int]], tails: Sequence[str]) -> list[str]:
-        texts = self.tokenizer.decode_batch([list(map(int, r)) for r in token_rows], skip_special_tokens=True)
-        return [" ".join(filter(None, (text, tail))) for text, tail in zip(texts, tails)]
+        return self.join_tails(self.decode_heads(token_rows), tails)
 
     def split_to_fit(self, query: str) -> tuple[str, str]:
         if not query or self._length(query) <= self.max_input_tokens:

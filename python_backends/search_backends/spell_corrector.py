@@ -21,9 +21,9 @@ import numpy as np
 from .onnx_runner import make_session
 from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-exported
 from .spell_generation import GenerationDefaults, generate
+from .spell_guard import SpellGuard
 
-ENCODER_FILE = "spell_encoder.onnx"
-DECODER_FILE = "spell_decoder.onnx"
+from .spell_contract import DECODER_FILE, ENCODER_FILE
 
 
 
@@ -64,13 +64,15 @@ class SpellCorrector:
         self.model = OnnxSpellModel(model_dir, intra_op_threads=intra_op_threads, providers=providers)
         self.codec = SpellTextCodec(model_dir, lowercase=lowercase)
         self.defaults = GenerationDefaults.from_model_dir(model_dir)
+        self.guard = SpellGuard.from_model_dir(model_dir)  # None for a checkpoint without lexicon.tsv
         self.max_batch = max_batch
 
     @property
     def max_input_tokens(self) -> int:
         return self.codec.max_input_tokens
 
-    def correct(self, texts: Sequence[str], **generation_overrides) -> list[str]:
+    def correct(self, texts: Sequence[str], guard: bool = True, **generation_overrides) -> list[str]:
+        """Corrected texts; `guard=False` returns the raw model output (equal to HF generate)."""
         params = self.defaults.resolve(**generation_overrides)
         splits = self.codec.prepare(texts)
         heads = [(i, head) for i, (head, _) in enumerate(splits) if head]
@@ -81,10 +83,10 @@ class SpellCorrector:
             outputs = generate(self.model.encode, self.model.decode_step, ids, mask, [params] * len(chunk))
             for (i, _), row in zip(chunk, outputs):
                 tokens[i] = row
-        return self.codec.decode(tokens, [tail for _, tail in splits])
-
-    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        return self.codec.encode(texts)
+        corrected = self.codec.decode_heads(tokens)
+        if guard and self.guard is not None:
+            corrected = self.guard.apply_batch([head for head, _ in splits], corrected)
+        return self.codec.join_tails(corrected, [tail for _, tail in splits])
 
     def split_to_fit(self, query: str) -> tuple[str, str]:
         return self.codec.split_to_fit(query)

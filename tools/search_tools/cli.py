@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("doctor", help="check that tritonserver, the Python stub and perf_analyzer run here")
     p.set_defaults(func=doctor.run)
 
+    from . import spell_eval
+    p = sub.add_parser("eval-spell", help="spell-correction quality on query<TAB>expected files, beside SymSpell")
+    spell_eval.add_arguments(p)
+    p.set_defaults(func=spell_eval.run)
+
     from . import sweep
     p = sub.add_parser("sweep", help="Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching")
     sweep.add_arguments(p)

@@ -2,7 +2,7 @@
 
     TEXT --spell_tokenize--> input_ids, attention_mask, TAIL (words beyond the model limit)
          --spell_generate (greedy / beam search; engines in-process or via BLS)--> output_ids
-         --spell_detokenize (+ TAIL)--> CORRECTED
+         --spell_detokenize (+ TAIL; the no-damage guard compares with SOURCE unless GUARD is false)--> CORRECTED
 
 ``spell_encoder`` / ``spell_decoder`` hold the two exported graphs (encoder + cross-attention K/V,
 one decoder step with self-attention KV cache) for BLS mode and for the TensorRT target.
@@ -14,14 +14,15 @@ from pathlib import Path
 from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
 from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
                     TensorSpec)
+from search_backends.spell_contract import (CORRECTED, DECODER_FILE, ENCODER_FILE, GUARD_INPUT, SERVING_FILES,
+                                             SOURCE, TAIL, TEXT)
+
 from . import register
 from .query_embedding import ENTRY_QUEUE_SIZE
 
 TOKENIZE, GENERATE, DETOKENIZE = "spell_tokenize", "spell_generate", "spell_detokenize"
 ENCODER, DECODER, ENSEMBLE = "spell_encoder", "spell_decoder", "spell_correct"
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "spell_bart"
-SERVING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "vocab.json", "merges.txt")
 CONTROLS = (TensorSpec("NUM_BEAMS", "INT32", (1,), optional=True),
             TensorSpec("MAX_NEW_TOKENS", "INT32", (1,), optional=True),
             TensorSpec("MIN_LENGTH", "INT32", (1,), optional=True),
@@ -33,17 +34,17 @@ CONTROLS = (TensorSpec("NUM_BEAMS", "INT32", (1,), optional=True),
 def exported_graphs(checkpoint: Path) -> Path:
     """Both ONNX graphs + serving files for ``checkpoint``, exported once and cached by content."""
     def export(dest: Path) -> None:
-        from ..spell_export import export_checkpoint
+        from ..spell_export import export_checkpoint  # torch only when the cache misses
         export_checkpoint(checkpoint, dest)
 
-    return cached_folder(f"spell-onnx-{fingerprint(checkpoint, extra='spell')}", export, "spell_decoder.onnx")
+    return cached_folder(f"spell-onnx-{fingerprint(checkpoint, extra='spell')}", export, DECODER_FILE)
 
 
 def _serving_dir(checkpoint: Path, with_graphs: bool):
     def build(dest: Path) -> None:
         graphs = exported_graphs(checkpoint)
         dest.mkdir(parents=True, exist_ok=True)
-        names = list(SERVING_FILES) + (["spell_encoder.onnx", "spell_decoder.onnx"] if with_graphs else [])
+        names = list(SERVING_FILES) + ([ENCODER_FILE, DECODER_FILE] if with_graphs else [])
         for name in names:
             if (graphs / name).exists():
                 place(graphs / name, dest / name)
@@ -64,7 +65,8 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
     layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
     head_dim, max_pos = int(config["d_model"]) // heads, int(config["max_position_embeddings"])
     ids, mask = TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))
-    tail = TensorSpec("TAIL", "STRING", (1,))
+    tail, source = TensorSpec(TAIL, "STRING", (1,)), TensorSpec(SOURCE, "STRING", (1,))
+    guard = TensorSpec(GUARD_INPUT, "BOOL", (1,), optional=True)
     kv = (heads, -1, head_dim)
     cross = tuple(TensorSpec(f"cross_{t}_{i}", "FP32", kv) for i in range(layers) for t in ("key", "value"))
     past = tuple(TensorSpec(f"past_{t}_{i}", "FP32", kv) for i in range(layers) for t in ("key", "value"))
@@ -73,7 +75,7 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
     # Same overload policy as query_embedding (see there): bounded queues only on request.
     queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
     entry_batching = Batching(max_batch_size=32, max_queue_delay_us=1000, instance_count=1, max_queue_size=queue)
-    tokenize = PythonModel(TOKENIZE, "spell_tokenizer", (TensorSpec("TEXT", "STRING", (1,)),), (ids, mask, tail),
+    tokenize = PythonModel(TOKENIZE, "spell_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), (ids, mask, tail, source),
                            batching=entry_batching, artifacts=(serving,), parameters={"model_dir": "spell_model"})
     generate = PythonModel(
         GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (TensorSpec("output_ids", "INT64", (-1,)),),
@@ -83,19 +85,19 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
                     "decoder_model": DECODER, "max_num_beams": "8", "max_new_tokens_limit": str(max_pos - 1)},
         artifacts=(Artifact("spell_model", _serving_dir(checkpoint, with_graphs=True)),),
         ragged_inputs=True, bls_calls=(ENCODER, DECODER) if engine_mode == "bls" else ())
-    detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (TensorSpec("output_ids", "INT64", (-1,)), tail),
-                             (TensorSpec("CORRECTED", "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
+    detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (TensorSpec("output_ids", "INT64", (-1,)), tail, source, guard),
+                             (TensorSpec(CORRECTED, "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
                              artifacts=(serving,), parameters={"model_dir": "spell_model"}, ragged_inputs=True)
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
     engine_batching = Batching(max_batch_size=256, dynamic=False)
     encoder = EngineModel(
-        ENCODER, Artifact("model.onnx", _graph(checkpoint, "spell_encoder.onnx")), (ids, mask), cross,
+        ENCODER, Artifact("model.onnx", _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
         batching=engine_batching, ragged=False,
         profiles=(OptimizationProfile(min={"input_ids": (1, 1), "attention_mask": (1, 1)},
                                       opt={"input_ids": (32, 16), "attention_mask": (32, 16)},
                                       max={"input_ids": (256, max_pos), "attention_mask": (256, max_pos)}),))
     decoder = EngineModel(
-        DECODER, Artifact("model.onnx", _graph(checkpoint, "spell_decoder.onnx")),
+        DECODER, Artifact("model.onnx", _graph(checkpoint, DECODER_FILE)),
         (TensorSpec("decoder_input_ids", "INT64", (1,)), TensorSpec("encoder_attention_mask", "INT64", (-1,)),
          *past, *cross),
         (TensorSpec("logits", "FP32", (int(config["vocab_size"]),)), *present),
@@ -112,11 +114,13 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
                  **{t.name: (256, heads, max_pos, head_dim) for t in cross}}),))
     controls = {t.name: t.name for t in CONTROLS}
     ensemble = Ensemble(
-        ENSEMBLE, (TensorSpec("TEXT", "STRING", (1,)), *CONTROLS), (TensorSpec("CORRECTED", "STRING", (1,)),),
-        (Step(TOKENIZE, {"TEXT": "TEXT"}, {"input_ids": "input_ids", "attention_mask": "attention_mask", "TAIL": "TAIL"}),
+        ENSEMBLE, (TensorSpec(TEXT, "STRING", (1,)), *CONTROLS, guard), (TensorSpec(CORRECTED, "STRING", (1,)),),
+        (Step(TOKENIZE, {TEXT: TEXT}, {"input_ids": "input_ids", "attention_mask": "attention_mask", TAIL: TAIL,
+                                           SOURCE: SOURCE}),
          Step(GENERATE, {"input_ids": "input_ids", "attention_mask": "attention_mask", **controls},
               {"output_ids": "output_ids"}),
-         Step(DETOKENIZE, {"output_ids": "output_ids", "TAIL": "TAIL"}, {"CORRECTED": "CORRECTED"})),
+         Step(DETOKENIZE, {"output_ids": "output_ids", TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
+              {CORRECTED: CORRECTED})),
         max_batch_size=32)
     return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (tokenize, generate, detokenize, encoder, decoder,
                                                                       ensemble), ENSEMBLE)

@@ -1,0 +1,17 @@
+"""Every name of the spell_correct pipeline that two modules share: files of a serving folder, tensors, controls.
+
+Imported by the build (export, pipeline spec), the serving logic, the adapters and the tools, so a name is
+written once. No heavy imports here.
+"""
+
+ENCODER_FILE = "spell_encoder.onnx"
+DECODER_FILE = "spell_decoder.onnx"
+LEXICON_FILE = "lexicon.tsv"  # the no-damage guard's word frequencies (search_backends.spell_guard)
+# Files of a checkpoint that serving needs besides the graphs (absent ones are skipped).
+SERVING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE)
+
+TEXT, CORRECTED = "TEXT", "CORRECTED"  # the ensemble's text in and out
+SOURCE = "SOURCE"  # the normalised text the model saw, for the guard
+TAIL = "TAIL"  # words beyond the model's input limit, appended unchanged
+GUARD_INPUT, GUARD_PARAMETER = "GUARD", "guard"  # switch the guard off per request (BOOL input or parameter)

@@ -1,0 +1,171 @@
+"""The no-damage guard: keep the model's correction only where it makes the query more plausible, word by word.
+
+A seq2seq corrector sometimes "fixes" what was right ("taylor swift" -> "taylor swit") or garbles a name it
+never learnt. The guard compares each word of the model's output with the word it replaces, using the Zipf
+frequencies of the lexicon shipped with the checkpoint (`lexicon.tsv`: wordfreq's large English list, which
+holds artist names, CC BY-SA 4.0):
+
+- a word with a digit is never changed (years, "vol 2", "u2");
+- a changed word is accepted only if the new word is in the lexicon and at least `min_gain` Zipf units
+  (x10 per unit) more frequent than the word typed; an unknown typed word counts as Zipf 0;
+- when the output has a different number of words (a space restored or removed), the output is accepted
+  only if every changed word passes the same test as a whole phrase (its rarest word against the rarest
+  typed word); otherwise the input comes back as typed.
+
+Then the lexicon repair (on by default, `repair=True`): a word still unknown to the lexicon after the guard
+(the model left a typo, or produced a non-word that the guard refused) is replaced by the lexicon word
+closest to what was typed or to what the model wrote (Damerau-Levenshtein distance <= 2, symspellpy's index
+over the lexicon's words of Zipf >= `candidate_min_zipf`), ranked by Zipf frequency minus
+`distance_penalty` per edit. Words with digits and words the lexicon knows are never repaired.
+
+The raw model output is unaffected (it stays equal to HF `generate()`); guard and repair are a separate,
+documented step that a request can switch off.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .spell_contract import GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE
+
+
+def write_lexicon(path: str | Path, lexicon: dict[str, float]) -> None:
+    """`word<TAB>zipf` lines, most frequent first (stable for a given lexicon)."""
+    rows = sorted(lexicon.items(), key=lambda kv: (-kv[1], kv[0]))
+    Path(path).write_text("".join(f"{w}\t{z:.2f}\n" for w, z in rows), encoding="utf-8")
+
+
+def read_lexicon(path: str | Path) -> dict[str, float]:
+    out = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            word, _, zipf = line.rstrip("\n").partition("\t")
+            if word:
+                out[word] = float(zipf)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_lexicon(path: str, mtime_ns: int) -> dict[str, float]:
+    return read_lexicon(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_repair(path: str, mtime_ns: int, options: tuple) -> "LexiconRepair":
+    """The index takes ~10 s and ~250 MB to build: one per lexicon file and process."""
+    return LexiconRepair(_cached_lexicon(path, mtime_ns), **dict(options))
+
+
+class LexiconRepair:
+    """Closest frequent lexicon word for a word the lexicon does not know (see the module docstring)."""
+
+    def __init__(self, lexicon: dict[str, float], candidate_min_zipf: float = 1.5, distance_penalty: float = 2.5,
+                 max_distance: int = 2):
+        from symspellpy import SymSpell
+
+        self.lexicon, self.distance_penalty, self.max_distance = lexicon, distance_penalty, max_distance
+        self.index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7)
+        for word, zipf in lexicon.items():
+            if zipf >= candidate_min_zipf and len(word) >= 2:
+                self.index.create_dictionary_entry(word, max(1, int(10**zipf)))
+
+    def best(self, *sources: str) -> str | None:
+        from symspellpy import Verbosity
+
+        scored = {}
+        for source in sources:
+            if len(source) < 3:
+                continue
+            for found in self.index.lookup(source, Verbosity.ALL, self.max_distance):
+                value = self.lexicon.get(found.term, 0.0) - self.distance_penalty * found.distance
+                scored[found.term] = max(value, scored.get(found.term, float("-inf")))
+        return max(scored, key=lambda w: (scored[w], w)) if scored else None
+
+
+@dataclass
+class SpellGuard:
+    lexicon: dict[str, float]
+    min_gain: float = 1.0
+    repair: LexiconRepair | None = None
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path, min_gain: float = 1.0, repair: bool = True,
+                       **repair_options) -> "SpellGuard | None":
+        path = Path(model_dir) / LEXICON_FILE
+        if not path.exists():
+            return None
+        lexicon = _cached_lexicon(str(path.resolve()), path.stat().st_mtime_ns)
+        repairer = _cached_repair(str(path.resolve()), path.stat().st_mtime_ns, tuple(sorted(repair_options.items())))
+        return cls(lexicon, min_gain, repairer if repair else None)
+
+    def zipf(self, word: str) -> float:
+        return self.lexicon.get(word, 0.0)
+
+    def _accept(self, typed: Sequence[str], proposed: Sequence[str]) -> bool:
+        if not proposed:
+            return False
+        if any(any(c.isdigit() for c in w) for w in (*typed, *proposed)):
+            return False
+        if any(w not in self.lexicon for w in proposed):
+            return False
+        typed_zipf = min((self.zipf(w) for w in typed), default=0.0)
+        return min(self.zipf(w) for w in proposed) >= typed_zipf + self.min_gain
+
+    def apply(self, source: str, corrected: str) -> str:
+        """`corrected` with every change the lexicon does not support put back to `source`'s words, then
+        the words the lexicon does not know repaired (when a repair index is set)."""
+        typed, proposed = source.split(), corrected.split()
+        pairs = self._guarded(typed, proposed)
+        if self.repair is None:
+            return " ".join(word for word, _ in pairs)
+        return " ".join(self._repaired(word, alternative) for word, alternative in pairs)
+
+    def _repaired(self, word: str, alternative: str) -> str:
+        if word in self.lexicon or not word.isalpha():
+            return word
+        return self.repair.best(word, alternative) or word
+
+    def _guarded(self, typed: list[str], proposed: list[str]) -> list[tuple[str, str]]:
+        """(kept word, the other side's word at that place) for each word of the result."""
+        if typed == proposed:
+            return [(w, w) for w in typed]
+        out: list[tuple[str, str]] = []
+        matcher = difflib.SequenceMatcher(a=typed, b=proposed, autojunk=False)
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            if op == "equal":
+                out += [(w, w) for w in typed[i1:i2]]
+            elif op == "replace" and i2 - i1 == j2 - j1:
+                for a, b in zip(typed[i1:i2], proposed[j1:j2]):  # word for word
+                    out.append((b, a) if self._accept([a], [b]) else (a, b))
+            elif op in ("replace", "insert") and i2 > i1 and self._accept(typed[i1:i2], proposed[j1:j2]):
+                out += [(w, w) for w in proposed[j1:j2]]  # a split or merged word
+            else:
+                out += [(w, w) for w in typed[i1:i2]]  # a deleted word, an inserted one, or an unsupported change
+        return out
+
+    def apply_batch(self, sources: Sequence[str], corrected: Sequence[str]) -> list[str]:
+        return [self.apply(s, c) for s, c in zip(sources, corrected)]
+
+
+def guard_switch(value, parameters: dict) -> bool:
+    """Whether the guard runs for one request: the GUARD input wins over the "guard" parameter; default on."""
+    from .text_input import InputError
+
+    if value is not None:
+        flat = value.reshape(-1) if hasattr(value, "reshape") else [value]
+        if len(flat) != 1:
+            raise InputError(f"{GUARD_INPUT}: expected one value, got {len(flat)}")
+        return bool(flat[0])
+    if GUARD_PARAMETER not in parameters:
+        return True
+    raw = parameters[GUARD_PARAMETER]
+    if isinstance(raw, bool):
+        return raw
+    table = {"true": True, "false": False, "1": True, "0": False}
+    if str(raw).strip().lower() not in table:
+        raise InputError(f"{GUARD_PARAMETER} must be true or false, got {raw!r}")
+    return table[str(raw).strip().lower()]
