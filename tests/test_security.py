@@ -27,7 +27,7 @@ FORBIDDEN_SOURCE = {
     "remote code": re.compile("trust_remote" + r"_code\s*=\s*True"),
 }
 PICKLE_WEIGHT_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
-REPOSITORY_SUFFIXES = {".pbtxt", ".py", ".onnx", ".json", ".txt", ".safetensors"}
+REPOSITORY_SUFFIXES = {".pbtxt", ".py", ".onnx", ".json", ".txt", ".tsv", ".safetensors"}  # .tsv: spell guard word lists
 
 
 def _project_files() -> list[Path]:

@@ -163,3 +163,18 @@ def test_bad_guard_value_is_a_per_request_error(grpc_client):
         grpc_client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["x"])], parameters={"guard": "perhaps"})
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert _correct(grpc_client, ["jazz"], guard=True)  # and the server carries on
+
+
+def test_served_corrections_equal_the_in_process_corrector_on_the_held_out_queries(triton):
+    """What `searchbar eval-spell --served` measures is what the in-process corrector measures."""
+    from pathlib import Path
+
+    from search_backends.spell_corrector import SpellCorrector
+    from search_build.pipelines.spell_correct import exported_graphs
+    from search_tools.spell_eval import read_pairs, served_corrector
+
+    pairs = read_pairs(Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "spell_music_queries.tsv")
+    queries = [q for q, _ in pairs]
+    served = served_corrector(triton.grpc_url, guard=True)(queries)
+    assert served == SpellCorrector(exported_graphs(DEFAULT_CHECKPOINT), intra_op_threads=1).correct(queries)
+    assert sum(s == e for s, (_, e) in zip(served, pairs)) > len(pairs) // 2

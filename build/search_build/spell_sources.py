@@ -118,3 +118,32 @@ def real_misspellings(lexicon: dict[str, float]) -> dict[str, tuple[str, ...]]:
         if right in lexicon and lexicon.get(wrong, 0.0) < lexicon[right]:
             by_word.setdefault(right, set()).add(wrong)
     return {right: tuple(sorted(wrongs)) for right, wrongs in sorted(by_word.items())}
+
+
+def title_bigrams(lexicon: dict[str, float], min_count: int = 2) -> set[tuple[str, str]]:
+    """Adjacent word pairs of the filtered titles seen in at least `min_count` titles ("billie eilish")."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for title, _ in dbpedia_titles(lexicon):
+        words = title.split()
+        counts.update(zip(words, words[1:]))
+    return {pair for pair, n in counts.items() if n >= min_count}
+
+
+def write_guard_files(out_dir: str | Path, lexicon: dict[str, float] | None = None) -> None:
+    """The serving guard's `lexicon.tsv` and `bigrams.tsv` in a checkpoint folder (search_backends.spell_guard)."""
+    from search_backends.spell_contract import BIGRAMS_FILE, LEXICON_FILE
+    from search_backends.spell_guard import write_bigrams, write_lexicon
+
+    lexicon = lexicon or zipf_lexicon()
+    write_lexicon(Path(out_dir) / LEXICON_FILE, lexicon)
+    write_bigrams(Path(out_dir) / BIGRAMS_FILE, title_bigrams(lexicon))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the guard's lexicon.tsv and bigrams.tsv into a checkpoint")
+    parser.add_argument("checkpoint")
+    write_guard_files(parser.parse_args().checkpoint)

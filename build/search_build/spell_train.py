@@ -27,8 +27,8 @@ from transformers import BartConfig, BartForConditionalGeneration, GenerationCon
 
 from search_build.spell_data import SpellDataset, build_dataset, held_out_real_pairs
 from search_build.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
-from search_backends.spell_contract import LEXICON_FILE
-from search_backends.spell_guard import write_lexicon
+from search_backends.spell_contract import BIGRAMS_FILE
+from search_build.spell_sources import write_guard_files
 
 BOS, PAD, EOS = 0, 1, 2
 EVAL_QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "spell_music_queries.tsv"
@@ -204,7 +204,8 @@ def evaluate(model, tokenizer, dataset: SpellDataset, n: int, seed: int) -> dict
 def save_checkpoint(model, out: Path, lexicon: dict[str, float]) -> None:
     model.save_pretrained(out, safe_serialization=True)
     save_bart_tokenizer(out, model_max_length=MAX_POSITIONS)
-    write_lexicon(out / LEXICON_FILE, lexicon)
+    if not (out / BIGRAMS_FILE).exists():
+        write_guard_files(out, lexicon)
 
 
 def plot_curve(curve: list[tuple[int, float]], path: Path) -> None:
@@ -257,7 +258,7 @@ def train(
     excluded = frozenset(_misspelled_words(exclude_file)) if exclude_file else frozenset()
     dataset = build_dataset(seed=seed, exclude_misspellings=excluded)
     if init_from:
-        model = BartForConditionalGeneration.from_pretrained(init_from)
+        model = BartForConditionalGeneration.from_pretrained(init_from, use_safetensors=True)
         config = model.config
     else:
         config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers, heads=heads)
@@ -344,6 +345,19 @@ def _misspelled_words(path: str | Path) -> set[str]:
     return words
 
 
+def speed_check_only(args) -> list[dict]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    amp_dtype = autocast_dtype(dev) if args.precision == "auto" else {"fp32": None, "bf16": torch.bfloat16,
+                                                                       "fp16": torch.float16}[args.precision]
+    tokenizer = build_char_tokenizer()
+    config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=args.d_model, layers=args.encoder_layers,
+                              heads=args.heads)
+    config.decoder_layers = args.decoder_layers
+    return speed_check(config, tokenizer, build_dataset(seed=args.seed), dev, args.batch_size or 256, amp_dtype)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory (e.g. models/spell_bart)")
@@ -364,7 +378,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="evaluation TSV whose misspellings never enter training")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--speed-check-only", action="store_true",
+                        help="measure FP32 batch 32 vs mixed precision at --batch-size for this shape, then stop")
     args = parser.parse_args(argv)
+    if args.speed_check_only:
+        print(json.dumps(speed_check_only(args), indent=2))
+        return
     report = train(
         args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,

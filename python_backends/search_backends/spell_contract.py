@@ -7,9 +7,10 @@ written once. No heavy imports here.
 ENCODER_FILE = "spell_encoder.onnx"
 DECODER_FILE = "spell_decoder.onnx"
 LEXICON_FILE = "lexicon.tsv"  # the no-damage guard's word frequencies (search_backends.spell_guard)
+BIGRAMS_FILE = "bigrams.tsv"  # two-word phrases the lexicon repair uses as context
 # Files of a checkpoint that serving needs besides the graphs (absent ones are skipped).
 SERVING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE)
+                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE, BIGRAMS_FILE)
 
 TEXT, CORRECTED = "TEXT", "CORRECTED"  # the ensemble's text in and out
 SOURCE = "SOURCE"  # the normalised text the model saw, for the guard

@@ -16,7 +16,10 @@ Then the lexicon repair (on by default, `repair=True`): a word still unknown to 
 (the model left a typo, or produced a non-word that the guard refused) is replaced by the lexicon word
 closest to what was typed or to what the model wrote (Damerau-Levenshtein distance <= 2, symspellpy's index
 over the lexicon's words of Zipf >= `candidate_min_zipf`), ranked by Zipf frequency minus
-`distance_penalty` per edit. Words with digits and words the lexicon knows are never repaired.
+`distance_penalty` per edit plus `context_bonus` when the candidate forms a known two-word phrase with a
+neighbour (`bigrams.tsv`: adjacent words of Wikipedia titles seen at least twice, plus symspellpy's English
+bigrams). A known word rarer than `repair_below_zipf` competes as its own candidate (distance 0); words with
+digits are never repaired.
 
 The raw model output is unaffected (it stays equal to HF `generate()`); guard and repair are a separate,
 documented step that a request can switch off.
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .spell_contract import GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE
+from .spell_contract import BIGRAMS_FILE, GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE
 
 
 def write_lexicon(path: str | Path, lexicon: dict[str, float]) -> None:
@@ -56,32 +59,65 @@ def _cached_lexicon(path: str, mtime_ns: int) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=4)
 def _cached_repair(path: str, mtime_ns: int, options: tuple) -> "LexiconRepair":
-    """The index takes ~10 s and ~250 MB to build: one per lexicon file and process."""
-    return LexiconRepair(_cached_lexicon(path, mtime_ns), **dict(options))
+    """The index takes ~10 s and ~300 MB to build: one per lexicon file and process."""
+    bigrams = read_bigrams(Path(path).with_name(BIGRAMS_FILE))
+    return LexiconRepair(_cached_lexicon(path, mtime_ns), bigrams, **dict(options))
+
+
+def write_bigrams(path: str | Path, bigrams) -> None:
+    Path(path).write_text("".join(f"{a} {b}\n" for a, b in sorted(bigrams)), encoding="utf-8")
+
+
+def read_bigrams(path: str | Path | None) -> set[tuple[str, str]]:
+    """The checkpoint's `bigrams.tsv` (if any) plus symspellpy's English bigram dictionary."""
+    from importlib.resources import files
+
+    out = set()
+    sources = [Path(path)] if path and Path(path).exists() else []
+    sources.append(Path(str(files("symspellpy") / "frequency_bigramdictionary_en_243_342.txt")))
+    for source in sources:
+        with open(source, encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 2:
+                    out.add((parts[0], parts[1]))
+    return out
 
 
 class LexiconRepair:
-    """Closest frequent lexicon word for a word the lexicon does not know (see the module docstring)."""
+    """Best frequent lexicon word in place of a word the lexicon does not know (see the module docstring)."""
 
-    def __init__(self, lexicon: dict[str, float], candidate_min_zipf: float = 1.5, distance_penalty: float = 2.5,
-                 max_distance: int = 2):
+    def __init__(self, lexicon: dict[str, float], bigrams: set[tuple[str, str]] | None = None,
+                 candidate_min_zipf: float = 1.5, distance_penalty: float = 4.5, context_bonus: float = 1.5,
+                 repair_below_zipf: float = 2.0, max_distance: int = 2):
         from symspellpy import SymSpell
 
-        self.lexicon, self.distance_penalty, self.max_distance = lexicon, distance_penalty, max_distance
+        self.lexicon, self.bigrams = lexicon, bigrams or set()
+        self.distance_penalty, self.context_bonus, self.max_distance = distance_penalty, context_bonus, max_distance
+        self.repair_below_zipf = repair_below_zipf
         self.index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7)
         for word, zipf in lexicon.items():
             if zipf >= candidate_min_zipf and len(word) >= 2:
                 self.index.create_dictionary_entry(word, max(1, int(10**zipf)))
 
-    def best(self, *sources: str) -> str | None:
+    def wants(self, word: str) -> bool:
+        return word.isalpha() and len(word) >= 3 and self.lexicon.get(word, 0.0) <= self.repair_below_zipf
+
+    def best(self, sources: Sequence[str], left: str | None = None, right: str | None = None) -> str | None:
+        """The best candidate for the word typed/written as `sources` between neighbours `left` and `right`."""
         from symspellpy import Verbosity
+
+        def context(word: str) -> float:
+            return self.context_bonus * ((left, word) in self.bigrams or (word, right) in self.bigrams)
 
         scored = {}
         for source in sources:
+            if source in self.lexicon:  # a known rare word competes as itself
+                scored[source] = max(self.lexicon[source] + context(source), scored.get(source, float("-inf")))
             if len(source) < 3:
                 continue
             for found in self.index.lookup(source, Verbosity.ALL, self.max_distance):
-                value = self.lexicon.get(found.term, 0.0) - self.distance_penalty * found.distance
+                value = self.lexicon.get(found.term, 0.0) - self.distance_penalty * found.distance + context(found.term)
                 scored[found.term] = max(value, scored.get(found.term, float("-inf")))
         return max(scored, key=lambda w: (scored[w], w)) if scored else None
 
@@ -120,14 +156,15 @@ class SpellGuard:
         the words the lexicon does not know repaired (when a repair index is set)."""
         typed, proposed = source.split(), corrected.split()
         pairs = self._guarded(typed, proposed)
+        words = [word for word, _ in pairs]
         if self.repair is None:
-            return " ".join(word for word, _ in pairs)
-        return " ".join(self._repaired(word, alternative) for word, alternative in pairs)
-
-    def _repaired(self, word: str, alternative: str) -> str:
-        if word in self.lexicon or not word.isalpha():
-            return word
-        return self.repair.best(word, alternative) or word
+            return " ".join(words)
+        for i, (word, alternative) in enumerate(pairs):
+            if self.repair.wants(word):
+                left = words[i - 1] if i else None
+                right = words[i + 1] if i + 1 < len(words) else None
+                words[i] = self.repair.best((word, alternative), left, right) or word
+        return " ".join(words)
 
     def _guarded(self, typed: list[str], proposed: list[str]) -> list[tuple[str, str]]:
         """(kept word, the other side's word at that place) for each word of the result."""

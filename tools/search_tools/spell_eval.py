@@ -174,7 +174,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from search_backends.spell_corrector import SpellCorrector
-    from search_backends.spell_guard import LexiconRepair, SpellGuard
+    from search_backends.spell_guard import SpellGuard
     from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs
 
     checkpoint = Path(args.checkpoint or DEFAULT_CHECKPOINT)
@@ -185,11 +185,16 @@ def run(args) -> int:
         shipped = corrector.guard
         systems["spell_bart + guard + repair (served default)"] = raw.post(shipped)
         systems["spell_bart + guard"] = raw.post(SpellGuard(shipped.lexicon, shipped.min_gain, None))
-        if args.tune:
-            for gain in (0.5, 1.0, 2.0):
-                for penalty in (0.5, 1.0, 1.5, 2.5):
-                    repair = LexiconRepair(shipped.lexicon, distance_penalty=penalty)
-                    systems[f"tune min_gain={gain} penalty={penalty}"] = raw.post(SpellGuard(shipped.lexicon, gain, repair))
+        if args.tune and shipped.repair is not None:
+            import copy
+
+            for below in (0.0, 2.0, 2.5):
+                for penalty in (2.5, 3.5, 4.5):
+                    for bonus in (0.0, 1.5):
+                        repair = copy.copy(shipped.repair)
+                        repair.repair_below_zipf, repair.distance_penalty, repair.context_bonus = below, penalty, bonus
+                        name = f"tune below={below} penalty={penalty} bonus={bonus}"
+                        systems[name] = raw.post(SpellGuard(shipped.lexicon, shipped.min_gain, repair))
     if args.served:
         systems["served spell_correct"] = served_corrector(args.served, guard=True, num_beams=args.num_beams)
     if not args.no_baseline:
