@@ -92,7 +92,7 @@ def test_input_data_is_committed_regenerable_and_matches_inputs(name, tmp_path):
         dtypes = {t.name: t.dtype for t in pipeline.model(pipeline.entry).inputs}
         assert EXPECTED_INPUTS[name] <= set(dtypes)
     # perf_analyzer reads each input's content as its dtype: strings for STRING, JSON numbers otherwise.
-    python_type = {"STRING": str, "INT32": int, "FP32": float}
+    python_type = {"STRING": str, "INT32": int, "FP32": float, "BOOL": bool}
     for row in rows:
         assert set(row) == set(dtypes)
         for input_name, v in row.items():

@@ -29,8 +29,9 @@ def _intent_controls() -> dict[str, int]:
     return {"TOP_K": int(head.parameters["top_k"])}
 
 
-def _spell_controls() -> dict[str, str | int | float]:
-    """The checkpoint's generation defaults (generation_config.json over Hugging Face's)."""
+def _spell_controls() -> dict[str, str | int | float | bool]:
+    """The checkpoint's generation defaults (generation_config.json over Hugging Face's), guard on."""
+    from search_backends.spell_contract import GUARD_INPUT
     from search_backends.spell_generation.params import HF_DEFAULTS, GenerationDefaults
     from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 
@@ -42,7 +43,7 @@ def _spell_controls() -> dict[str, str | int | float]:
     return {"NUM_BEAMS": int(v["num_beams"]), "MAX_NEW_TOKENS": int(v.get("max_new_tokens") or max_length - 1),
             "MIN_LENGTH": int(v["min_length"]), "LENGTH_PENALTY": float(v["length_penalty"]),
             "NO_REPEAT_NGRAM_SIZE": int(v["no_repeat_ngram_size"]),
-            "EARLY_STOPPING": str(v["early_stopping"]).lower()}
+            "EARLY_STOPPING": str(v["early_stopping"]).lower(), GUARD_INPUT: True}
 
 
 def _pairs() -> Iterator[dict[str, str]]:
