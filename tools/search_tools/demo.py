@@ -68,9 +68,10 @@ def show_product_duplicate(client) -> None:
 def show_spell_correct(client) -> None:
     texts = EXAMPLES["spell_correct"]
     for beams in (1, 4):
-        out = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams})
-        for text, fixed in zip(texts, out.as_numpy("CORRECTED")):
-            print(f"  num_beams={beams}  {text!r:32} -> {fixed[0].decode()!r}")
+        served = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams})
+        raw = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams, "guard": False})
+        for text, fixed, model in zip(texts, served.as_numpy("CORRECTED"), raw.as_numpy("CORRECTED")):
+            print(f"  num_beams={beams}  {text!r:32} -> {fixed[0].decode()!r:32} (raw model: {model[0].decode()!r})")
 
 
 SHOWS = {"query_embedding": show_query_embedding, "query_intent": show_query_intent,
