@@ -97,8 +97,8 @@ def main() -> None:
     dataset = build_dataset()
     rows = []
     for d_model, encoder_layers, decoder_layers in SHAPES:
-        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers)
-        config.decoder_layers = decoder_layers
+        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers,
+                                  decoder_layers=decoder_layers)
         model = BartForConditionalGeneration(config).eval()
         row = {"d_model": d_model, "encoder_layers": encoder_layers, "decoder_layers": decoder_layers,
                "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}

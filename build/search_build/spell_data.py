@@ -20,8 +20,13 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+
+from search_backends.spell_codec import normalize_query
 
 QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+# The hand-written held-out music queries: their misspellings never enter training.
+EVAL_QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "spell_music_queries.tsv"
 MAX_QUERY_BYTES = 60  # the model's 64 positions hold <s> + 62 bytes + </s>; keep a margin
 
 GENRES = ("rock pop jazz blues metal punk indie folk country soul funk disco techno house trance ambient "
@@ -257,10 +262,30 @@ def held_out_real_pairs(dataset: SpellDataset, n: int, seed: int) -> list[tuple[
     return misspelled + correct
 
 
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """`query<TAB>expected` lines (# comments, blank lines skipped), normalised as served."""
+    pairs = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if "\t" not in line:
+            raise ValueError(f"{path}:{number}: expected 'query<TAB>expected'")
+        query, expected = line.split("\t", 1)
+        pairs.append((normalize_query(query), normalize_query(expected)))
+    return pairs
+
+
+def misspelled_words(path: str | Path) -> set[str]:
+    """Words of the misspelled side of an evaluation TSV that differ from the expected side."""
+    words = set()
+    for noisy, clean in read_pairs(path):
+        words |= set(noisy.split()) - set(clean.split())
+    return words
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write the held-out evaluation file, or print a sample of training pairs: both seeded."""
     import argparse
-    from pathlib import Path
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--heldout-out", default=None, help="TSV of held-out real misspellings + correct queries")
@@ -269,11 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exclude-eval", default=None, help="evaluation TSV whose misspellings stay out of training")
     args = parser.parse_args(argv)
-    excluded = frozenset()
-    if args.exclude_eval:
-        from .spell_train import _misspelled_words
-
-        excluded = frozenset(_misspelled_words(args.exclude_eval))
+    excluded = frozenset(misspelled_words(args.exclude_eval)) if args.exclude_eval else frozenset()
     dataset = build_dataset(seed=args.seed, exclude_misspellings=excluded)
     for noisy, clean in dataset.pairs(args.sample, seed=args.seed + 7):
         print(f"{noisy}\t{clean}")

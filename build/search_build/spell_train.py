@@ -25,22 +25,23 @@ import torch
 from tqdm import tqdm
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-from search_build.spell_data import SpellDataset, build_dataset, held_out_real_pairs
+from search_build.spell_data import EVAL_QUERIES, SpellDataset, build_dataset, held_out_real_pairs, misspelled_words
 from search_build.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
 from search_backends.spell_contract import BIGRAMS_FILE
 from search_build.spell_sources import write_guard_files
 
 BOS, PAD, EOS = 0, 1, 2
-EVAL_QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "spell_music_queries.tsv"
 MAX_POSITIONS = 64  # tokens = UTF-8 bytes + <s> + </s>; queries here are at most ~50 bytes
 
 
-def tiny_bart_config(vocab_size: int, d_model: int = 128, layers: int = 3, heads: int = 4) -> BartConfig:
+def tiny_bart_config(vocab_size: int, d_model: int = 128, layers: int = 3, heads: int = 4,
+                     decoder_layers: int | None = None) -> BartConfig:
+    """`layers` encoder layers and `decoder_layers` (default: as many) decoder layers."""
     return BartConfig(
         vocab_size=vocab_size,
         d_model=d_model,
         encoder_layers=layers,
-        decoder_layers=layers,
+        decoder_layers=layers if decoder_layers is None else decoder_layers,
         encoder_attention_heads=heads,
         decoder_attention_heads=heads,
         encoder_ffn_dim=4 * d_model,
@@ -138,6 +139,13 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def precision_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """`--precision`: "auto" (autocast_dtype), "fp32" (no autocast), "bf16" or "fp16"."""
+    if precision == "auto":
+        return autocast_dtype(device)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def speed_check(config: BartConfig, tokenizer, dataset: SpellDataset, dev: torch.device, batch_size: int,
@@ -250,19 +258,18 @@ def train(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if threads:
         torch.set_num_threads(threads)
-    amp_dtype = autocast_dtype(dev) if precision == "auto" else {"fp32": None, "bf16": torch.bfloat16,
-                                                                  "fp16": torch.float16}[precision]
+    amp_dtype = precision_dtype(dev, precision)
     batch_size = batch_size or (1024 if dev.type == "cuda" else 256 if amp_dtype else 128)
 
     tokenizer = build_char_tokenizer()
-    excluded = frozenset(_misspelled_words(exclude_file)) if exclude_file else frozenset()
+    excluded = frozenset(misspelled_words(exclude_file)) if exclude_file else frozenset()
     dataset = build_dataset(seed=seed, exclude_misspellings=excluded)
     if init_from:
         model = BartForConditionalGeneration.from_pretrained(init_from, use_safetensors=True)
         config = model.config
     else:
-        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers, heads=heads)
-        config.decoder_layers = decoder_layers
+        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers, heads=heads,
+                                  decoder_layers=decoder_layers)
         model = BartForConditionalGeneration(config)
         init_sinusoidal_positions(model)
     speed = speed_check(config, tokenizer, dataset, dev, batch_size, amp_dtype)
@@ -334,28 +341,15 @@ def train(
     return report
 
 
-def _misspelled_words(path: str | Path) -> set[str]:
-    """Words of the misspelled side of an evaluation TSV that differ from the expected side."""
-    words = set()
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.startswith("#") or "\t" not in line:
-            continue
-        noisy, clean = line.split("\t", 1)
-        words |= set(noisy.split()) - set(clean.split())
-    return words
-
-
 def speed_check_only(args) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    amp_dtype = autocast_dtype(dev) if args.precision == "auto" else {"fp32": None, "bf16": torch.bfloat16,
-                                                                       "fp16": torch.float16}[args.precision]
     tokenizer = build_char_tokenizer()
     config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=args.d_model, layers=args.encoder_layers,
-                              heads=args.heads)
-    config.decoder_layers = args.decoder_layers
-    return speed_check(config, tokenizer, build_dataset(seed=args.seed), dev, args.batch_size or 256, amp_dtype)
+                              heads=args.heads, decoder_layers=args.decoder_layers)
+    return speed_check(config, tokenizer, build_dataset(seed=args.seed), dev, args.batch_size or 256,
+                       precision_dtype(dev, args.precision))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,9 +60,6 @@ class SpellTextCodec:
     def join_tails(heads: Sequence[str], tails: Sequence[str]) -> list[str]:
         return [" ".join(filter(None, (head, tail))) for head, tail in zip(heads, tails)]
 
-    def decode(self, token_rows: Sequence[Sequence[int]], tails: Sequence[str]) -> list[str]:
-        return self.join_tails(self.decode_heads(token_rows), tails)
-
     def split_to_fit(self, query: str) -> tuple[str, str]:
         if not query or self._length(query) <= self.max_input_tokens:
             return query, ""

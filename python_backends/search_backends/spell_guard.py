@@ -84,21 +84,27 @@ def read_bigrams(path: str | Path | None) -> set[tuple[str, str]]:
     return out
 
 
+def lexicon_index(lexicon: dict[str, float], min_zipf: float, max_distance: int = 2, min_length: int = 1):
+    """symspellpy index over the lexicon's words of Zipf >= `min_zipf`, counts = 10 ** Zipf."""
+    from symspellpy import SymSpell
+
+    index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7)
+    for word, zipf in lexicon.items():
+        if zipf >= min_zipf and len(word) >= min_length:
+            index.create_dictionary_entry(word, max(1, int(10**zipf)))
+    return index
+
+
 class LexiconRepair:
     """Best frequent lexicon word in place of a word the lexicon does not know (see the module docstring)."""
 
     def __init__(self, lexicon: dict[str, float], bigrams: set[tuple[str, str]] | None = None,
                  candidate_min_zipf: float = 1.5, distance_penalty: float = 4.5, context_bonus: float = 1.5,
                  repair_below_zipf: float = 2.0, max_distance: int = 2):
-        from symspellpy import SymSpell
-
         self.lexicon, self.bigrams = lexicon, bigrams or set()
         self.distance_penalty, self.context_bonus, self.max_distance = distance_penalty, context_bonus, max_distance
         self.repair_below_zipf = repair_below_zipf
-        self.index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7)
-        for word, zipf in lexicon.items():
-            if zipf >= candidate_min_zipf and len(word) >= 2:
-                self.index.create_dictionary_entry(word, max(1, int(10**zipf)))
+        self.index = lexicon_index(lexicon, candidate_min_zipf, max_distance, min_length=2)
 
     def wants(self, word: str) -> bool:
         return word.isalpha() and len(word) >= 3 and self.lexicon.get(word, 0.0) <= self.repair_below_zipf
@@ -134,9 +140,9 @@ class SpellGuard:
         path = Path(model_dir) / LEXICON_FILE
         if not path.exists():
             return None
-        lexicon = _cached_lexicon(str(path.resolve()), path.stat().st_mtime_ns)
-        repairer = _cached_repair(str(path.resolve()), path.stat().st_mtime_ns, tuple(sorted(repair_options.items())))
-        return cls(lexicon, min_gain, repairer if repair else None)
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        repairer = _cached_repair(*key, tuple(sorted(repair_options.items()))) if repair else None
+        return cls(_cached_lexicon(*key), min_gain, repairer)
 
     def zipf(self, word: str) -> float:
         return self.lexicon.get(word, 0.0)
@@ -190,13 +196,14 @@ class SpellGuard:
 
 def guard_switch(value, parameters: dict) -> bool:
     """Whether the guard runs for one request: the GUARD input wins over the "guard" parameter; default on."""
+    from .generation_controls import _scalar  # the controls' one-value rule, shared
     from .text_input import InputError
 
     if value is not None:
-        flat = value.reshape(-1) if hasattr(value, "reshape") else [value]
-        if len(flat) != 1:
-            raise InputError(f"{GUARD_INPUT}: expected one value, got {len(flat)}")
-        return bool(flat[0])
+        try:
+            return bool(_scalar(value))
+        except InputError as exc:
+            raise InputError(f"{GUARD_INPUT}: {exc}") from None
     if GUARD_PARAMETER not in parameters:
         return True
     raw = parameters[GUARD_PARAMETER]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from search_backends.spell_codec import normalize_query
+from search_build.spell_data import read_pairs  # noqa: F401 - part of this module's API
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,6 @@ class SpellScores:
     correct_unchanged: float
     changed_into_wrong: float
     queries_per_s: float
-
-
-def read_pairs(path: str | Path) -> list[tuple[str, str]]:
-    pairs = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if "\t" not in line:
-            raise ValueError(f"{path}:{number}: expected 'query<TAB>expected'")
-        query, expected = line.split("\t", 1)
-        pairs.append((normalize_query(query), normalize_query(expected)))
-    return pairs
 
 
 def score(system: str, pairs: Sequence[tuple[str, str]], outputs: Sequence[str], seconds: float) -> SpellScores:
@@ -70,15 +59,15 @@ class SymSpellBaseline:
 
         from symspellpy import SymSpell
 
+        from search_backends.spell_guard import lexicon_index
+
         self.max_edit_distance = max_edit_distance
-        self.sym = SymSpell(max_dictionary_edit_distance=max_edit_distance, prefix_length=7)
         data = files("symspellpy")
         if lexicon is None:
+            self.sym = SymSpell(max_dictionary_edit_distance=max_edit_distance, prefix_length=7)
             self.sym.load_dictionary(str(data / "frequency_dictionary_en_82_765.txt"), term_index=0, count_index=1)
         else:
-            for word, zipf in lexicon.items():
-                if zipf >= min_zipf:
-                    self.sym.create_dictionary_entry(word, max(1, int(10**zipf)))
+            self.sym = lexicon_index(lexicon, min_zipf, max_edit_distance)
         self.sym.load_bigram_dictionary(str(data / "frequency_bigramdictionary_en_243_342.txt"), term_index=0,
                                         count_index=2)
 
