@@ -216,3 +216,18 @@ def test_any_interruption_point_resumes_to_the_same_output(tmp_path_factory, n, 
         assert_complete(out, records)
     else:
         assert read_output(out) == []
+
+
+@pytest.mark.parametrize("status, message, transient", [
+    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", True),
+    ("StatusCode.INTERNAL", "in ensemble 'product_duplicate', Stub process 'product_encoder_0_0' is not healthy.", True),
+    ("StatusCode.UNAVAILABLE", "Request for unknown model: 'product_duplicate' is not found", True),
+    ("StatusCode.INVALID_ARGUMENT", "A_TITLE: expected BYTES", False),
+    ("StatusCode.INTERNAL", "division by zero in head", False),
+])
+def test_triton_scorer_retries_server_faults_not_request_faults(status, message, transient):
+    from tritonclient.utils import InferenceServerException
+
+    from search_tools.batch_score import is_transient_triton_error
+
+    assert is_transient_triton_error(InferenceServerException(message, status=status)) is transient

@@ -266,6 +266,18 @@ class Scorer(Protocol):
 
 _TRANSIENT_STATUSES = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED",
                        "StatusCode.ABORTED", "StatusCode.CANCELLED"}
+_TRANSIENT_MESSAGES = ("unknown model", "not ready", "is not healthy")
+
+
+def is_transient_triton_error(error: BaseException) -> bool:
+    """Whether a tritonclient error is the server's fault for now (retry later), not the request's."""
+    status = getattr(error, "status", lambda: None)()
+    message = str(error).lower()
+    if status in _TRANSIENT_STATUSES:
+        return True
+    # While a restarted server is still loading its models they are "unknown" or "not ready"; a crashing
+    # server answers "stub ... is not healthy" for the moments its Python stubs are dead before it is.
+    return status is not None and any(sign in message for sign in _TRANSIENT_MESSAGES)
 
 
 class TritonScorer:
@@ -304,12 +316,7 @@ class TritonScorer:
         return result.as_numpy(TRITON_OUTPUT).reshape(-1).astype(np.float32)
 
     def is_transient(self, error: BaseException) -> bool:
-        status = getattr(error, "status", lambda: None)()
-        message = str(error).lower()
-        if status in _TRANSIENT_STATUSES:
-            return True
-        # While a restarted server is still loading its models they are "unknown" or "not ready".
-        return status is not None and ("unknown model" in message or "not ready" in message)
+        return is_transient_triton_error(error)
 
     async def close(self) -> None:
         await self.client.close()
