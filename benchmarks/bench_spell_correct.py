@@ -2,16 +2,19 @@
 
 For each decoding mode (num_beams 1 and 4) and each level N:
 1. our ``spell_correct`` Triton ensemble (tokenize -> generate -> detokenize) driven by perf_analyzer at
-   concurrency N with single-query requests that carry NUM_BEAMS, once per engine mode of spell_generate:
-   ``inprocess`` (ONNX Runtime inside spell_generate) and ``bls`` (spell_encoder / spell_decoder Triton
-   models called per decoding step) -- the comparison that decides the default engine mode;
+   concurrency N with single-query requests that carry NUM_BEAMS, once per engine mode of spell_generate
+   (``ctranslate2``: CTranslate2 inside spell_generate; ``inprocess``: the numpy loop over ONNX Runtime;
+   ``bls``: the loop over spell_encoder / spell_decoder Triton models) -- the comparison that decides the
+   default engine mode. The guard is off (GUARD=false) so the served pipeline does the work its peers do;
+   the first engine mode is measured once more with the guard on (the served default), as its own row;
 2. Hugging Face ``BartForConditionalGeneration.generate()`` in-process (PyTorch), batches of N queries;
 3. CTranslate2 ``translate_batch`` on the same checkpoint (converted once, cached), batches of N;
 4. the in-process ``SpellCorrector`` (same ONNX graphs and decoding loop as the server, no server): the
    "in-process ONNX Runtime" baseline of the ratios.
 
-Before timing, every system's output on the sample queries is compared with HF generate() (agreement rates
-are printed and stored; CTranslate2's beam search differs slightly from HF's, so it may disagree).
+In-process systems run at each of --thread-options (intra-op threads) and keep their best throughput per level
+("each system at its best setting"). Before timing, every system's output on the sample queries is compared
+with HF generate() (agreement rates are printed and stored).
 Prints one table per decoding mode and writes JSON + PNG under --out.
 
     python benchmarks/bench_spell_correct.py                 # levels 1 2 4 8, 4 s per level
@@ -23,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,7 +42,8 @@ from tqdm import tqdm  # noqa: E402
 
 from search_backends.spell_codec import SpellTextCodec  # noqa: E402
 from search_backends.spell_corrector import SpellCorrector  # noqa: E402
-from search_build.artifacts import cache_root, fingerprint  # noqa: E402
+from search_build.spell_ct2 import converted_model  # noqa: E402
+from search_backends.spell_contract import ENGINE_MODES, GUARD_INPUT  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
@@ -55,8 +58,8 @@ CT2_LABEL = "ctranslate2 translate_batch"
 MODE_NAMES = {1: "greedy", 4: "beam4"}
 
 
-def triton_label(engine_mode: str) -> str:
-    return f"triton spell_correct {engine_mode}"
+def triton_label(engine_mode: str, guard: bool = False) -> str:
+    return f"triton spell_correct {engine_mode}" + (" +guard" if guard else "")
 
 
 def mode_name(num_beams: int) -> str:
@@ -88,56 +91,18 @@ class HFSystem:
         return [" ".join(filter(None, (h, tail))) for h, (_, tail) in zip(heads, prepared)]
 
 
-def convert_ctranslate2(checkpoint: Path) -> tuple[Path, dict]:
-    """CTranslate2 model of ``checkpoint`` under the cache (converted once per checkpoint + ctranslate2 version).
-
-    Returns the folder and notes on the conversion (which workaround, if any, it needed).
-    """
-    import ctranslate2
-
-    folder = cache_root() / "ct2" / fingerprint(checkpoint, extra=f"ct2-{ctranslate2.__version__}")
-    notes_file = folder / "conversion_notes.json"
-    if notes_file.exists():
-        return folder, json.loads(notes_file.read_text())
-    notes = {"ctranslate2": ctranslate2.__version__, "source": str(checkpoint), "workarounds": []}
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        ctranslate2.converters.TransformersConverter(str(checkpoint)).convert(str(tmp), force=True)
-    except AttributeError as exc:
-        if "normalize_before" not in str(exc):
-            raise
-        # ctranslate2's BartLoader reads config.normalize_before, which transformers 5's BartConfig does not
-        # define (older hub checkpoints carry it in config.json). BART is post-norm, i.e. normalize_before=False:
-        # convert a copy whose config.json says so; the weights are untouched.
-        notes["converter_error"] = f"{type(exc).__name__}: {exc}"
-        notes["workarounds"].append("config.json copy with normalize_before=false (BART is post-LayerNorm)")
-        with tempfile.TemporaryDirectory() as patched_dir:
-            patched = Path(patched_dir) / "checkpoint"
-            shutil.copytree(checkpoint, patched)
-            config = json.loads((patched / "config.json").read_text())
-            config["normalize_before"] = False
-            (patched / "config.json").write_text(json.dumps(config, indent=2))
-            shutil.rmtree(tmp, ignore_errors=True)
-            ctranslate2.converters.TransformersConverter(str(patched)).convert(str(tmp), force=True)
-    (tmp / "conversion_notes.json").write_text(json.dumps(notes, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, folder)
-    return folder, notes
-
-
 class CT2System:
     """CTranslate2 Translator over the converted checkpoint, tokens in / tokens out with the HF tokenizer.
 
-    HF's generation_config forces ``forced_bos_token_id`` as the first generated token; CTranslate2 has no such
-    option, so it is given as a one-token ``target_prefix``. Lengths follow HF's max_length (decoder start token
-    included): max_decoding_length = max_length - 1. ``length_penalty`` is passed through; HF's
-    ``early_stopping=True`` has no exact CTranslate2 equivalent (its beam search stops when the best beam ends).
+    What a user would write in their own process, with the mapping that makes it equal HF (see
+    search_backends.spell_generation.ct2_engine): ``forced_bos_token_id`` as a one-token ``target_prefix``,
+    ``max_decoding_length = max_length - 2`` (HF counts the decoder start token and forces EOS last),
+    ``patience=1`` for ``early_stopping=True``.
     """
 
     def __init__(self, model_dir: Path, checkpoint: Path, threads: int):
         import ctranslate2
+
         from transformers import AutoTokenizer
 
         from search_backends.spell_generation import GenerationDefaults
@@ -153,7 +118,8 @@ class CT2System:
         prepared = self.codec.prepare(texts)
         source = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(head)["input_ids"]) for head, _ in prepared]
         results = self.translator.translate_batch(
-            source, beam_size=num_beams, max_batch_size=0, max_decoding_length=self.params.max_length - 1,
+            source, beam_size=num_beams, max_batch_size=0, patience=1,
+            max_decoding_length=self.params.max_length - (2 if self.params.forced_eos_token_ids else 1),
             min_decoding_length=max(self.params.min_length - 1, 0), length_penalty=self.params.length_penalty,
             target_prefix=[self.prefix] * len(source) if self.prefix else None)
         heads = [self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]), skip_special_tokens=True)
@@ -206,9 +172,40 @@ def agreement(got: list[str], want: list[str]) -> dict:
             "differences": [{"query": q, "hf": w, "got": g} for q, g, w, s in zip(QUERIES, got, want, same) if not s]}
 
 
-def input_data(num_beams: int) -> Path:
-    rows = ({"TEXT": q, "NUM_BEAMS": num_beams} for q in QUERIES)
-    return write_input_data(rows, INPUT_DATA_DIR / f"spell_correct_{mode_name(num_beams)}.json")
+def input_data(num_beams: int, guard: bool) -> Path:
+    rows = ({"TEXT": q, "NUM_BEAMS": num_beams, GUARD_INPUT: guard} for q in QUERIES)
+    return write_input_data(rows, INPUT_DATA_DIR / f"spell_correct_{mode_name(num_beams)}_guard{int(guard)}.json")
+
+
+def best_per_level(points: list[tuple[int, LoadPoint]]) -> list[tuple[int, LoadPoint]]:
+    """Of one system measured at several thread settings ((threads, point) pairs), its best throughput per level."""
+    best: dict[int, tuple[int, LoadPoint]] = {}
+    for threads, p in points:
+        if p.concurrency not in best or p.throughput > best[p.concurrency][1].throughput:
+            best[p.concurrency] = (threads, p)
+    return [best[c] for c in sorted(best)]
+
+
+# Targets of issue 12 (2-core machine, tokenization and detokenization included)
+TARGET_P99_MS = {1: 15.0, 4: 25.0}
+TARGET_THROUGHPUT_RATIO_AT = (8, 0.8)
+
+
+def verdict_rows(pts: list[LoadPoint], served: str) -> dict:
+    """Served vs in-process CTranslate2 per level, and the issue's targets."""
+    by = {(p.label, p.concurrency): p for p in pts}
+    rows = []
+    for (label, level), p in sorted(by.items(), key=lambda kv: kv[0][1]):
+        if label != served or (CT2_LABEL, level) not in by:
+            continue
+        peer = by[(CT2_LABEL, level)]
+        rows.append({"level": level, "served_qps": p.throughput, "ct2_qps": peer.throughput,
+                     "throughput_ratio": p.throughput / peer.throughput, "served_p99_ms": p.p99_ms,
+                     "p99_target_ms": TARGET_P99_MS.get(level)})
+    level, ratio = TARGET_THROUGHPUT_RATIO_AT
+    met = all(r["served_p99_ms"] <= r["p99_target_ms"] for r in rows if r["p99_target_ms"])
+    met = met and all(r["throughput_ratio"] >= ratio for r in rows if r["level"] == level)
+    return {"served": served, "rows": rows, "targets_met": met}
 
 
 def plot(results: dict[str, list[LoadPoint]], path: Path, title: str) -> Path:
@@ -243,12 +240,12 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8],
                         help="Triton concurrencies = in-process batch sizes")
     parser.add_argument("--num-beams", type=int, nargs="+", default=[1, 4], help="decoding modes (1 = greedy)")
-    parser.add_argument("--engine-modes", nargs="+", default=["inprocess", "bls"], choices=["inprocess", "bls"])
+    parser.add_argument("--engine-modes", nargs="+", default=["ctranslate2", "inprocess"], choices=ENGINE_MODES,
+                        help="served engine modes of spell_generate; the first is also measured with the guard on")
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement time per level and system")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads of the in-process systems (ONNX Runtime, torch, CTranslate2); 0: one per "
-                             "core. The server's spell_generate keeps its own default (one per core). On busy shared "
-                             "cores, OpenMP pools (torch, CTranslate2) degrade badly with >1 thread: try 1")
+    parser.add_argument("--thread-options", type=int, nargs="+", default=None,
+                        help="intra-op threads tried for each in-process system (default: 1 and one per core); "
+                             "the best per level is kept. The server's models keep their own setting")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 2, 1 s per level")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -256,7 +253,7 @@ def main() -> None:
     if args.quick:
         args.levels, args.seconds = [1, 2], 1.0
     args.out.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or os.cpu_count() or 1
+    thread_options = sorted(set(args.thread_options or [1, os.cpu_count() or 1]))
     checkpoint = args.checkpoint.resolve()
 
     points: dict[int, list[LoadPoint]] = {nb: [] for nb in args.num_beams}
@@ -264,71 +261,76 @@ def main() -> None:
 
     # 1. Triton, one server per engine mode (same model names).
     relaxed: list[str] = []  # levels measured without perf_analyzer's stability criterion
-    data = {nb: input_data(nb) for nb in args.num_beams}
     with tempfile.TemporaryDirectory() as tmp:
         for engine_mode in args.engine_modes:
-            label = triton_label(engine_mode)
             repo = write_repository([build_pipeline("spell_correct", checkpoint=checkpoint, engine_mode=engine_mode)],
                                     Path(tmp) / f"repo-{engine_mode}", "local", progress=lambda _: None)
             with TritonServer(repo, log_path=Path(tmp) / f"server-{engine_mode}.log") as server:
-                outputs[label] = {nb: triton_correct(server.grpc_url, QUERIES, nb) for nb in args.num_beams}
-                for nb in args.num_beams:
-                    for level in tqdm(args.levels, desc=f"{label} {mode_name(nb)} (perf_analyzer)"):
-                        points[nb] += perf_level(server.grpc_url, level, data[nb], args.seconds, label,
-                                                 relaxed, mode_name(nb))
+                outputs[triton_label(engine_mode)] = {nb: triton_correct(server.grpc_url, QUERIES, nb)
+                                                      for nb in args.num_beams}
+                for guard in (False, True) if engine_mode == args.engine_modes[0] else (False,):
+                    label = triton_label(engine_mode, guard)
+                    for nb in args.num_beams:
+                        for level in tqdm(args.levels, desc=f"{label} {mode_name(nb)} (perf_analyzer)"):
+                            points[nb] += perf_level(server.grpc_url, level, input_data(nb, guard), args.seconds,
+                                                     label, relaxed, mode_name(nb))
 
-    # 2-4. In-process systems.
+    # 2-4. In-process systems, at each thread setting.
     import torch
-    torch.set_num_threads(threads)
-    corrector = SpellCorrector(exported_graphs(checkpoint), intra_op_threads=threads)
+    ct2_dir = converted_model(checkpoint)
+    ct2_notes = json.loads((ct2_dir / "conversion_notes.json").read_text(encoding="utf-8"))
     hf = HFSystem(checkpoint)
-    ct2_dir, ct2_notes = convert_ctranslate2(checkpoint)
-    ct2 = CT2System(ct2_dir, checkpoint, threads)
-    # Raw model output (the guard off) so every system does the same work; perf_analyzer's served load keeps
-    # the guard on (the served default), so the served figures include its cost.
-    systems = {BASELINE: lambda batch, nb: corrector.correct(batch, num_beams=nb, guard=False),
-               HF_LABEL: hf.correct,
-               CT2_LABEL: ct2.correct}
-    for label, fn in systems.items():
-        outputs[label] = {nb: fn(QUERIES, nb) for nb in args.num_beams}
-    # Systems interleaved per level so that load drift on a shared machine hits them alike.
-    jobs = [(nb, level, label) for nb in args.num_beams for level in args.levels for label in systems]
-    for nb, level, label in tqdm(jobs, desc="in-process systems"):
-        fn = systems[label]
-        points[nb].append(timed_batches(label, level, lambda b, fn=fn, nb=nb: fn(b, nb), args.seconds))
+    # Raw model output (the guard off) so every system does the same work.
+    factories = {
+        BASELINE: lambda t: (lambda c: lambda batch, nb: c.correct(batch, num_beams=nb, guard=False))(
+            SpellCorrector(exported_graphs(checkpoint), intra_op_threads=t)),
+        HF_LABEL: lambda t: (torch.set_num_threads(t), hf.correct)[1],
+        CT2_LABEL: lambda t: CT2System(ct2_dir, checkpoint, t).correct,
+    }
+    measured: dict[tuple[str, int], list[tuple[int, LoadPoint]]] = {}
+    chosen_threads: dict[str, dict] = {}
+    for label, factory in factories.items():
+        for threads in tqdm(thread_options, desc=f"{label} (threads {thread_options})"):
+            fn = factory(threads)
+            if label not in outputs:
+                outputs[label] = {nb: fn(QUERIES, nb) for nb in args.num_beams}
+            for nb in args.num_beams:
+                for level in args.levels:
+                    point = timed_batches(label, level, lambda b, fn=fn, nb=nb: fn(b, nb), args.seconds)
+                    measured.setdefault((label, nb), []).append((threads, point))
+    for (label, nb), pts in measured.items():
+        best = best_per_level(pts)
+        points[nb] += [p for _, p in best]
+        chosen_threads.setdefault(label, {})[mode_name(nb)] = {p.concurrency: t for t, p in best}
 
     # Output agreement with HF generate() on the sample queries.
     agree = {label: {mode_name(nb): agreement(outs[nb], outputs[HF_LABEL][nb]) for nb in args.num_beams}
              for label, outs in outputs.items() if label != HF_LABEL}
 
-    order = [triton_label(m) for m in args.engine_modes] + [HF_LABEL, CT2_LABEL, BASELINE]
+    served_labels = [triton_label(args.engine_modes[0], True)] + [triton_label(m) for m in args.engine_modes]
+    order = served_labels + [CT2_LABEL, HF_LABEL, BASELINE]
     ranked = {nb: sorted(pts, key=lambda p: (order.index(p.label), p.concurrency)) for nb, pts in points.items()}
     print(f"\nspell_correct ({checkpoint.name}, {len(QUERIES)} misspelled music queries); queries/s and latency per "
-          "request/batch; ratios vs in-process ONNX Runtime (SpellCorrector)")
-    print("(Triton at concurrency N sends N single-query requests at once; in-process systems run batches of N)")
-    verdict = {}
+          "request/batch; ratios vs in-process CTranslate2 (the peer a user would pick)")
+    print("(Triton at concurrency N sends N single-query requests at once; in-process systems run batches of N at "
+          f"their best of {thread_options} threads)")
+    verdicts = {}
     for nb, pts in ranked.items():
-        baseline = {p.concurrency: p for p in pts if p.label == BASELINE}
+        peer = {p.concurrency: p for p in pts if p.label == CT2_LABEL}
         print(f"\n== {mode_name(nb)} (num_beams={nb}) ==")
-        print(format_table(pts, baseline))
-        if {"inprocess", "bls"} <= set(args.engine_modes):
-            by = {(p.label, p.concurrency): p for p in pts}
-            rows = []
-            for level in args.levels:
-                ip, bls = by[(triton_label("inprocess"), level)], by[(triton_label("bls"), level)]
-                rows.append({"level": level, "throughput_ratio": bls.throughput / ip.throughput,
-                             "p50_ratio": bls.p50_ms / ip.p50_ms, "p99_ratio": bls.p99_ms / ip.p99_ms})
-            verdict[mode_name(nb)] = rows
-            print("BLS vs in-process engine mode: " + "; ".join(
-                f"N={r['level']}: x{r['throughput_ratio']:.2f} q/s, p99 x{r['p99_ratio']:.2f}" for r in rows))
+        print(format_table(pts, peer))
+        verdicts[mode_name(nb)] = verdict = verdict_rows(pts, triton_label(args.engine_modes[0]))
+        print(f"{verdict['served']} vs in-process CTranslate2: " + "; ".join(
+            f"N={r['level']}: x{r['throughput_ratio']:.2f} q/s, p99 {r['served_p99_ms']:.1f} ms"
+            + (f" (target {r['p99_target_ms']:.0f})" if r["p99_target_ms"] else "") for r in verdict["rows"])
+            + f" -> targets {'met' if verdict['targets_met'] else 'NOT met'}")
     print("\nagreement with HF generate() on the sample queries:")
     for label, modes in agree.items():
         print(f"  {label:40} " + "  ".join(f"{m}: {a['agree']}/{a['total']}" for m, a in modes.items()))
+    print(f"\nthreads chosen per level: {json.dumps(chosen_threads)}")
     if relaxed:
         print("\nperf_analyzer could not stabilise (within 50%) and was rerun with a doubled window, no stability "
               "check: " + ", ".join(relaxed))
-    if ct2_notes.get("workarounds"):
-        print(f"\nCTranslate2 conversion: {ct2_notes.get('converter_error')} -> {'; '.join(ct2_notes['workarounds'])}")
 
     import ctranslate2
     import onnxruntime
@@ -338,10 +340,10 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
                     "transformers": transformers.__version__, "ctranslate2": ctranslate2.__version__,
-                    "inprocess_intra_op_threads": threads, "torch_threads": torch.get_num_threads(),
-                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+                    "thread_options": thread_options, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
         "results": {mode_name(nb): [p.as_dict() for p in pts] for nb, pts in ranked.items()},
-        "bls_vs_inprocess": verdict,
+        "served_vs_ctranslate2": verdicts,
+        "in_process_threads_chosen": chosen_threads,
         "perf_analyzer_unstable_levels": relaxed,
         "agreement_with_hf": agree,
         "ctranslate2_conversion": {**ct2_notes, "model_dir": str(ct2_dir)},

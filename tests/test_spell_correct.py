@@ -178,3 +178,50 @@ def test_served_corrections_equal_the_in_process_corrector_on_the_held_out_queri
     served = served_corrector(triton.grpc_url, guard=True)(queries)
     assert served == SpellCorrector(exported_graphs(DEFAULT_CHECKPOINT), intra_op_threads=1).correct(queries)
     assert sum(s == e for s, (_, e) in zip(served, pairs)) > len(pairs) // 2
+
+
+@pytest.fixture(scope="module")
+def bls_server(tmp_path_factory):
+    """spell_correct in ``bls`` mode (the triton-gpu wiring; ONNX Runtime runners stand in for the TensorRT plans)."""
+    from reliability_support import running_server, write_repo
+    from search_build.pipelines.spell_correct import spell_correct_pipeline
+
+    base = tmp_path_factory.mktemp("spell_bls")
+    with running_server(write_repo([spell_correct_pipeline(engine_mode="bls")], base / "repo"), base / "log") as server:
+        yield server
+
+
+def test_bls_engine_mode_matches_hf_generate(bls_server, hf):
+    client = grpcclient.InferenceServerClient(bls_server.grpc_url)
+    for num_beams in (1, 4):
+        got = [_correct(client, [t], {"num_beams": num_beams})[0] for t in INPUTS[:12]]
+        assert got == [hf([t], num_beams=num_beams)[0] for t in INPUTS[:12]], num_beams
+    stats = client.get_inference_statistics("spell_decoder").model_stats[0]
+    assert stats.inference_count > 0, "bls mode must decode through the spell_decoder model"
+
+
+def test_short_request_is_not_held_behind_a_long_batch(grpc_client, hf):
+    """A one-query greedy request sent while a 32-query beam-8 batch decodes returns first, both equal to HF.
+
+    spell_generate runs CTranslate2 in two instances: CTranslate2 cannot add rows to a running search, so a
+    request arriving mid-batch starts on the free instance instead of waiting for the batch to end."""
+    import threading
+    import time
+
+    long_texts = [f"{t} {u}" for t, u in zip(INPUTS, reversed(INPUTS))][:32]
+    done = {}
+
+    def long_batch():
+        done["long"] = (_correct(grpc_client, long_texts, {"num_beams": 8}), time.perf_counter())
+
+    thread = threading.Thread(target=long_batch)
+    started = time.perf_counter()
+    thread.start()
+    time.sleep(0.05)  # the long batch is decoding by now
+    short = _correct(grpc_client, ["tayler swift"], {"num_beams": 1})
+    short_done = time.perf_counter()
+    thread.join(60)
+    long_out, long_done = done["long"]
+    assert short_done < long_done, f"short {short_done - started:.3f}s, long {long_done - started:.3f}s"
+    assert short == hf(["tayler swift"], num_beams=1)
+    assert long_out == [hf([t], num_beams=8)[0] for t in long_texts]

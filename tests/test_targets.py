@@ -45,6 +45,12 @@ def pipeline(request):
     return build_pipeline(request.param)
 
 
+@pytest.fixture(scope="module", params=pipeline_names())
+def gpu_pipeline(request):
+    """As built for triton-gpu: its engine models are what TensorRT gets."""
+    return build_pipeline(request.param, target="triton-gpu")
+
+
 @pytest.mark.parametrize("target", ["local", "triton-cpu"])
 def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
     repo = write_repository([pipeline], tmp_path, target, progress=lambda _: None)
@@ -60,10 +66,10 @@ def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
             _assert_graph_matches_config(graph, cfg)
 
 
-def test_gpu_configs_match_the_int32_engine_graphs(pipeline, tmp_path):
+def test_gpu_configs_match_the_int32_engine_graphs(gpu_pipeline, tmp_path):
     """What TensorRT would be given: the rewritten graph's boundary types equal the triton-gpu config."""
-    repo = write_repository([pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
-    for m in pipeline.models:
+    repo = write_repository([gpu_pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
+    for m in gpu_pipeline.models:
         cfg = text_format.Parse(to_pbtxt(model_config(m, "triton-gpu")), mc.ModelConfig())
         assert all(t.data_type != mc.TYPE_INT64 for t in [*cfg.input, *cfg.output])
         if isinstance(m, EngineModel):
@@ -87,10 +93,10 @@ def _feed_shapes(m):
         yield f"profile {index} max", {name: (lo[0], *hi[1:]) if batched else hi for name, (lo, _, hi) in profile.items()}
 
 
-def test_int32_graph_gives_the_same_outputs(pipeline, tmp_path):
+def test_int32_graph_gives_the_same_outputs(gpu_pipeline, tmp_path):
     """Same outputs at every shape TensorRT would be built for: the profiles must also be runnable shapes."""
-    repo = write_repository([pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
-    for m in _engines(pipeline):
+    repo = write_repository([gpu_pipeline], tmp_path / "cpu", "triton-cpu", progress=lambda _: None)
+    for m in _engines(gpu_pipeline):
         original = repo / m.name / "1" / "model.onnx"
         rewritten = tmp_path / f"{m.name}.int32.onnx"
         changed = int64_inputs_to_int32(original, rewritten)
@@ -108,8 +114,8 @@ def test_int32_graph_gives_the_same_outputs(pipeline, tmp_path):
                 assert np.array_equal(g, w) if w.dtype.kind in "iub" else np.abs(g - w).max() < 1e-5, f"{m.name} {label}"
 
 
-def test_profiles_are_consistent_with_the_spec(pipeline):
-    for m in _engines(pipeline):
+def test_profiles_are_consistent_with_the_spec(gpu_pipeline):
+    for m in _engines(gpu_pipeline):
         for profile in profile_shapes(m):
             assert set(profile) == {t.name for t in m.inputs}
             for name, (lo, opt, hi) in profile.items():
@@ -213,3 +219,86 @@ def test_quantize_int8_is_generic(tmp_path):
             # spell encoder's hidden states), the served ones included.
             assert set(report) == graph_outputs >= {o.name for o in m.outputs}, (m.name, sorted(report))
             assert all(np.isfinite(s["max_abs"]) for s in report.values()), (m.name, report)
+
+
+# ------------------------------------------------------------------------- each target wires what it builds
+
+def _reachable(configs, manifest):
+    """Models an entry reaches through ensemble steps and BLS calls."""
+    seen, todo = set(), [p["entry"] for p in manifest["pipelines"].values()]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [step.model_name for step in configs[name].ensemble_scheduling.step]
+            todo += manifest["bls_calls"].get(name, [])
+    return seen
+
+
+@pytest.fixture(scope="module")
+def configs_only_repositories(tmp_path_factory):
+    """`searchbar build --pipelines all --configs-only` for every target (no TensorRT needed)."""
+    from search_build.spec import TARGETS
+    from search_tools.cli import main
+
+    out = {}
+    for target in TARGETS:
+        repo = tmp_path_factory.mktemp(f"configs_{target}")
+        main(["build", "--pipelines", "all", "--target", target, "--configs-only", "--no-batching-overrides",
+              "--out", str(repo)])
+        out[target] = repo
+    return out
+
+
+@pytest.mark.parametrize("target", ["local", "triton-cpu", "triton-gpu"])
+def test_configs_only_repository_wires_exactly_what_the_target_builds(configs_only_repositories, target):
+    import json
+
+    from search_build.sagemaker_package import read_configs
+
+    repo = configs_only_repositories[target]
+    configs = read_configs(repo)  # strict protobuf parse of every config.pbtxt
+    manifest = json.loads((repo / "searchbar_manifest.json").read_text())
+    assert _reachable(configs, manifest) == set(configs), "no model may sit idle in a target's repository"
+    generate = {k: v.string_value for k, v in configs["spell_generate"].parameters.items()}
+    spell_model = repo / "spell_generate" / "1" / "spell_model"
+    engines = {"spell_encoder", "spell_decoder", "query_embedding_encoder", "product_encoder"} & set(configs)
+    if target == "triton-gpu":
+        assert generate["engine_mode"] == "bls"
+        assert manifest["bls_calls"]["spell_generate"] == ["spell_encoder", "spell_decoder"]
+        assert {"spell_encoder", "spell_decoder"} <= engines
+        for name in engines:
+            assert configs[name].platform == "tensorrt_plan"
+            assert (repo / name / "1" / "model.onnx").exists() and not (repo / name / "1" / "model.plan").exists()
+        assert sorted(manifest["engines_not_built"]) == sorted(engines)
+        assert not (spell_model / "ctranslate2").exists()
+    else:
+        assert generate["engine_mode"] == "ctranslate2" and generate["ct2_device"] == "cpu"
+        assert generate["ct2_compute_type"] == "float32"
+        assert (spell_model / "ctranslate2" / "model.bin").exists() and (spell_model / "spell_decoder.onnx").exists()
+        assert not {"spell_encoder", "spell_decoder"} & set(configs) and not manifest["bls_calls"]
+        assert manifest["engines_not_built"] == []
+        for name in engines:
+            assert configs[name].platform == ("onnxruntime_onnx" if target == "triton-cpu" else "")
+
+
+def test_configs_only_gpu_repository_is_refused_by_serve_and_sagemaker(configs_only_repositories, tmp_path, capsys):
+    from search_build.sagemaker_package import package
+    from search_tools.cli import main
+
+    repo = configs_only_repositories["triton-gpu"]
+    assert main(["serve", "--repository", str(repo)]) == 2
+    assert "--configs-only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="configs-only"):
+        package(repo, tmp_path / "model.tar.gz", default_model="spell_correct", python_env=None)
+
+
+@pytest.mark.parametrize("precision, compute_type", [("fp32", "float32"), ("int8", "int8")])
+def test_precision_reaches_the_spell_engine(precision, compute_type):
+    generate = build_pipeline("spell_correct", precision=precision).model("spell_generate")
+    assert generate.parameters["ct2_compute_type"] == compute_type
+    gpu = build_pipeline("spell_correct", target="triton-gpu", engine_mode="ctranslate2", precision="fp16")
+    assert gpu.model("spell_generate").parameters["ct2_compute_type"] == "float16"
+    assert gpu.model("spell_generate").parameters["ct2_device"] == "cuda"
+    with pytest.raises(ValueError, match="engine_mode"):
+        build_pipeline("spell_correct", engine_mode="fastest")

@@ -7,6 +7,7 @@ from .batching_overrides import apply_batching, load_overrides, overrides_for_bu
 from .pipelines import build_pipeline, pipeline_names
 from .repository import write_repository
 from .spec import TARGETS
+from search_backends.spell_contract import ENGINE_MODES
 
 DEFAULT_PIPELINES = ("query_embedding",)
 
@@ -21,6 +22,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--embedding-checkpoint", help="sentence-transformers checkpoint directory")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
                         help="engine precision (fp16/bf16: TensorRT; int8: ONNX Runtime dynamic quantization)")
+    parser.add_argument("--spell-engine", choices=ENGINE_MODES, default=None,
+                        help="spell_generate's decoding engine (default per target: ctranslate2 on the CPU targets, "
+                             "bls over TensorRT plans on triton-gpu)")
+    parser.add_argument("--configs-only", action="store_true",
+                        help="write every config (and the ONNX graphs) without building TensorRT engines: inspect "
+                             "and validate a triton-gpu repository on a machine without TensorRT (not servable)")
     parser.add_argument("--batching-overrides", type=Path, default=None,
                         help="JSON of per-model batching chosen by `searchbar sweep` (default for --target local: "
                              "analyzer_configs/batching_overrides.json when it exists)")
@@ -30,8 +37,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> Path:
     names = pipeline_names() if args.pipelines == ["all"] else args.pipelines
-    options = {"query_embedding": {"checkpoint": args.embedding_checkpoint}}
-    pipelines = [build_pipeline(n, **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
+    configs_only = getattr(args, "configs_only", False)
+    if args.target != "triton-gpu" and args.precision not in ("fp32", "int8"):
+        raise SystemExit(f"--precision {args.precision} needs TensorRT: use it with --target triton-gpu "
+                         f"(the {args.target} target takes fp32 or int8)")
+    options = {"query_embedding": {"checkpoint": args.embedding_checkpoint},
+               "spell_correct": {"engine_mode": getattr(args, "spell_engine", None)}}
+    pipelines = [build_pipeline(n, target=args.target, precision=args.precision,
+                                **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
     overrides_path = overrides_for_build(getattr(args, "batching_overrides", None), args.target,
                                          disabled=getattr(args, "no_batching_overrides", False))
     if overrides_path:
@@ -40,17 +53,14 @@ def run(args) -> Path:
         tuned = sorted({m.name for p in pipelines for m in p.models} & set(overrides))
         print(f"batching from {overrides_path}: {', '.join(tuned) or 'no model of these pipelines'}")
     engine_builder, onnx_transform, drift = None, None, {}
-    if args.target == "triton-gpu":
+    if args.target == "triton-gpu" and not configs_only:
         from .tensorrt_engines import engine_builder_for
         engine_builder = engine_builder_for(args.precision)
-    elif args.precision not in ("fp32", "int8"):
-        raise SystemExit(f"--precision {args.precision} needs TensorRT: use it with --target triton-gpu "
-                         f"(the {args.target} target takes fp32 or int8)")
     elif args.precision == "int8":
         from .quantize import int8_transform
         onnx_transform = int8_transform(drift)
     out = write_repository(pipelines, args.out, args.target, engine_builder=engine_builder,
-                           onnx_transform=onnx_transform)
+                           onnx_transform=onnx_transform, configs_only=configs_only)
     if drift:
         from .quantize import write_report
         report = write_report(drift, out / "quantization_report.json")
@@ -59,5 +69,6 @@ def run(args) -> Path:
                                                  + (f" min cosine {s['min_cosine']:.4f}" if "min_cosine" in s else "")
                                                  for o, s in outputs.items()))
         print(f"drift vs fp32 written to {report}")
-    print(f"model repository written to {out} (target {args.target}): {', '.join(p.entry for p in pipelines)}")
+    print(f"model repository written to {out} (target {args.target}): {', '.join(p.entry for p in pipelines)}"
+          + (" -- configs only: ONNX graphs in place of engines, not servable" if configs_only else ""))
     return out

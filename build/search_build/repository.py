@@ -11,18 +11,22 @@ from .configs import ENGINE_FILES, model_config, to_pbtxt
 from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 
 VERSION = "1"
+MANIFEST_FILE = "searchbar_manifest.json"
+ENGINES_NOT_BUILT = "engines_not_built"  # manifest key: engine models left as ONNX by --configs-only
 
 
 def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target: Target = "local", *,
                      engine_builder: Callable[[EngineModel, Path, Path], None] | None = None,
                      onnx_transform: Callable[[EngineModel, Path], object] | None = None,
-                     clean: bool = True, progress: Callable[[str], None] = print) -> Path:
+                     clean: bool = True, configs_only: bool = False,
+                     progress: Callable[[str], None] = print) -> Path:
     """Write every model of ``pipelines`` under ``out_dir``.
 
     ``engine_builder(model, onnx_path, plan_path)`` turns an ONNX graph into a TensorRT plan for
     the ``triton-gpu`` target (see :mod:`search_build.tensorrt_engines`); ``onnx_transform(model,
     onnx_path)`` rewrites each exported graph before it is served or compiled (e.g. int8 quantization,
-    :mod:`search_build.quantize`).
+    :mod:`search_build.quantize`). ``configs_only`` writes every config and keeps the ONNX graphs where the
+    target wants TensorRT plans, building no engine: for inspecting a triton-gpu repository anywhere.
     """
     out_dir = Path(out_dir)
     pipelines = list(pipelines)
@@ -39,18 +43,22 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                     raise ValueError(f"model {model.name} is defined differently by two pipelines")
                 continue  # shared model (e.g. one encoder behind two heads): written once
             progress(f"[{pipeline.name}] {model.name}")
-            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform)
-    manifest = {"target": target, "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]}
+            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform, configs_only)
+    # configs_only on triton-gpu: these hold model.onnx where the config wants a TensorRT plan (not servable).
+    not_built = sorted({m.name for p in pipelines for m in p.models
+                        if configs_only and target == "triton-gpu" and isinstance(m, EngineModel)})
+    manifest = {"target": target, ENGINES_NOT_BUILT: not_built, "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]}
                                                  for p in pipelines},
                 # Models reached only through BLS calls: Triton cannot see these dependencies, so
                 # deployments that load models explicitly (SageMaker) must list them.
                 "bls_calls": {m.name: list(m.bls_calls) for p in pipelines for m in p.models
                               if isinstance(m, PythonModel) and m.bls_calls}}
-    (out_dir / "searchbar_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
 
 
-def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None) -> str:
+def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None,
+                configs_only: bool = False) -> str:
     model_dir = out_dir / model.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +72,7 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
             onnx_transform(model, onnx_path)
         if target == "local":
             _copy_adapter("onnx_runner", version_dir)
-        elif target == "triton-gpu":
+        elif target == "triton-gpu" and not configs_only:
             if engine_builder is None:
                 raise RuntimeError("the triton-gpu target needs a TensorRT engine builder")
             engine_builder(model, onnx_path, version_dir / ENGINE_FILES[target])

@@ -39,6 +39,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .artifacts import ADAPTERS_DIR, PROJECT_ROOT
+from .repository import ENGINES_NOT_BUILT, MANIFEST_FILE
 
 # Triton 24.10 = server 2.51, the version the pip tritonserver here runs; its Python stub is 3.10.
 DEFAULT_IMAGE_TAG = "24.10-py3"
@@ -79,7 +80,7 @@ def read_configs(repository: Path) -> dict[str, mc.ModelConfig]:
 
 
 def read_manifest(repository: Path) -> dict:
-    path = Path(repository) / "searchbar_manifest.json"
+    path = Path(repository) / MANIFEST_FILE
     return json.loads(path.read_text()) if path.exists() else {"pipelines": {}, "bls_calls": {}}
 
 
@@ -267,6 +268,9 @@ def package(repository: str | Path, out: str | Path, *, default_model: str | Non
     """Write ``out`` (a model.tar.gz) holding what ``default_model`` needs from ``repository``."""
     repository, out = Path(repository), Path(out)
     configs, manifest = read_configs(repository), read_manifest(repository)
+    if manifest.get(ENGINES_NOT_BUILT):
+        raise ValueError(f"{repository} was built with --configs-only: {', '.join(manifest[ENGINES_NOT_BUILT])} "
+                         "hold ONNX graphs, not engines; build it again without that flag to deploy it")
     if not configs:
         raise FileNotFoundError(f"{repository} holds no models; run `searchbar build` first")
     default_model = choose_default_model(repository, default_model)
@@ -288,7 +292,7 @@ def package(repository: str | Path, out: str | Path, *, default_model: str | Non
             (stage / name / "config.pbtxt").unlink()  # a hard link to the source repository: never write through it
             (stage / name / "config.pbtxt").write_text(text_format.MessageToString(cfg))
         manifest_out = dict(manifest, sagemaker={"default_model": default_model, "explicit_loads": explicit})
-        (stage / "searchbar_manifest.json").write_text(json.dumps(manifest_out, indent=2) + "\n")
+        (stage / MANIFEST_FILE).write_text(json.dumps(manifest_out, indent=2) + "\n")
         tmp_archive = out.with_name(out.name + f".tmp{os.getpid()}")
         with tarfile.open(tmp_archive, "w:gz", compresslevel=compresslevel) as tar:
             for entry in sorted(stage.iterdir()):

@@ -16,3 +16,9 @@ TEXT, CORRECTED = "TEXT", "CORRECTED"  # the ensemble's text in and out
 SOURCE = "SOURCE"  # the normalised text the model saw, for the guard
 TAIL = "TAIL"  # words beyond the model's input limit, appended unchanged
 GUARD_INPUT, GUARD_PARAMETER = "GUARD", "guard"  # switch the guard off per request (BOOL input or parameter)
+CT2_DIR = "ctranslate2"  # the CTranslate2 conversion of the checkpoint, inside a serving folder
+CT2_DONE_FILE = "model.bin"  # written last by the converter: a folder without it is incomplete
+# spell_generate's decoding engines, and the model parameters that pick them
+ENGINE_CT2, ENGINE_INPROCESS, ENGINE_BLS = "ctranslate2", "inprocess", "bls"
+ENGINE_MODES = (ENGINE_CT2, ENGINE_INPROCESS, ENGINE_BLS)
+ENGINE_MODE_PARAMETER, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER = "engine_mode", "ct2_compute_type", "ct2_device"

@@ -87,8 +87,12 @@ def read_bigrams(path: str | Path | None) -> set[tuple[str, str]]:
 def lexicon_index(lexicon: dict[str, float], min_zipf: float, max_distance: int = 2, min_length: int = 1):
     """symspellpy index over the lexicon's words of Zipf >= `min_zipf`, counts = 10 ** Zipf."""
     from symspellpy import SymSpell
+    from symspellpy.editdistance import DistanceAlgorithm, EditDistance
 
-    index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7)
+    # The C (editdistpy) Damerau-OSA distance, same values as symspellpy's default pure-Python one: the
+    # repair's lookups over 300k words went from up to 32 ms per query to a few ms.
+    index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7,
+                     distance_comparer=EditDistance(DistanceAlgorithm.DAMERAU_OSA_FAST))
     for word, zipf in lexicon.items():
         if zipf >= min_zipf and len(word) >= min_length:
             index.create_dictionary_entry(word, max(1, int(10**zipf)))

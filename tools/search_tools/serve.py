@@ -1,10 +1,13 @@
 """`searchbar serve`: run tritonserver on a model repository until Ctrl-C."""
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
 from pathlib import Path
+
+from search_build.repository import ENGINES_NOT_BUILT, MANIFEST_FILE
 
 from .server import LOOPBACK, TritonServer
 
@@ -22,8 +25,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if not (args.repository / "searchbar_manifest.json").exists() and not any(args.repository.glob("*/config.pbtxt")):
+    if not (args.repository / MANIFEST_FILE).exists() and not any(args.repository.glob("*/config.pbtxt")):
         print(f"{args.repository} holds no models; run `searchbar build` first", file=sys.stderr)
+        return 2
+    manifest = args.repository / MANIFEST_FILE
+    not_built = json.loads(manifest.read_text(encoding="utf-8")).get(ENGINES_NOT_BUILT) if manifest.exists() else None
+    if not_built:
+        print(f"{args.repository} was built with --configs-only: {', '.join(not_built)} hold ONNX graphs, not "
+              "engines; build it again without that flag to serve it", file=sys.stderr)
         return 2
     server = TritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, host=args.host, model_control=args.model_control,

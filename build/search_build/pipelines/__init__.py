@@ -1,9 +1,15 @@
-"""One declarative spec per serving pipeline."""
+"""One declarative spec per serving pipeline.
+
+Every factory is ``factory(checkpoint=None, *, target="local", precision="fp32", **options) -> Pipeline``: the
+build target and precision reach each one, and each returns exactly the models its target serves. A pipeline
+whose graphs are the same on every target (the BERT encoders) leaves the per-target engine to the repository
+writer (ONNX Runtime runner, onnxruntime_onnx or a TensorRT plan of the one exported graph).
+"""
 from __future__ import annotations
 
 from typing import Callable
 
-from ..spec import Pipeline
+from ..spec import TARGETS, Pipeline, Target
 
 # name -> factory(**options) -> Pipeline; filled by the pipeline modules below.
 REGISTRY: dict[str, Callable[..., Pipeline]] = {}
@@ -16,11 +22,13 @@ def register(name: str):
     return wrap
 
 
-def build_pipeline(name: str, **options) -> Pipeline:
+def build_pipeline(name: str, *, target: Target = "local", precision: str = "fp32", **options) -> Pipeline:
     _load_all()
     if name not in REGISTRY:
         raise KeyError(f"unknown pipeline {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name](**options)
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    return REGISTRY[name](target=target, precision=precision, **options)
 
 
 def pipeline_names() -> list[str]:

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
-from ..spec import Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step, TensorSpec
+from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
+                    Target, TensorSpec)
 from . import register
 from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
@@ -88,7 +89,8 @@ def _hidden_and_lengths(config: dict) -> tuple[int, int, int]:
 
 
 @register(INTENT)
-def query_intent_pipeline(checkpoint: str | Path | None = None, *, top_k: int = 3, bounded_queues: bool = False,
+def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
+                          top_k: int = 3, bounded_queues: bool = False,
                           tokenizer_batching: Batching | None = None) -> Pipeline:
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
@@ -121,7 +123,8 @@ def query_intent_pipeline(checkpoint: str | Path | None = None, *, top_k: int = 
 
 
 @register(DUPLICATE)
-def product_duplicate_pipeline(checkpoint: str | Path | None = None, *, bounded_queues: bool = False,
+def product_duplicate_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
+                               bounded_queues: bool = False,
                                tokenizer_batching: Batching | None = None) -> Pipeline:
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..artifacts import TOKENIZER_FILES, copy_tree_files, fingerprint
 from ..sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
-from ..spec import Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step, TensorSpec
+from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
+                    Target, TensorSpec)
 from . import register
 
 TOKENIZE, ENCODER, ENSEMBLE = "query_embedding_tokenize", "query_embedding_encoder", "query_embedding"
@@ -31,7 +32,8 @@ def _batching(max_queue_delay_us: int, queue_size: int, bounded: bool) -> Batchi
 
 
 @register(ENSEMBLE)
-def query_embedding_pipeline(checkpoint: str | Path | None = None, *, max_length: int = 128,
+def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
+                             max_length: int = 128,
                              tokenizer_batching: Batching | None = None,
                              encoder_batching: Batching | None = None, bounded_queues: bool = False) -> Pipeline:
     ck = SentenceCheckpoint.load(checkpoint or default_embedding_checkpoint())

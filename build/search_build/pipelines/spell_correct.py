@@ -1,11 +1,13 @@
 """``spell_correct``: misspelled query -> corrected query (music search), BART encoder-decoder.
 
     TEXT --spell_tokenize--> input_ids, attention_mask, TAIL (words beyond the model limit)
-         --spell_generate (greedy / beam search; engines in-process or via BLS)--> output_ids
+         --spell_generate (greedy / beam search on the target's engine)--> output_ids
          --spell_detokenize (+ TAIL; the no-damage guard compares with SOURCE unless GUARD is false)--> CORRECTED
 
-``spell_encoder`` / ``spell_decoder`` hold the two exported graphs (encoder + cross-attention K/V,
-one decoder step with self-attention KV cache) for BLS mode and for the TensorRT target.
+Engine per target (measured, benchmarks/bench_spell_correct.py): CTranslate2 inside spell_generate on the CPU
+targets; on triton-gpu the loop over ``spell_encoder`` / ``spell_decoder`` (the two exported graphs as TensorRT
+plans: encoder + cross-attention K/V, one decoder step with self-attention KV cache) through BLS. Those two
+models exist only in ``bls`` mode: no target loads an engine nobody calls.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from pathlib import Path
 
 from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
 from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
-                    TensorSpec)
-from search_backends.spell_contract import (CORRECTED, DECODER_FILE, ENCODER_FILE, GUARD_INPUT, SERVING_FILES,
-                                             SOURCE, TAIL, TEXT)
+                    Target, TensorSpec)
+from search_backends.spell_contract import (CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
+                                             DECODER_FILE, ENCODER_FILE, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER,
+                                             ENGINE_MODES, GUARD_INPUT, SERVING_FILES, SOURCE, TAIL, TEXT)
 
 from . import register
 from .query_embedding import ENTRY_QUEUE_SIZE
@@ -55,12 +58,49 @@ def _graph(checkpoint: Path, name: str):
     return lambda dest: place(exported_graphs(checkpoint) / name, dest)
 
 
+def default_engine_mode(target: Target) -> str:
+    return ENGINE_BLS if target == "triton-gpu" else ENGINE_CT2
+
+
+def _ct2_model(checkpoint: Path):
+    def build(dest: Path) -> None:
+        from ..spell_ct2 import converted_model  # ctranslate2 only when building
+        place(converted_model(checkpoint), dest)
+    return build
+
+
+def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict[str, str]:
+    if engine_mode not in ENGINE_MODES:
+        raise ValueError(f"engine_mode must be one of {', '.join(ENGINE_MODES)}, got {engine_mode!r}")
+    if engine_mode != ENGINE_CT2:
+        return {}  # the loop's graphs get the target's precision from the repository writer (engine models)
+    from ..spell_ct2 import compute_type
+
+    device = "cuda" if target == "triton-gpu" else "cpu"
+    # One CTranslate2 thread per instance: on the 2-core machine 2 threads ran a batch of 8 at 0.7x the speed of
+    # one (and 0.15x under OMP_WAIT_POLICY=PASSIVE); concurrency comes from instances instead.
+    return {CT2_DEVICE_PARAMETER: device, CT2_COMPUTE_TYPE_PARAMETER: compute_type(precision, device),
+            "intra_op_threads": "1"}
+
+
+def _generate_batching(engine_mode: str, queue: int) -> Batching:
+    if engine_mode == ENGINE_CT2:
+        # Two single-threaded CTranslate2 instances: a request arriving while one decodes a batch starts on the
+        # other at once, and at concurrency 8 they give 1.3x the throughput of one instance (2-core machine).
+        return Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=2, max_queue_size=queue)
+    # The numpy loop shares all live rows of a batch per decoder call: one instance, threads = cores.
+    return Batching(max_batch_size=32, max_queue_delay_us=1000, instance_count=1, max_queue_size=queue)
+
+
 @register(ENSEMBLE)
-def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode: str = "inprocess",
-                           generate_batching: Batching | None = None, bounded_queues: bool = False) -> Pipeline:
+def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
+                           engine_mode: str | None = None, generate_batching: Batching | None = None,
+                           bounded_queues: bool = False) -> Pipeline:
     import json
 
     checkpoint = Path(checkpoint or DEFAULT_CHECKPOINT)
+    engine_mode = engine_mode or default_engine_mode(target)
+    engine_parameters = _engine_parameters(engine_mode, target, precision)
     config = json.loads((checkpoint / "config.json").read_text())
     layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
     head_dim, max_pos = int(config["d_model"]) // heads, int(config["max_position_embeddings"])
@@ -74,17 +114,22 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
     serving = Artifact("spell_model", _serving_dir(checkpoint, with_graphs=False))
     # Same overload policy as query_embedding (see there): bounded queues only on request.
     queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
-    entry_batching = Batching(max_batch_size=32, max_queue_delay_us=1000, instance_count=1, max_queue_size=queue)
+    # No queue delay: a byte tokenizer is cheap per row, so waiting to fill a batch only adds latency; requests
+    # queued while an instance is busy still batch (measured with benchmarks/bench_spell_correct.py).
+    entry_batching = Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=1, max_queue_size=queue)
     tokenize = PythonModel(TOKENIZE, "spell_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), (ids, mask, tail, source),
                            batching=entry_batching, artifacts=(serving,), parameters={"model_dir": "spell_model"})
+    generate_artifacts = [Artifact("spell_model", _serving_dir(checkpoint, with_graphs=engine_mode != ENGINE_BLS))]
+    if engine_mode == ENGINE_CT2:
+        generate_artifacts.append(Artifact(f"spell_model/{CT2_DIR}", _ct2_model(checkpoint)))
     generate = PythonModel(
         GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (TensorSpec("output_ids", "INT64", (-1,)),),
-        batching=generate_batching or Batching(max_batch_size=32, max_queue_delay_us=1000, instance_count=1,
-                                               max_queue_size=queue),
-        parameters={"model_dir": "spell_model", "engine_mode": engine_mode, "encoder_model": ENCODER,
-                    "decoder_model": DECODER, "max_num_beams": "8", "max_new_tokens_limit": str(max_pos - 1)},
-        artifacts=(Artifact("spell_model", _serving_dir(checkpoint, with_graphs=True)),),
-        ragged_inputs=True, bls_calls=(ENCODER, DECODER) if engine_mode == "bls" else ())
+        batching=generate_batching or _generate_batching(engine_mode, queue),
+        parameters={"model_dir": "spell_model", ENGINE_MODE_PARAMETER: engine_mode, **engine_parameters,
+                    **({"encoder_model": ENCODER, "decoder_model": DECODER} if engine_mode == ENGINE_BLS else {}),
+                    "max_num_beams": "8", "max_new_tokens_limit": str(max_pos - 1)},
+        artifacts=tuple(generate_artifacts), ragged_inputs=True,
+        bls_calls=(ENCODER, DECODER) if engine_mode == ENGINE_BLS else ())
     detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (TensorSpec("output_ids", "INT64", (-1,)), tail, source, guard),
                              (TensorSpec(CORRECTED, "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
                              artifacts=(serving,), parameters={"model_dir": "spell_model"}, ragged_inputs=True)
@@ -122,5 +167,6 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, engine_mode:
          Step(DETOKENIZE, {"output_ids": "output_ids", TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
               {CORRECTED: CORRECTED})),
         max_batch_size=32)
-    return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (tokenize, generate, detokenize, encoder, decoder,
+    engines = (encoder, decoder) if engine_mode == ENGINE_BLS else ()
+    return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (tokenize, generate, detokenize, *engines,
                                                                       ensemble), ENSEMBLE)

@@ -1,9 +1,10 @@
 """Triton adapter: batched greedy / beam search for an encoder-decoder (search_backends.spell_generation).
 
 All requests of a Triton batch are decoded together: one decoder call per step for every live
-sequence of every request. ``engine_mode`` picks where the graphs run:
-  inprocess: ONNX Runtime sessions inside this model (fewest copies; the local default),
-  bls:       the ``encoder_model`` / ``decoder_model`` Triton models (TensorRT or ONNX Runtime engines).
+sequence of every request. ``engine_mode`` picks the engine (search_backends.spell_decoding):
+  ctranslate2: CTranslate2 in this model, exact loop for what it cannot match (the CPU targets' default),
+  inprocess:   ONNX Runtime sessions inside this model,
+  bls:         the ``encoder_model`` / ``decoder_model`` Triton models (TensorRT engines on triton-gpu).
 """
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
-from search_backends.spell_generation import GenerationDefaults, generate
+from search_backends.spell_contract import (CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, ENGINE_BLS,
+                                             ENGINE_MODE_PARAMETER)
+from search_backends.spell_decoding import SpellDecoder
+from search_backends.spell_generation import GenerationDefaults
 from search_backends.text_input import InputError
 from triton_helpers import error_response, input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
@@ -57,21 +61,22 @@ class TritonPythonModel:
         self.pad_id = int(model_cfg.get("pad_token_id") or 0)
         self.limits = ControlLimits(max_num_beams=int(params.get("max_num_beams", 8)),
                                     max_new_tokens=int(params.get("max_new_tokens_limit", 64)))
-        mode = params.get("engine_mode", "inprocess")
-        if mode == "inprocess":
-            from search_backends.spell_corrector import OnnxSpellModel
-            self.engines = OnnxSpellModel(model_dir, intra_op_threads=engine_threads(config))
-        elif mode == "bls":
-            self.engines = BlsEngines(params["encoder_model"], params["decoder_model"], int(model_cfg["decoder_layers"]))
-        else:
-            raise ValueError(f"engine_mode must be 'inprocess' or 'bls', got {mode!r}")
+        mode = params[ENGINE_MODE_PARAMETER]
+        engines = None
+        if mode == ENGINE_BLS:
+            engines = BlsEngines(params["encoder_model"], params["decoder_model"], int(model_cfg["decoder_layers"]))
+        self.decoder = SpellDecoder(mode, model_dir, threads=engine_threads(config), engines=engines,
+                                    compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
+                                    device=params.get(CT2_DEVICE_PARAMETER, "cpu"))
 
     def _request_params(self, request):
         inputs = {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}
         request_parameters = json.loads(request.parameters() or "{}")
         overrides = parse_controls(inputs, request_parameters, self.limits)
         try:
-            return self.defaults.resolve(**overrides)
+            resolved = self.defaults.resolve(**overrides)
+            self.decoder.check(resolved)
+            return resolved
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
@@ -101,7 +106,7 @@ class TritonPythonModel:
             mask = np.zeros_like(ids)
             for r, (row_ids, row_mask) in enumerate(zip(ids_rows, mask_rows)):
                 ids[r, :len(row_ids)], mask[r, :len(row_mask)] = row_ids, row_mask
-            outputs = generate(self.engines.encode, self.engines.decode_step, ids, mask, row_params)
+            outputs = self.decoder.decode(ids, mask, row_params)
             for i, start, stop in spans:
                 rows = outputs[start:stop]
                 out = np.full((len(rows), max(map(len, rows))), self.pad_id, dtype=np.int64)
