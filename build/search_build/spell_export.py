@@ -35,42 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from search_backends.spell_contract import DECODER_FILE, ENCODER_FILE, SERVING_FILES
+from search_backends.spell_contract import DECODER_FILE, ENCODER_FILE, SERVING_FILES, GraphNames
 
 OPSET = 18
-
-@dataclass(frozen=True)
-class GraphNames:
-    layers: int
-
-    def cross(self) -> list[str]:
-        return [n for i in range(self.layers) for n in (f"cross_key_{i}", f"cross_value_{i}")]
-
-    def past(self) -> list[str]:
-        return [n for i in range(self.layers) for n in (f"past_key_{i}", f"past_value_{i}")]
-
-    def present(self) -> list[str]:
-        return [n for i in range(self.layers) for n in (f"present_key_{i}", f"present_value_{i}")]
-
-    def encoder_inputs(self) -> list[str]:
-        return ["input_ids", "attention_mask"]
-
-    def encoder_outputs(self) -> list[str]:
-        return ["encoder_hidden_states", *self.cross()]
-
-    def decoder_inputs(self) -> list[str]:
-        return ["decoder_input_ids", "encoder_attention_mask", *self.past(), *self.cross()]
-
-    def decoder_outputs(self) -> list[str]:
-        return ["logits", *self.present()]
-
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[B, S, D] -> [B, H, S, Dh]"""

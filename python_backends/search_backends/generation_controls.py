@@ -16,6 +16,9 @@ CONTROL_INPUTS = {
     "NO_REPEAT_NGRAM_SIZE": "no_repeat_ngram_size",
     "EARLY_STOPPING": "early_stopping",
 }
+# Triton data type of each optional control input (shape [1]); the pipeline specs declare them from here.
+CONTROL_DTYPES = {"NUM_BEAMS": "INT32", "MAX_NEW_TOKENS": "INT32", "MIN_LENGTH": "INT32", "LENGTH_PENALTY": "FP32",
+                  "NO_REPEAT_NGRAM_SIZE": "INT32", "EARLY_STOPPING": "STRING"}
 
 
 @dataclass(frozen=True)

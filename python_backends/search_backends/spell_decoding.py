@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .spell_contract import CT2_DIR, ENGINE_BLS, ENGINE_CT2, ENGINE_MODES
+from .spell_contract import ATTENTION_MASK, CT2_DIR, ENGINE_BLS, ENGINE_CT2, ENGINE_MODES, INPUT_IDS
 from .spell_generation import GenerationParams, generate
 
 Decode = Callable[[np.ndarray, np.ndarray, Sequence[GenerationParams]], list]
@@ -50,3 +50,19 @@ class SpellDecoder:
     def check(self, params: GenerationParams) -> None:
         if self.ct2 is not None:
             self.ct2.check(params)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
+    """Rows of different lengths right-padded with ``pad_id`` into one int64 [N, longest] array."""
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def request_rows_error(input_ids: np.ndarray, attention_mask: np.ndarray) -> str | None:
+    """Why a request's token rows cannot be decoded, or None."""
+    if input_ids.shape != attention_mask.shape or input_ids.ndim != 2 or (attention_mask.sum(axis=1) == 0).any():
+        return (f"{INPUT_IDS}/{ATTENTION_MASK}: need equal [N, L] shapes and at least one attended token per row, "
+                f"got {list(input_ids.shape)} and {list(attention_mask.shape)}")
+    return None

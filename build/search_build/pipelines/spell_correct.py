@@ -16,9 +16,12 @@ from pathlib import Path
 from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
 from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
                     Target, TensorSpec)
-from search_backends.spell_contract import (CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
-                                             DECODER_FILE, ENCODER_FILE, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER,
-                                             ENGINE_MODES, GUARD_INPUT, SERVING_FILES, SOURCE, TAIL, TEXT)
+from search_backends.generation_controls import CONTROL_DTYPES, CONTROL_INPUTS
+from search_backends.spell_contract import (ATTENTION_MASK, CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER,
+                                             CT2_DIR, DECODER_FILE, DECODER_INPUT_IDS, ENCODER_ATTENTION_MASK,
+                                             ENCODER_FILE, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES,
+                                             GUARD_INPUT, INPUT_IDS, LOGITS, OUTPUT_IDS, SERVING_FILES, SOURCE, TAIL,
+                                             TEXT, GraphNames)
 
 from . import register
 from .query_embedding import ENTRY_QUEUE_SIZE
@@ -26,12 +29,7 @@ from .query_embedding import ENTRY_QUEUE_SIZE
 TOKENIZE, GENERATE, DETOKENIZE = "spell_tokenize", "spell_generate", "spell_detokenize"
 ENCODER, DECODER, ENSEMBLE = "spell_encoder", "spell_decoder", "spell_correct"
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "spell_bart"
-CONTROLS = (TensorSpec("NUM_BEAMS", "INT32", (1,), optional=True),
-            TensorSpec("MAX_NEW_TOKENS", "INT32", (1,), optional=True),
-            TensorSpec("MIN_LENGTH", "INT32", (1,), optional=True),
-            TensorSpec("LENGTH_PENALTY", "FP32", (1,), optional=True),
-            TensorSpec("NO_REPEAT_NGRAM_SIZE", "INT32", (1,), optional=True),
-            TensorSpec("EARLY_STOPPING", "STRING", (1,), optional=True))
+CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for name in CONTROL_INPUTS)
 
 
 def exported_graphs(checkpoint: Path) -> Path:
@@ -104,13 +102,13 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     config = json.loads((checkpoint / "config.json").read_text())
     layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
     head_dim, max_pos = int(config["d_model"]) // heads, int(config["max_position_embeddings"])
-    ids, mask = TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))
+    ids, mask = TensorSpec(INPUT_IDS, "INT64", (-1,)), TensorSpec(ATTENTION_MASK, "INT64", (-1,))
+    output_ids, names = TensorSpec(OUTPUT_IDS, "INT64", (-1,)), GraphNames(layers)
     tail, source = TensorSpec(TAIL, "STRING", (1,)), TensorSpec(SOURCE, "STRING", (1,))
     guard = TensorSpec(GUARD_INPUT, "BOOL", (1,), optional=True)
     kv = (heads, -1, head_dim)
-    cross = tuple(TensorSpec(f"cross_{t}_{i}", "FP32", kv) for i in range(layers) for t in ("key", "value"))
-    past = tuple(TensorSpec(f"past_{t}_{i}", "FP32", kv) for i in range(layers) for t in ("key", "value"))
-    present = tuple(TensorSpec(f"present_{t}_{i}", "FP32", kv) for i in range(layers) for t in ("key", "value"))
+    cross, past, present = (tuple(TensorSpec(n, "FP32", kv) for n in group)
+                            for group in (names.cross(), names.past(), names.present()))
     serving = Artifact("spell_model", _serving_dir(checkpoint, with_graphs=False))
     # Same overload policy as query_embedding (see there): bounded queues only on request.
     queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
@@ -123,14 +121,14 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     if engine_mode == ENGINE_CT2:
         generate_artifacts.append(Artifact(f"spell_model/{CT2_DIR}", _ct2_model(checkpoint)))
     generate = PythonModel(
-        GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (TensorSpec("output_ids", "INT64", (-1,)),),
+        GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (output_ids,),
         batching=generate_batching or _generate_batching(engine_mode, queue),
         parameters={"model_dir": "spell_model", ENGINE_MODE_PARAMETER: engine_mode, **engine_parameters,
                     **({"encoder_model": ENCODER, "decoder_model": DECODER} if engine_mode == ENGINE_BLS else {}),
                     "max_num_beams": "8", "max_new_tokens_limit": str(max_pos - 1)},
         artifacts=tuple(generate_artifacts), ragged_inputs=True,
         bls_calls=(ENCODER, DECODER) if engine_mode == ENGINE_BLS else ())
-    detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (TensorSpec("output_ids", "INT64", (-1,)), tail, source, guard),
+    detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (output_ids, tail, source, guard),
                              (TensorSpec(CORRECTED, "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
                              artifacts=(serving,), parameters={"model_dir": "spell_model"}, ragged_inputs=True)
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
@@ -138,33 +136,33 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     encoder = EngineModel(
         ENCODER, Artifact("model.onnx", _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
         batching=engine_batching, ragged=False,
-        profiles=(OptimizationProfile(min={"input_ids": (1, 1), "attention_mask": (1, 1)},
-                                      opt={"input_ids": (32, 16), "attention_mask": (32, 16)},
-                                      max={"input_ids": (256, max_pos), "attention_mask": (256, max_pos)}),))
+        profiles=(OptimizationProfile(min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
+                                      opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
+                                      max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)}),))
     decoder = EngineModel(
         DECODER, Artifact("model.onnx", _graph(checkpoint, DECODER_FILE)),
-        (TensorSpec("decoder_input_ids", "INT64", (1,)), TensorSpec("encoder_attention_mask", "INT64", (-1,)),
+        (TensorSpec(DECODER_INPUT_IDS, "INT64", (1,)), TensorSpec(ENCODER_ATTENTION_MASK, "INT64", (-1,)),
          *past, *cross),
-        (TensorSpec("logits", "FP32", (int(config["vocab_size"]),)), *present),
+        (TensorSpec(LOGITS, "FP32", (int(config["vocab_size"]),)), *present),
         batching=engine_batching, ragged=False,
         # The first step feeds an empty cache (past length 0); the graph's positions stop at
         # max_position_embeddings - 1, so the cache never holds more than that (as exported).
         profiles=(OptimizationProfile(
-            min={"decoder_input_ids": (1, 1), "encoder_attention_mask": (1, 1),
+            min={DECODER_INPUT_IDS: (1, 1), ENCODER_ATTENTION_MASK: (1, 1),
                  **{t.name: (1, heads, 0, head_dim) for t in past}, **{t.name: (1, heads, 1, head_dim) for t in cross}},
-            opt={"decoder_input_ids": (32, 1), "encoder_attention_mask": (32, 16),
+            opt={DECODER_INPUT_IDS: (32, 1), ENCODER_ATTENTION_MASK: (32, 16),
                  **{t.name: (32, heads, 8, head_dim) for t in past}, **{t.name: (32, heads, 16, head_dim) for t in cross}},
-            max={"decoder_input_ids": (256, 1), "encoder_attention_mask": (256, max_pos),
+            max={DECODER_INPUT_IDS: (256, 1), ENCODER_ATTENTION_MASK: (256, max_pos),
                  **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
                  **{t.name: (256, heads, max_pos, head_dim) for t in cross}}),))
     controls = {t.name: t.name for t in CONTROLS}
     ensemble = Ensemble(
         ENSEMBLE, (TensorSpec(TEXT, "STRING", (1,)), *CONTROLS, guard), (TensorSpec(CORRECTED, "STRING", (1,)),),
-        (Step(TOKENIZE, {TEXT: TEXT}, {"input_ids": "input_ids", "attention_mask": "attention_mask", TAIL: TAIL,
+        (Step(TOKENIZE, {TEXT: TEXT}, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, TAIL: TAIL,
                                            SOURCE: SOURCE}),
-         Step(GENERATE, {"input_ids": "input_ids", "attention_mask": "attention_mask", **controls},
-              {"output_ids": "output_ids"}),
-         Step(DETOKENIZE, {"output_ids": "output_ids", TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
+         Step(GENERATE, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, **controls},
+              {OUTPUT_IDS: OUTPUT_IDS}),
+         Step(DETOKENIZE, {OUTPUT_IDS: OUTPUT_IDS, TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
               {CORRECTED: CORRECTED})),
         max_batch_size=32)
     engines = (encoder, decoder) if engine_mode == ENGINE_BLS else ()

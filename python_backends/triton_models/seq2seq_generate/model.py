@@ -14,9 +14,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
-from search_backends.spell_contract import (CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, ENGINE_BLS,
-                                             ENGINE_MODE_PARAMETER)
-from search_backends.spell_decoding import SpellDecoder
+from search_backends.spell_contract import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER,
+                                             ENGINE_BLS, ENGINE_MODE_PARAMETER, INPUT_IDS, OUTPUT_IDS, GraphNames)
+from search_backends.spell_decoding import SpellDecoder, pad_rows, request_rows_error
 from search_backends.spell_generation import GenerationDefaults
 from search_backends.text_input import InputError
 from triton_helpers import error_response, input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
@@ -27,9 +27,7 @@ class BlsEngines:
 
     def __init__(self, encoder_model: str, decoder_model: str, num_layers: int):
         self.encoder_model, self.decoder_model = encoder_model, decoder_model
-        self.cross_names = [f"cross_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
-        self.past_names = [f"past_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
-        self.present_names = [f"present_{kv}_{i}" for i in range(num_layers) for kv in ("key", "value")]
+        self.names = GraphNames(num_layers)
 
     def _call(self, model, inputs, outputs):
         request = pb_utils.InferenceRequest(model_name=model, inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v))
@@ -41,12 +39,12 @@ class BlsEngines:
         return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
 
     def encode(self, input_ids, attention_mask):
-        return self._call(self.encoder_model, {"input_ids": input_ids, "attention_mask": attention_mask}, self.cross_names)
+        return self._call(self.encoder_model, dict(zip(self.names.encoder_inputs(), (input_ids, attention_mask))),
+                          self.names.cross())
 
     def decode_step(self, decoder_input_ids, encoder_attention_mask, past, cross):
-        inputs = {"decoder_input_ids": decoder_input_ids, "encoder_attention_mask": encoder_attention_mask,
-                  **dict(zip(self.past_names, past)), **dict(zip(self.cross_names, cross))}
-        logits, *present = self._call(self.decoder_model, inputs, ["logits", *self.present_names])
+        inputs = dict(zip(self.names.decoder_inputs(), (decoder_input_ids, encoder_attention_mask, *past, *cross)))
+        logits, *present = self._call(self.decoder_model, inputs, self.names.decoder_outputs())
         return logits, present
 
 
@@ -90,27 +88,18 @@ class TritonPythonModel:
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue
-            ids = tensor_or_none(request, "input_ids").astype(np.int64)
-            mask = tensor_or_none(request, "attention_mask").astype(np.int64)
-            if ids.shape != mask.shape or ids.ndim != 2 or (mask.sum(axis=1) == 0).any():
-                responses[i] = error_response("input_ids/attention_mask: need equal [N, L] shapes and at least "
-                                              "one attended token per row")
+            ids = tensor_or_none(request, INPUT_IDS).astype(np.int64)
+            mask = tensor_or_none(request, ATTENTION_MASK).astype(np.int64)
+            problem = request_rows_error(ids, mask)
+            if problem:
+                responses[i] = error_response(problem)
                 continue
             spans.append((i, len(ids_rows), len(ids_rows) + len(ids)))
             ids_rows.extend(ids)
             mask_rows.extend(mask)
             row_params.extend([params] * len(ids))
-        if ids_rows:
-            width = max(len(r) for r in ids_rows)
-            ids = np.full((len(ids_rows), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for r, (row_ids, row_mask) in enumerate(zip(ids_rows, mask_rows)):
-                ids[r, :len(row_ids)], mask[r, :len(row_mask)] = row_ids, row_mask
-            outputs = self.decoder.decode(ids, mask, row_params)
+        if ids_rows:  # every request of the batch in one decoding call
+            outputs = self.decoder.decode(pad_rows(ids_rows, self.pad_id), pad_rows(mask_rows, 0), row_params)
             for i, start, stop in spans:
-                rows = outputs[start:stop]
-                out = np.full((len(rows), max(map(len, rows))), self.pad_id, dtype=np.int64)
-                for r, tokens in enumerate(rows):
-                    out[r, :len(tokens)] = tokens
-                responses[i] = respond({"output_ids": out}, self.dtypes)
+                responses[i] = respond({OUTPUT_IDS: pad_rows(outputs[start:stop], self.pad_id)}, self.dtypes)
         return responses
