@@ -94,10 +94,22 @@ def test_checked_out_model_repository_holds_only_safe_file_types():
     _assert_safe_repository(repo)
 
 
+def _is_ctranslate2_weights(path: Path) -> bool:
+    """CTranslate2's model.bin: its own flat binary format read by C++ (no pickle, no zip), in its folder."""
+    from search_backends.spell_contract import CT2_DIR, CT2_DONE_FILE
+
+    if path.name != CT2_DONE_FILE or path.parent.name != CT2_DIR or not (path.parent / "config.json").exists():
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return not head.startswith((b"\x80", b"PK")) and 1 <= int.from_bytes(head, "little") < 100  # format version
+
+
 def _assert_safe_repository(repo: Path) -> None:
     bad = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "__pycache__" not in p.parts
            and p.suffix.lower() not in REPOSITORY_SUFFIXES and not p.name.endswith((".onnx.data", ".onnx_data"))
-           and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)]  # kept by `searchbar sweep --apply`
+           and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)  # kept by `searchbar sweep --apply`
+           and not _is_ctranslate2_weights(p)]
     assert not bad, f"unexpected file types in {repo}: {bad}"
 
 
