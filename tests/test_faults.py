@@ -76,7 +76,7 @@ def test_watchdog_reloads_a_model_whose_stub_died(pipeline, repo, tmp_path):
         client = grpcclient.InferenceServerClient(server.grpc_url)
         cfg = config(client, PIPELINE)
         want = _infer(client, cfg).as_numpy("EMBEDDING")
-        watchdog = StubWatchdog(server.process.pid, server.grpc_url)
+        watchdog = StubWatchdog(server.process.pid, server.grpc_url, server.admin_headers)
         assert watchdog.dead_instances() == []
         for model in [m.name for m in pipeline.models if type(m).__name__ != "Ensemble"]:
             old = _kill_stub(server, model)
@@ -140,17 +140,17 @@ def test_reload_under_traffic_loses_no_request(pipeline, repo, tmp_path):
             for model in composing:                     # new config: Triton swaps it in (instances may be reused)
                 cfg_json = config(admin, model)
                 cfg_json["dynamic_batching"]["max_queue_delay_microseconds"] = "1000"
-                admin.load_model(model, config=json.dumps(cfg_json))
+                admin.load_model(model, config=json.dumps(cfg_json), headers=server.admin_headers)
                 time.sleep(0.5)
             for model in composing:                     # hard restart of each stub: unload + load
                 before = stub_processes(server.process.pid).get(f"{model}_0_0")
-                admin.unload_model(model)
-                admin.load_model(model)
+                admin.unload_model(model, headers=server.admin_headers)
+                admin.load_model(model, headers=server.admin_headers)
                 replaced[model] = stub_processes(server.process.pid).get(f"{model}_0_0") != before
                 time.sleep(0.5)
-            admin.unload_model(PIPELINE)                # entry gone for a moment
+            admin.unload_model(PIPELINE, headers=server.admin_headers)  # entry gone for a moment
             time.sleep(0.5)
-            admin.load_model(PIPELINE)
+            admin.load_model(PIPELINE, headers=server.admin_headers)
             time.sleep(1.0)
         finally:
             stop.set()

@@ -216,6 +216,41 @@ def test_invalid_model_parameter_stops_the_model_with_a_clear_error(tmp_path):
     with running_server(repo, tmp_path / "tritonserver.log", model_control="explicit") as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         with pytest.raises(InferenceServerException) as err:
-            client.load_model(tokenizer)
+            client.load_model(tokenizer, headers=server.admin_headers)
         assert "max_length='12B' is not an integer" in err.value.message(), err.value.message()
         assert not client.is_model_ready(tokenizer) and client.is_server_live()
+
+
+def test_repository_and_logging_apis_need_the_admin_key(tmp_path):
+    """Explicit model control opens the load API (a file override is code execution): without the server's
+    key a client can neither load, list, unload nor redirect the log; with it, it can."""
+    import tritonclient.http as httpclient
+
+    if "query_embedding" not in registered():
+        pytest.skip("query_embedding not registered")
+    pipeline = build_pipeline("query_embedding")
+    tokenizer = pipeline.model(pipeline.entry).steps[0].model
+    repo = write_repo([pipeline], tmp_path / "repo")
+    with running_server(repo, tmp_path / "tritonserver.log", model_control="explicit", load_models=["*"]) as server:
+        grpc_client = grpcclient.InferenceServerClient(server.grpc_url)
+        http_client = httpclient.InferenceServerClient(server.http_url)
+        payload = "import os\nos.system('touch " + str(tmp_path / "pwned") + "')\n"
+        refused = [
+            lambda: grpc_client.load_model("evil", files={"file:1/model.py": payload.encode()}),
+            lambda: http_client.load_model("evil", files={"file:1/model.py": payload.encode()}),
+            lambda: grpc_client.unload_model(tokenizer),
+            lambda: http_client.get_model_repository_index(),
+            lambda: http_client.update_log_settings({"log_file": str(tmp_path / "elsewhere.log")}),
+        ]
+        for call in refused:
+            with pytest.raises(InferenceServerException) as caught:
+                call()
+            assert "restricted" in caught.value.message().lower() or "unavailable" in str(caught.value).lower(), \
+                caught.value.message()
+        assert grpc_client.is_model_ready(tokenizer) and not (tmp_path / "pwned").exists()
+        # inference stays open; the key opens the rest
+        index = grpc_client.get_model_repository_index(headers=server.admin_headers, as_json=True)
+        assert tokenizer in {m["name"] for m in index["models"]}
+        grpc_client.unload_model(tokenizer, headers=server.admin_headers)
+        grpc_client.load_model(tokenizer, headers=server.admin_headers)
+        assert grpc_client.is_model_ready(tokenizer)

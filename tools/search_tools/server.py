@@ -136,9 +136,15 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# APIs that change what the server runs or where it writes (model load with file overrides = code execution;
+# the logging API can redirect the log file): callable only with this header and the server's key.
+ADMIN_HEADER = "searchbar-admin-key"
+ADMIN_APIS = "model-repository,logging,trace"
+
+
 @dataclass
 class TritonServer:
-    """A tritonserver child process bound to loopback ports."""
+    """A tritonserver child process bound to loopback ports; its repository/logging/trace APIs need the admin key."""
 
     model_repository: Path
     http_port: int = 0
@@ -153,13 +159,28 @@ class TritonServer:
     log_path: Path | None = None
     log_verbose: int = 0
     log_to_terminal: bool = False
+    # None: a fresh random key per server; restrict_admin=False opens those APIs to every client (opt-in).
+    admin_key: str | None = None
+    restrict_admin: bool = True
     process: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
+        import secrets
+
         self.model_repository = Path(self.model_repository).resolve()
+        if self.restrict_admin and not self.admin_key:
+            self.admin_key = secrets.token_urlsafe(24)
         self.http_port = self.http_port or free_port(self.host)
         self.grpc_port = self.grpc_port or free_port(self.host)
         self.metrics_port = self.metrics_port or free_port(self.host)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Headers for load/unload, repository index, logging and trace calls (tritonclient ``headers=``), for
+        either protocol: Triton's gRPC server expects the key under a ``triton-grpc-protocol-`` prefix."""
+        if not self.restrict_admin:
+            return {}
+        return {ADMIN_HEADER: self.admin_key, f"triton-grpc-protocol-{ADMIN_HEADER}": self.admin_key}
 
     @property
     def http_url(self) -> str:
@@ -180,6 +201,9 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             "--exit-on-error=true",
         ]
+        if self.restrict_admin:
+            cmd += [f"--grpc-restricted-protocol={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}",
+                    f"--http-restricted-api={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}"]
         if self.model_control != "none":
             cmd.append(f"--model-control-mode={self.model_control}")
             cmd += [f"--load-model={m}" for m in self.load_models]

@@ -21,9 +21,10 @@ def model_of_instance(instance: str) -> str:
 
 
 class StubWatchdog:
-    def __init__(self, server_pid: int, grpc_url: str):
+    def __init__(self, server_pid: int, grpc_url: str, headers: dict[str, str] | None = None):
         self.server_pid = server_pid
         self.grpc_url = grpc_url
+        self.headers = headers or {}  # the server's admin key header (search_tools.server.ADMIN_HEADER)
         self.expected = self._alive()
 
     def _alive(self) -> dict[str, int]:
@@ -43,8 +44,8 @@ class StubWatchdog:
             try:
                 for model in models:
                     # load_model alone keeps the (dead) instances when nothing changed: unload first.
-                    client.unload_model(model)
-                    client.load_model(model)
+                    client.unload_model(model, headers=self.headers)
+                    client.load_model(model, headers=self.headers)
             finally:
                 client.close()
         self.expected = self._alive()
