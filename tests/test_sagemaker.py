@@ -123,7 +123,8 @@ def test_ping_and_only_the_needed_models_are_loaded(endpoint):
     with urllib.request.urlopen(f"{url}/ping") as r:
         assert r.status == 200
     client = httpclient.InferenceServerClient(server.http_url)
-    ready = {m["name"] for m in client.get_model_repository_index() if m.get("state") == "READY"}
+    index = client.get_model_repository_index(headers=server.admin_headers)
+    ready = {m["name"] for m in index if m.get("state") == "READY"}
     assert ready == set(pkg.models), "explicit loading (default model + BLS callees) must bring up exactly these"
 
 

@@ -176,3 +176,34 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
         want = loop.decode(ids, mask, [defaults.resolve(**expected_params[i])])[0]
         got = responses[i].outputs["output_ids"][0].tolist()
         assert got[:len(want)] == want and all(t == 1 for t in got[len(want):]), texts[i]
+
+
+def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_utils):
+    """An exception inside execute: each request gets a reference, the log gets the exception."""
+    import json
+
+    from google.protobuf import json_format
+
+    from search_build.configs import model_config
+    from search_build.pipelines import build_pipeline
+    from search_build.repository import write_repository
+
+    pipeline = build_pipeline("spell_correct")
+    repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
+    config = json_format.MessageToDict(model_config(pipeline.model("spell_generate"), "local"),
+                                       preserving_proto_field_name=True)
+    model = mocked_pb_utils.load_adapter("seq2seq_generate").TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
+                      "model_version": "1", "model_name": "spell_generate"})
+
+    def broken(*_):
+        raise RuntimeError("secret detail /srv/private/path")
+
+    model.decoder.decode = broken
+    ids, mask = spell_inputs(["metalica"])
+    responses = model.execute([mocked_pb_utils.Request({"input_ids": ids, "attention_mask": mask}, {})] * 2)
+    for response in responses:
+        message = response.error.message
+        assert "spell_generate" in message and "reference" in message and "secret" not in message, message
+    reference = responses[0].error.message.split("reference ")[1].split(";")[0]
+    assert any(reference in m and "secret detail" in m for m in mocked_pb_utils.Logger.messages)

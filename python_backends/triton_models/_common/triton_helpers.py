@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import traceback
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ from search_backends.model_parameters import int_parameter
 from search_backends.text_input import InputError, decode_text
 
 
+_MODEL_NAME = {"name": None}  # one model per stub process: named in error replies
+
+
 def model_config(args: dict) -> dict:
+    _MODEL_NAME["name"] = args.get("model_name") or _MODEL_NAME["name"]
     return json.loads(args["model_config"])
 
 
@@ -79,12 +84,18 @@ def respond(outputs: dict[str, np.ndarray], dtypes: dict[str, np.dtype]) -> "pb_
 
 
 def guarded(execute):
-    """Turn an unexpected exception in a batch into per-request errors instead of a dead batch."""
+    """Turn an unexpected exception in a batch into per-request errors instead of a dead batch.
+
+    Clients get the model's name and a reference only; the exception (paths, values, library internals)
+    goes to the server log under that reference."""
     def wrapper(self, requests):
         try:
             return execute(self, requests)
         except Exception as exc:  # noqa: BLE001 - the server must keep answering
-            detail = f"{type(exc).__name__}: {exc}"
-            pb_utils.Logger.log_error(f"{self.__class__.__module__}: {detail}\n{traceback.format_exc()}")
-            return [error_response(f"internal error: {detail}") for _ in requests]
+            reference = uuid.uuid4().hex[:12]
+            pb_utils.Logger.log_error(f"{self.__class__.__module__} [{reference}]: {type(exc).__name__}: {exc}\n"
+                                      f"{traceback.format_exc()}")
+            model = _MODEL_NAME["name"] or self.__class__.__module__
+            return [error_response(f"internal error in {model} (reference {reference}; details in the server log)")
+                    for _ in requests]
     return wrapper
