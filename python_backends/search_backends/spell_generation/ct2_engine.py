@@ -52,7 +52,9 @@ class CTranslate2Generation:
     """``generate(input_ids, attention_mask, params) -> token ids per row`` like the loop, on CTranslate2.
 
     ``exact(input_ids, attention_mask, params)`` decodes the rows CTranslate2 cannot match (see the module
-    docstring); without it such rows raise ValueError naming the control, never a silently different result.
+    docstring). Without it, a setting with an inexact control raises ValueError naming the control; a beam
+    row that reaches the length cap keeps CTranslate2's result, which may differ from HF (serving always
+    passes ``exact``: search_backends.spell_decoding).
     """
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", compute_type: str = "default",
