@@ -11,6 +11,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from catalog_support import catalog_for_tests  # noqa: E402
+
+# Every build in the tests that names no catalog gets the small test catalog, not the 120k-item demo one.
+os.environ.setdefault("SEARCHBAR_CATALOG", str(catalog_for_tests()))
+
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.repository import write_repository  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402

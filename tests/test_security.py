@@ -105,11 +105,25 @@ def _is_ctranslate2_weights(path: Path) -> bool:
     return not head.startswith((b"\x80", b"PK")) and 1 <= int.from_bytes(head, "little") < 100  # format version
 
 
+def _is_catalog_data(path: Path) -> bool:
+    """catalog_search's FAISS index (FAISS's own binary format, read by C++) and item store (Parquet: data only),
+    each under its one name in the catalog folder, checked by their magic bytes."""
+    from search_backends import catalog_contract as C
+
+    if path.parent.name != C.CATALOG_DIR or path.name not in (C.INDEX_FILE, C.ITEMS_FILE):
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if path.name == C.ITEMS_FILE:
+        return head == b"PAR1"
+    return head in (b"IxFI", b"IHNf")  # IndexFlatIP, IndexHNSWFlat: the two kinds catalog_build writes
+
+
 def _assert_safe_repository(repo: Path) -> None:
     bad = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "__pycache__" not in p.parts
            and p.suffix.lower() not in REPOSITORY_SUFFIXES and not p.name.endswith((".onnx.data", ".onnx_data"))
            and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)  # kept by `searchbar sweep --apply`
-           and not _is_ctranslate2_weights(p)]
+           and not _is_ctranslate2_weights(p) and not _is_catalog_data(p)]
     assert not bad, f"unexpected file types in {repo}: {bad}"
 
 

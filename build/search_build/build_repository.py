@@ -7,6 +7,7 @@ from .batching_overrides import apply_batching, load_overrides, overrides_for_bu
 from .pipelines import build_pipeline, pipeline_names
 from .repository import write_repository
 from .spec import TARGETS
+from search_backends import catalog_contract as C
 from search_backends.spell_contract import ENGINE_MODES
 
 DEFAULT_PIPELINES = ("query_embedding",)
@@ -25,6 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spell-engine", choices=ENGINE_MODES, default=None,
                         help="spell_generate's decoding engine (default per target: ctranslate2 on the CPU targets, "
                              "bls over TensorRT plans on triton-gpu)")
+    add_catalog_arguments(parser)
     parser.add_argument("--configs-only", action="store_true",
                         help="write every config (and the ONNX graphs) without building TensorRT engines: inspect "
                              "and validate a triton-gpu repository on a machine without TensorRT (not servable)")
@@ -35,6 +37,29 @@ def add_arguments(parser) -> None:
                         help="build with the specs' own batching, ignoring any sweep result")
 
 
+def add_catalog_arguments(parser) -> None:
+    """Options of catalog_search (and search_bar, which includes it)."""
+    parser.add_argument("--catalog", type=Path, default=None,
+                        help="items to search: CSV, JSONL or Parquet with 'id' and 'title' (other columns are returned "
+                             "as ITEM_FIELDS); default: the demo catalog of 120k DBpedia titles")
+    parser.add_argument("--catalog-backend", choices=C.BACKENDS, default=C.BACKEND_FAISS,
+                        help="faiss: an index file in the model folder; milvus: a collection at --milvus-uri")
+    parser.add_argument("--index-kind", choices=C.INDEX_KINDS, default="auto",
+                        help=f"auto: exact up to {C.EXACT_MAX_ITEMS} items, HNSW above")
+    parser.add_argument("--milvus-uri", default=None,
+                        help="Milvus cluster URI (http://host:19530), a milvus-lite server, or a Milvus Lite .db path; "
+                             f"credentials from ${C.MILVUS_TOKEN_ENV}")
+    parser.add_argument("--milvus-collection", default=None)
+    parser.add_argument("--spell-num-beams", type=int, default=None,
+                        help="search_bar's beams for spell correction (default: the spell model's generation config)")
+
+
+def catalog_options(args) -> dict:
+    return {"catalog": getattr(args, "catalog", None), "catalog_backend": getattr(args, "catalog_backend", None),
+            "index_kind": getattr(args, "index_kind", None), "milvus_uri": getattr(args, "milvus_uri", None),
+            "milvus_collection": getattr(args, "milvus_collection", None)}
+
+
 def run(args) -> Path:
     names = pipeline_names() if args.pipelines == ["all"] else args.pipelines
     configs_only = getattr(args, "configs_only", False)
@@ -42,7 +67,10 @@ def run(args) -> Path:
         raise SystemExit(f"--precision {args.precision} needs TensorRT: use it with --target triton-gpu "
                          f"(the {args.target} target takes fp32 or int8)")
     options = {"query_embedding": {"checkpoint": args.embedding_checkpoint},
-               "spell_correct": {"engine_mode": getattr(args, "spell_engine", None)}}
+               "spell_correct": {"engine_mode": getattr(args, "spell_engine", None)},
+               C.CATALOG_SEARCH: {"checkpoint": args.embedding_checkpoint, **catalog_options(args)},
+               C.SEARCH_BAR: {"checkpoint": args.embedding_checkpoint, "spell_engine": getattr(args, "spell_engine", None),
+                              "spell_num_beams": getattr(args, "spell_num_beams", None), **catalog_options(args)}}
     pipelines = [build_pipeline(n, target=args.target, precision=args.precision,
                                 **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
     overrides_path = overrides_for_build(getattr(args, "batching_overrides", None), args.target,

@@ -53,8 +53,21 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                 # deployments that load models explicitly (SageMaker) must list them.
                 "bls_calls": {m.name: list(m.bls_calls) for p in pipelines for m in p.models
                               if isinstance(m, PythonModel) and m.bls_calls}}
+    if not clean:  # models added to an existing repository (searchbar index build): keep what it lists
+        manifest = _merged(out_dir / MANIFEST_FILE, manifest)
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+def _merged(path: Path, manifest: dict) -> dict:
+    if not path.exists():
+        return manifest
+    old = json.loads(path.read_text())
+    if old.get("target") != manifest["target"]:
+        raise ValueError(f"{path.parent} was built for target {old.get('target')!r}, not {manifest['target']!r}")
+    return {**old, **manifest, ENGINES_NOT_BUILT: sorted(set(old.get(ENGINES_NOT_BUILT, [])) | set(manifest[ENGINES_NOT_BUILT])),
+            "pipelines": {**old.get("pipelines", {}), **manifest["pipelines"]},
+            "bls_calls": {**old.get("bls_calls", {}), **manifest["bls_calls"]}}
 
 
 def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None,

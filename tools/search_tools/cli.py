@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     query.add_arguments(p)
     p.set_defaults(func=query.run)
 
+    from . import index
+    p = sub.add_parser("index", help="build the catalog index catalog_search and search_bar search")
+    index.add_arguments(p)
+    p.set_defaults(func=index.run)
+
     from . import demo
     p = sub.add_parser("demo", help="build the default repository, serve it and query every pipeline")
     demo.add_arguments(p)

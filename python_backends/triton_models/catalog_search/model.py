@@ -1,0 +1,47 @@
+"""Triton adapter: query embeddings -> top-k catalog items (FAISS in the model folder, or Milvus)."""
+from __future__ import annotations
+
+import numpy as np
+
+from search_backends import catalog_contract as C
+from search_backends.catalog_index import open_catalog, padded, top_k_of_request
+from search_backends.model_parameters import int_parameter
+from triton_helpers import (guarded, input_error_response, model_config, output_dtypes, parameters, respond,
+                            tensor_or_none, version_dir)
+
+_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        params = parameters(config)
+        self.dtypes = output_dtypes(config)
+        threads = int_parameter(params, C.PARAM_SEARCH_THREADS, 1, minimum=1, maximum=64)
+        self.catalog = open_catalog(version_dir(args) / params.get(C.PARAM_CATALOG_DIR, C.CATALOG_DIR), threads=threads)
+
+    @guarded
+    def execute(self, requests):
+        responses, spans, vectors = [None] * len(requests), [], []
+        for i, request in enumerate(requests):
+            embedding = tensor_or_none(request, C.EMBEDDING)
+            try:
+                k = top_k_of_request(tensor_or_none(request, C.TOP_K))
+                if embedding is None or embedding.ndim != 2 or embedding.shape[1] != self.catalog.dim:
+                    raise ValueError(f"{C.EMBEDDING}: expected [rows, {self.catalog.dim}] FP32 vectors")
+                if not np.isfinite(embedding).all():
+                    raise ValueError(f"{C.EMBEDDING}: vectors must be finite (no NaN or infinity)")
+            except ValueError as exc:
+                responses[i] = input_error_response(str(exc))
+                continue
+            start = sum(len(v) for v in vectors)
+            spans.append((i, start, start + len(embedding), k))
+            vectors.append(embedding)
+        if vectors:
+            # One search for the whole batch at the largest k asked; each request keeps its own k.
+            hits = self.catalog.search(np.concatenate(vectors), max(k for *_, k in spans))
+            for i, start, stop, k in spans:
+                found = padded(hits[start:stop])
+                responses[i] = respond({name: (_utf8(v[:, :k]) if v.dtype == object else v[:, :k])
+                                        for name, v in found.items()}, self.dtypes)
+        return responses

@@ -1,0 +1,90 @@
+"""Triton adapter (async BLS): TEXT -> corrected text, intent and catalog results in one request.
+
+The stage logic is ``search_backends.search_bar``; this file only turns each stage into one BLS call.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from search_backends import catalog_contract as C
+from search_backends.model_parameters import int_parameter
+from search_backends.search_bar import Stages, parse_request, run_search_bar
+from search_backends.text_input import InputError
+from triton_helpers import (guarded_async, input_error_response, internal_error_response,
+                            model_config, output_dtypes, parameters, respond, tensor_or_none)
+
+_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
+_text = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b), otypes=[np.object_])
+
+
+class StageError(RuntimeError):
+    def __init__(self, model: str, message: str, code):
+        super().__init__(f"{model}: {message}")
+        self.code = code
+
+
+def _strings(name: str, texts: list[str]) -> "pb_utils.Tensor":
+    return pb_utils.Tensor(name, np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_))
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        self.dtypes = output_dtypes(config)
+        classes = next(int(o["dims"][0]) for o in config["output"] if o["name"] == C.INTENT_PROBABILITIES)
+        self.spell_beams = int_parameter(parameters(config), C.PARAM_SPELL_NUM_BEAMS, 0, minimum=0, maximum=16)
+        self.stages = Stages(self._spell, self._intent, self._embed, self._search, classes)
+
+    async def _call(self, model: str, inputs: list, outputs: list[str]) -> dict[str, np.ndarray]:
+        response = await pb_utils.InferenceRequest(model_name=model, inputs=inputs,
+                                                   requested_output_names=outputs).async_exec()
+        if response.has_error():
+            error = response.error()
+            raise StageError(model, error.message(), error.code() if hasattr(error, "code") else None)
+        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs}
+
+    async def _spell(self, texts: list[str]) -> list[str]:
+        inputs = [_strings("TEXT", texts)]
+        if self.spell_beams:
+            inputs.append(pb_utils.Tensor("NUM_BEAMS", np.full((len(texts), 1), self.spell_beams, np.int32)))
+        out = await self._call(C.SPELL_ENTRY, inputs, [C.SPELL_OUTPUT])
+        return _text(out[C.SPELL_OUTPUT].reshape(-1)).tolist()
+
+    async def _intent(self, texts: list[str]):
+        out = await self._call(C.INTENT_ENTRY, [_strings("TEXT", texts)], [C.INTENT_LABEL, C.INTENT_PROBS])
+        return _text(out[C.INTENT_LABEL].reshape(-1)).tolist(), out[C.INTENT_PROBS]
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        out = await self._call(C.EMBEDDING_ENTRY, [_strings("TEXT", texts)], [C.EMBEDDING_OUTPUT])
+        return out[C.EMBEDDING_OUTPUT]
+
+    async def _search(self, vectors: np.ndarray, k: int) -> dict[str, np.ndarray]:
+        names = [C.ITEM_IDS, C.ITEM_TITLES, C.ITEM_FIELDS, C.SCORES]
+        out = await self._call(C.CATALOG_SEARCH, [pb_utils.Tensor(C.EMBEDDING, np.ascontiguousarray(vectors, np.float32)),
+                                                  pb_utils.Tensor(C.TOP_K, np.full((len(vectors), 1), k, np.int32))],
+                               names)
+        return {name: (_text(v) if v.dtype == np.object_ else v) for name, v in out.items()}
+
+    @guarded_async
+    async def execute(self, requests):
+        responses, parsed, owners = [None] * len(requests), [], []
+        for i, request in enumerate(requests):
+            try:
+                parsed.append(parse_request(tensor_or_none(request, C.TEXT), tensor_or_none(request, C.TOP_K),
+                                            tensor_or_none(request, C.CORRECT_SPELLING),
+                                            tensor_or_none(request, C.DETECT_INTENT)))
+                owners.append(i)
+            except InputError as exc:
+                responses[i] = input_error_response(str(exc))
+        for i, outcome in zip(owners, await run_search_bar(parsed, self.stages)):
+            invalid_arg = getattr(pb_utils.TritonError, "INVALID_ARG", None)  # not defined at import time
+            if isinstance(outcome, StageError) and invalid_arg is not None and outcome.code == invalid_arg:
+                responses[i] = input_error_response(str(outcome))  # the stage's message names the field
+            elif isinstance(outcome, Exception):
+                responses[i] = internal_error_response(self, outcome)
+            else:
+                responses[i] = respond({name: (_utf8(v) if v.dtype == object else v) for name, v in outcome.items()},
+                                       self.dtypes)
+        return responses
