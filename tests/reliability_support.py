@@ -19,12 +19,22 @@ from search_tools.server import TritonServer
 PLANNED_PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct")
 
 
-def all_pipeline_params() -> list:
+def all_pipeline_params(skip: dict[str, str] | None = None) -> list:
+    """Every planned or registered pipeline; ``skip`` maps names to the reason a test module leaves them out."""
     names = list(dict.fromkeys([*PLANNED_PIPELINES, *pipeline_names()]))
     registered = set(pipeline_names())
-    return [pytest.param(n, marks=() if n in registered else
+    skip = skip or {}
+    return [pytest.param(n, marks=pytest.mark.skip(reason=skip[n]) if n in skip else () if n in registered else
                          pytest.mark.skip(reason=f"pipeline {n!r} is not registered yet (search_build.pipelines)"))
             for n in names]
+
+
+def with_shared_models(pipelines: dict[str, Pipeline], changed: dict[str, object]) -> dict[str, Pipeline]:
+    """Each pipeline with the models named in ``changed`` replaced: a pipeline that includes another's models
+    (search_bar) must carry the same definition of them into one repository."""
+    from dataclasses import replace as _replace
+
+    return {n: _replace(p, models=tuple(changed.get(m.name, m) for m in p.models)) for n, p in pipelines.items()}
 
 
 def registered(names=None) -> list[str]:

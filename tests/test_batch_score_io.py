@@ -231,3 +231,56 @@ def test_triton_scorer_retries_server_faults_not_request_faults(status, message,
     from search_tools.batch_score import is_transient_triton_error
 
     assert is_transient_triton_error(InferenceServerException(message, status=status)) is transient
+
+
+class IdentifiedScorer(FakeScorer):
+    def __init__(self, model: str = "v1", **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    async def identity(self):
+        return {"model": self.model}
+
+
+def test_resume_refuses_edited_input_of_the_same_size(tmp_path):
+    src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
+    records = make_records(60)
+    write_input(src, records)
+    with pytest.raises(RuntimeError, match="fatal"):
+        score_file(src, out, IdentifiedScorer(fatal_after_calls=3), rows_per_request=5, commit_rows=5, progress=False)
+    text = src.read_text(encoding="utf-8")
+    edited = text.replace("a_title 1", "a_title 7", 1)
+    assert edited != text and len(edited) == len(text)
+    src.write_text(edited, encoding="utf-8")
+    with pytest.raises(ResumeError, match="other input content"):
+        score_file(src, out, IdentifiedScorer(), progress=False)
+
+
+def test_resume_refuses_another_model(tmp_path):
+    src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
+    write_input(src, make_records(60))
+    with pytest.raises(RuntimeError, match="fatal"):
+        score_file(src, out, IdentifiedScorer("v1", fatal_after_calls=3), rows_per_request=5, commit_rows=5,
+                   progress=False)
+    with pytest.raises(ResumeError, match="another model"):
+        score_file(src, out, IdentifiedScorer("v2"), progress=False)
+    stats = score_file(src, out, IdentifiedScorer("v1"), rows_per_request=5, progress=False)  # the same model resumes
+    assert stats.resumed_from > 0
+    assert_complete(out, make_records(60))
+    journal = json.loads(out.with_name(out.name + ".journal").read_text().splitlines()[0])
+    assert journal["model"] == {"model": "v1"} and len(journal["input_sha256"]) == 64
+
+
+def test_two_runs_cannot_write_one_output(tmp_path):
+    from search_tools.batch_score import OutputLock
+
+    src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
+    write_input(src, make_records(10))
+    held = OutputLock(out)  # as another run (another process would hold the same flock)
+    try:
+        with pytest.raises(ResumeError, match="another run"):
+            score_file(src, out, FakeScorer(), progress=False)
+    finally:
+        held.release()
+    score_file(src, out, FakeScorer(), progress=False)
+    assert_complete(out, make_records(10))

@@ -7,6 +7,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from search_build.configs import model_config, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
+from search_build.repository import ARTIFACT_DIGEST_PARAMETER, folder_sha256, without_artifact_digest
 from search_build.spec import TARGETS, Ensemble
 
 
@@ -68,5 +69,9 @@ def test_written_repository_matches_spec(model_repository, pipelines):
     for pipeline in pipelines:
         for m in pipeline.models:
             text = (model_repository / m.name / "config.pbtxt").read_text()
-            assert text_format.Parse(text, mc.ModelConfig()) == model_config(m, "local")
+            written = text_format.Parse(text, mc.ModelConfig())
+            assert without_artifact_digest(written) == model_config(m, "local")
+            if not isinstance(m, Ensemble):  # the digest the writer adds is that of the files served
+                assert written.parameters[ARTIFACT_DIGEST_PARAMETER].string_value == folder_sha256(
+                    model_repository / m.name / "1")
             assert (model_repository / m.name / "1").is_dir()

@@ -15,10 +15,10 @@ from search_build.spec import Ensemble
 from search_tools import analyzer_config, cost_report, input_data, sweep
 from search_tools.perf import LoadPoint, format_table, plot_latency_throughput
 
-PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct")
+PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct", "search_bar")
 # Ensemble inputs each pipeline's issue specifies (checked against the spec once it is registered).
 EXPECTED_INPUTS = {
-    "query_embedding": {"TEXT"}, "query_intent": {"TEXT"}, "spell_correct": {"TEXT"},
+    "query_embedding": {"TEXT"}, "query_intent": {"TEXT"}, "spell_correct": {"TEXT"}, "search_bar": {"TEXT"},
     "product_duplicate": {"A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION"},
 }
 
@@ -58,10 +58,15 @@ def test_analyzer_config_names_real_models(name):
     pipeline = _registered(name)
     ma = analyzer_config.load(name).model_analyzer
     models = {m.name for m in pipeline.models}
-    assert isinstance(pipeline.model(pipeline.entry), Ensemble) and pipeline.entry == name
+    entry = pipeline.model(pipeline.entry)
+    assert pipeline.entry == name
     assert set(ma.get("cpu_only_composing_models", [])) <= models
     assert set(ma.get("bls_composing_models", [])) <= models
-    assert set(sweep.cpu_only_models(pipeline)) == models - {name}
+    if isinstance(entry, Ensemble):
+        assert set(sweep.cpu_only_models(pipeline)) == models - {name}
+    else:  # a BLS entry (search_bar): its stages are the models it calls, all in the pipeline
+        assert entry.bls_calls and set(entry.bls_calls) <= models
+        assert set(sweep.cpu_only_models(pipeline)) == {m.name for m in pipeline.models if not isinstance(m, Ensemble)}
 
 
 def test_resolved_config_points_at_this_machine(tmp_path):

@@ -13,6 +13,9 @@ from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 VERSION = "1"
 MANIFEST_FILE = "searchbar_manifest.json"
 ENGINES_NOT_BUILT = "engines_not_built"  # manifest key: engine models left as ONNX by --configs-only
+# Config parameter: SHA-256 of the model's version folder as written. Clients read it with the config (the
+# batch scorer records it, so a resume after a redeploy with other files is refused).
+ARTIFACT_DIGEST_PARAMETER = "artifact_sha256"
 
 
 def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target: Target = "local", *,
@@ -92,9 +95,36 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
             onnx_path.unlink()  # the container loads the plan only
     elif not isinstance(model, Ensemble):
         raise TypeError(f"unknown model kind {type(model).__name__}")
-    text = to_pbtxt(model_config(model, target))
-    (model_dir / "config.pbtxt").write_text(text)
+    config = model_config(model, target)
+    text = to_pbtxt(config)  # the spec's config: what two pipelines sharing this model must agree on
+    if not isinstance(model, Ensemble):
+        config.parameters[ARTIFACT_DIGEST_PARAMETER].string_value = folder_sha256(version_dir)
+    (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
     return text
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """SHA-256 over every file of ``folder`` (relative path and bytes, sorted; caches skipped)."""
+    import hashlib
+
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def without_artifact_digest(config):
+    """A copy of a parsed config without the digest the writer adds (to compare with the spec's config)."""
+    copy = type(config)()
+    copy.CopyFrom(config)
+    if ARTIFACT_DIGEST_PARAMETER in copy.parameters:
+        del copy.parameters[ARTIFACT_DIGEST_PARAMETER]
+    return copy
 
 
 def _copy_adapter(adapter: str, version_dir: Path) -> None:

@@ -14,6 +14,12 @@ Exactly-once across interruptions: results are appended in input order and, ever
 ``bytes`` (dropping rows written after it) and skips the first ``rows`` input rows. Transient
 server errors (unavailable, deadline, model not loaded yet) are retried with exponential
 backoff, so a server restart mid-run only delays rows.
+
+A resume is refused (ResumeError, with --overwrite as the way out) unless it would continue the very same
+job: the journal's first line records the input's SHA-256 (streamed) and size, and the scorer's identity
+(Triton: every model of the ensemble with its served version and the ``artifact_sha256`` of its files that
+``searchbar build`` writes into each config; in-process: a hash of the export folder). ``<output>.lock``
+holds an exclusive lock while a run writes, so two runs cannot interleave rows in one output.
 """
 from __future__ import annotations
 
@@ -153,31 +159,78 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _input_fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"input": str(path.resolve()), "input_bytes": stat.st_size}
+    return {"input": str(path.resolve()), "input_bytes": path.stat().st_size, "input_sha256": file_sha256(path)}
+
+
+LOCK_SUFFIX = ".lock"
+
+
+class OutputLock:
+    """An exclusive, non-blocking lock on ``<output>.lock`` (released by the OS if the process dies)."""
+
+    def __init__(self, output: Path):
+        import fcntl
+
+        self.path = output.with_name(output.name + LOCK_SUFFIX)
+        self.file = open(self.path, "a+b")
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ResumeError(f"{output} is being written by another run (it holds {self.path.name})") from None
+
+    def release(self) -> None:
+        self.file.close()  # closing drops the lock; the file stays (harmless, reused by the next run)
 
 
 class ResultWriter:
     """Ordered output file plus its progress journal; see the module docstring for the protocol."""
 
-    def __init__(self, output: str | Path, input_path: str | Path, with_id: bool, overwrite: bool = False):
+    def __init__(self, output: str | Path, input_path: str | Path, with_id: bool, overwrite: bool = False,
+                 model_identity: dict | None = None):
         self.output = Path(output)
         self.journal_path = self.output.with_name(self.output.name + JOURNAL_SUFFIX)
         self.format = "jsonl" if self.output.suffix.lower() in (".jsonl", ".ndjson") else "csv"
         if self.output.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
             raise ValueError(f"{self.output}: output must be .csv or .jsonl")
         self.with_id = with_id
-        fingerprint = _input_fingerprint(Path(input_path))
+        self.lock = OutputLock(self.output)
+        try:
+            self._open(Path(input_path), overwrite, model_identity)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, input_path: Path, overwrite: bool, model_identity: dict | None) -> None:
+        fingerprint = {**_input_fingerprint(input_path), "model": model_identity}
         if overwrite:
             self.output.unlink(missing_ok=True)
             self.journal_path.unlink(missing_ok=True)
         self.rows_done, committed_bytes, self.finished = 0, 0, False
+        with_id = self.with_id
         if self.journal_path.exists():
             header, state = self._read_journal()
-            if header != fingerprint:
-                raise ResumeError(f"{self.journal_path} belongs to another input ({header}); "
-                                  "use --overwrite to start again")
+            if {k: header.get(k) for k in ("input", "input_bytes", "input_sha256")} != {
+                    k: fingerprint[k] for k in ("input", "input_bytes", "input_sha256")}:
+                raise ResumeError(f"{self.journal_path} was written for other input content ({header.get('input')}, "
+                                  f"{header.get('input_bytes')} bytes, sha256 {str(header.get('input_sha256'))[:12]}; "
+                                  f"now {fingerprint['input_bytes']} bytes, sha256 {fingerprint['input_sha256'][:12]}): "
+                                  "resuming would mix rows of two inputs; use --overwrite to start again")
+            if header.get("model") != fingerprint["model"]:
+                raise ResumeError(f"{self.journal_path} was scored by another model ({json.dumps(header.get('model'))}; "
+                                  f"now {json.dumps(fingerprint['model'])}): resuming would mix two models' scores "
+                                  "in one file; use --overwrite to start again")
             self.rows_done, committed_bytes = state["rows"], state["bytes"]
             self.finished = bool(state.get("done"))
             if not self.output.exists() or self.output.stat().st_size < committed_bytes:
@@ -248,6 +301,7 @@ class ResultWriter:
 
     def close(self) -> None:
         self.file.close()
+        self.lock.release()
 
 
 def _plain(value: object) -> object:
@@ -259,6 +313,9 @@ def _plain(value: object) -> object:
 class Scorer(Protocol):
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
         """P(duplicate) float32 [len(rows)]."""
+
+    async def identity(self) -> dict:
+        """What scores: recorded in the journal and checked on resume (optional for a scorer)."""
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether retrying the same request later may succeed."""
@@ -304,6 +361,23 @@ class TritonScorer:
                 raise TimeoutError(f"model {self.model} not ready after {timeout_s:.0f}s")
             await asyncio.sleep(1.0)
 
+    async def identity(self) -> dict:
+        """Every model the entry runs (ensemble steps, recursively): name, served version, artifact_sha256."""
+        from search_build.repository import ARTIFACT_DIGEST_PARAMETER
+
+        models, pending = {}, [self.model]
+        while pending:
+            name = pending.pop()
+            if name in models:
+                continue
+            config = (await self.client.get_model_config(name, as_json=True))["config"]
+            metadata = await self.client.get_model_metadata(name, as_json=True)
+            models[name] = {"versions": sorted(metadata.get("versions", [])),
+                            "artifact_sha256": config.get("parameters", {}).get(ARTIFACT_DIGEST_PARAMETER, {})
+                            .get("string_value")}
+            pending += [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
+        return {"triton_model": self.model, "models": dict(sorted(models.items()))}
+
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
         inputs = []
         for column, name in enumerate(TRITON_INPUTS):
@@ -329,6 +403,12 @@ class OnnxScorer:
         from search_backends.product_onnx import ProductOnnxModels
 
         self.models = ProductOnnxModels(export_dir, intra_op_threads=intra_op_threads)
+        self.export_dir = Path(export_dir)
+
+    async def identity(self) -> dict:
+        from search_build.repository import folder_sha256
+
+        return {"onnx_dir": str(self.export_dir.resolve()), "artifact_sha256": folder_sha256(self.export_dir)}
 
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
         columns = [[row.fields[c] for row in rows] for c in range(len(FIELDS))]
@@ -380,7 +460,9 @@ async def score_file_async(input_path: str | Path, output_path: str | Path, scor
                            max_retry_s: float = 600.0, backoff_s: float = 0.5, max_backoff_s: float = 10.0,
                            overwrite: bool = False, progress: bool = True) -> RunStats:
     input_path = Path(input_path)
-    writer = ResultWriter(output_path, input_path, has_id_column(input_path), overwrite=overwrite)
+    identity = await scorer.identity() if hasattr(scorer, "identity") else None
+    writer = ResultWriter(output_path, input_path, has_id_column(input_path), overwrite=overwrite,
+                          model_identity=identity)
     stats = RunStats(resumed_from=writer.rows_done)
     if writer.finished:
         writer.close()

@@ -16,6 +16,7 @@ EXAMPLES = {
     "query_intent": ["play taylor swift", "how do i reset my password", "wireless noise cancelling headphones",
                      "weather tomorrow"],
     "spell_correct": ["tayler swift", "metalica enter sandman", "lofi beats to studdy", "the weekend blinding lihgts"],
+    "search_bar": ["metalica enter sandman", "master of pupets", "bohemian rapsody", "wireless hedphones"],
 }
 PAIRS = [
     ({"A_TYPE": "headphones", "A_TITLE": "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
@@ -74,8 +75,22 @@ def show_spell_correct(client) -> None:
             print(f"  num_beams={beams}  {text!r:32} -> {fixed[0].decode()!r:32} (raw model: {model[0].decode()!r})")
 
 
+def show_search_bar(client) -> None:
+    from search_backends import catalog_contract as C
+
+    from .search_bar_view import format_results
+
+    texts = EXAMPLES["search_bar"]
+    top_k = grpcclient.InferInput(C.TOP_K, [len(texts), 1], "INT32")
+    top_k.set_data_from_numpy(np.full((len(texts), 1), 5, np.int32))
+    result = client.infer(C.SEARCH_BAR, [_strings(C.TEXT, texts), top_k])
+    print("  (one request: spell correction -> intent + query embedding -> catalog search)")
+    print("  " + format_results(texts, result).replace("\n", "\n  "))
+
+
 SHOWS = {"query_embedding": show_query_embedding, "query_intent": show_query_intent,
-         "product_duplicate": show_product_duplicate, "spell_correct": show_spell_correct}
+         "product_duplicate": show_product_duplicate, "spell_correct": show_spell_correct,
+         "search_bar": show_search_bar}
 
 
 def run(args) -> int:

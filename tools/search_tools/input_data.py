@@ -60,6 +60,9 @@ ROWS = {
     "spell_correct": lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), _spell_controls()),
     "query_intent": lambda: _with(_text(SHOPPING_QUERIES), _intent_controls()),
     "product_duplicate": _pairs,
+    # search_bar: misspelled queries, top 10, both stages on (the defaults, named so the file lists every input)
+    "search_bar": lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), {"TOP_K": 10, "CORRECT_SPELLING": True,
+                                                                  "DETECT_INTENT": True}),
 }
 
 

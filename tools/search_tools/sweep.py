@@ -28,6 +28,7 @@ from typing import Sequence
 
 from search_build.batching_overrides import TUNED_OVERRIDES, apply_batching, save_overrides
 from search_build.configs import model_config, parse_pbtxt, to_pbtxt
+from search_build.repository import ARTIFACT_DIGEST_PARAMETER
 from search_build.spec import EngineModel, Ensemble, Pipeline
 
 from . import analyzer_config
@@ -151,14 +152,21 @@ def fallback_candidates(pipeline: Pipeline, instance_counts: Sequence[int], max_
 
 
 def shared_models(base: Pipeline, models: Sequence[str]) -> dict[str, list[str]]:
-    """Which of ``models`` other registered pipelines also serve (one config per model name)."""
+    """Which of ``models`` other registered pipelines also serve (one config per model name).
+
+    A pipeline that contains the whole of ``base`` (search_bar holds every stage pipeline) is not counted: it
+    calls ``base`` as a stage, so tuning ``base`` is tuning that stage of it."""
     from search_build.pipelines import build_pipeline, pipeline_names
 
     out: dict[str, list[str]] = {}
+    own = {m.name for m in base.models}
     for name in pipeline_names():
         if name == base.name:
             continue
-        for m in {m.name for m in build_pipeline(name).models} & set(models):
+        names = {m.name for m in build_pipeline(name).models}
+        if own <= names:
+            continue
+        for m in names & set(models):
             out.setdefault(m, []).append(name)
     return out
 
@@ -209,8 +217,12 @@ def apply_to_repository(pipeline: Pipeline, repository: Path, *, dry_run: bool, 
             raise FileNotFoundError(f"{path} missing: build the repository first "
                                     f"(searchbar build --pipelines {pipeline.name} --out {repository})")
         old = path.read_text()
-        if parse_pbtxt(old) == parse_pbtxt(text):
+        old_config, new_config = parse_pbtxt(old), parse_pbtxt(text)
+        if ARTIFACT_DIGEST_PARAMETER in old_config.parameters:  # batching changes; the model's files do not
+            new_config.parameters[ARTIFACT_DIGEST_PARAMETER].CopyFrom(old_config.parameters[ARTIFACT_DIGEST_PARAMETER])
+        if old_config == new_config:
             continue
+        text = to_pbtxt(new_config)
         diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                             f"{path} (current)", f"{path} (chosen)"))
         change = ConfigChange(name, path, diff)
