@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # One-command set-up on a bare Debian 12 / Python 3.11 machine (no GPU needed):
 # system library for perf_analyzer, a virtual environment with tritonserver (nvidia-pytriton wheel),
-# perf_analyzer (tritonclient 2.51.0), Model Analyzer, ONNX Runtime, transformers and CPU torch.
+# perf_analyzer (tritonclient 2.51.0), Model Analyzer, ONNX Runtime, transformers, CPU torch, Spark, FAISS, Milvus Lite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SEARCHBAR_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 
-# perf_analyzer links libb64 from Debian.
-if ! ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d'; then
+# perf_analyzer links libb64 from Debian; the Spark scoring job needs a Java 17 runtime (pyspark 4).
+PACKAGES=()
+ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d' || PACKAGES+=(libb64-0d)
+java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)' || PACKAGES+=(openjdk-17-jre-headless)
+if [ "${#PACKAGES[@]}" -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libb64-0d >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

@@ -122,6 +122,7 @@ def embed_items(items: CatalogItems, embedder: CatalogEmbedder, *, progress: boo
 def build_faiss_index(vectors: np.ndarray, kind: str, settings: IndexSettings):
     import faiss
 
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core (a searcher may have set 1)
     dim = vectors.shape[1]
     if kind == C.INDEX_FLAT:
         index = faiss.IndexFlatIP(dim)

@@ -69,12 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     sagemaker_deploy.add_arguments(p)
     p.set_defaults(func=sagemaker_deploy.run)
 
+    from . import spark_score
+    p = sub.add_parser("score-spark", help="duplicate scoring of Parquet pairs on Spark (local[2] here, any cluster)")
+    spark_score.add_arguments(p)
+    p.set_defaults(func=lambda a: spark_score.main(_spark_argv(a)))
+
+    from . import sagemaker_processing
+    p = sub.add_parser("submit-spark-sagemaker", help="run the Spark scoring job as a SageMaker Processing job")
+    sagemaker_processing.add_arguments(p)
+    p.set_defaults(func=sagemaker_processing.run)
+
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers a command started (sweep, demo, soak) are stopped by
     # their context managers instead of being left running without a parent.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     result = args.func(args)
     return result if isinstance(result, int) else 0
+
+
+def _spark_argv(args) -> list[str]:
+    """The score-spark namespace back as spark_score's own argv (one parser, two entry points)."""
+    argv = [args.input, args.output]
+    for flag, value in (("--triton-url", args.triton_url), ("--onnx-dir", args.onnx_dir), ("--model", args.model),
+                        ("--master", args.master), ("--batch-size", args.batch_size),
+                        ("--rows-per-request", args.rows_per_request), ("--threads", args.threads),
+                        ("--partitions", args.partitions)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 def _exit_on_sigterm(signum, frame):

@@ -101,7 +101,10 @@ def search_bar_pipeline(checkpoint: str | Path | None = None, *, target: Target 
          TensorSpec(C.DETECT_INTENT, "BOOL", (1,), optional=True)),
         (TensorSpec(C.CORRECTED, "STRING", (1,)), TensorSpec(C.INTENT, "STRING", (1,)),
          TensorSpec(C.INTENT_PROBABILITIES, "FP32", (classes,)), *_results()),
-        batching=batching or Batching(max_batch_size=64, max_queue_delay_us=100,
+        # Several instances: the Python backend (2.51) runs a non-decoupled model's async execute to completion
+        # before the next batch, so one instance would serialise requests while it waits on BLS calls. Each
+        # instance is a light stub that mostly waits; 4 keeps the stages below busy on this CPU.
+        batching=batching or Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=4,
                                       max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
         parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams)},
         bls_calls=(C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
