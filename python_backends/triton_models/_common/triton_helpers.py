@@ -78,6 +78,9 @@ def gather_texts(requests, name: str):
     return texts, spans, responses
 
 
+utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])  # str array -> BYTES tensor contents
+
+
 def respond(outputs: dict[str, np.ndarray], dtypes: dict[str, np.dtype]) -> "pb_utils.InferenceResponse":
     return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtypes.get(name)))
                                        for name, value in outputs.items()])

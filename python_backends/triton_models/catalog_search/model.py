@@ -6,10 +6,8 @@ import numpy as np
 from search_backends import catalog_contract as C
 from search_backends.catalog_index import open_catalog, padded, top_k_of_request
 from search_backends.model_parameters import int_parameter
-from triton_helpers import (guarded, input_error_response, model_config, output_dtypes, parameters, respond,
+from triton_helpers import (utf8, guarded, input_error_response, model_config, output_dtypes, parameters, respond,
                             tensor_or_none, version_dir)
-
-_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
 
 
 class TritonPythonModel:
@@ -42,6 +40,6 @@ class TritonPythonModel:
             hits = self.catalog.search(np.concatenate(vectors), max(k for *_, k in spans))
             for i, start, stop, k in spans:
                 found = padded(hits[start:stop])
-                responses[i] = respond({name: (_utf8(v[:, :k]) if v.dtype == object else v[:, :k])
+                responses[i] = respond({name: (utf8(v[:, :k]) if v.dtype == object else v[:, :k])
                                         for name, v in found.items()}, self.dtypes)
         return responses

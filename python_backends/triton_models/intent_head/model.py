@@ -8,10 +8,7 @@ import numpy as np
 from search_backends.heads import classify
 from search_backends.model_parameters import int_parameter
 from search_backends.onnx_runner import make_session
-from triton_helpers import guarded, input_error_response, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
-
-
-_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
+from triton_helpers import utf8, guarded, input_error_response, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class TritonPythonModel:
@@ -41,8 +38,8 @@ class TritonPythonModel:
             logits = self.session.run(None, {self.input_name: np.concatenate(embeddings).astype(np.float32)})[0]
             for (i, start, k), emb in zip(spans, embeddings):
                 pred = classify(logits[start:start + len(emb)], self.id2label, top_k=k)
-                responses[i] = respond({"LABEL": _utf8(pred.labels).reshape(-1, 1),
+                responses[i] = respond({"LABEL": utf8(pred.labels).reshape(-1, 1),
                                         "PROBABILITIES": pred.probabilities,
-                                        "TOP_LABELS": _utf8(pred.top_labels),
+                                        "TOP_LABELS": utf8(pred.top_labels),
                                         "TOP_PROBABILITIES": pred.top_probabilities}, self.dtypes)
         return responses

@@ -12,10 +12,9 @@ from search_backends import catalog_contract as C
 from search_backends.model_parameters import int_parameter
 from search_backends.search_bar import Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
-from triton_helpers import (guarded_async, input_error_response, internal_error_response,
+from triton_helpers import (utf8, guarded_async, input_error_response, internal_error_response,
                             model_config, output_dtypes, parameters, respond, tensor_or_none)
 
-_utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
 _text = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b), otypes=[np.object_])
 
 
@@ -85,6 +84,6 @@ class TritonPythonModel:
             elif isinstance(outcome, Exception):
                 responses[i] = internal_error_response(self, outcome)
             else:
-                responses[i] = respond({name: (_utf8(v) if v.dtype == object else v) for name, v in outcome.items()},
+                responses[i] = respond({name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()},
                                        self.dtypes)
         return responses
