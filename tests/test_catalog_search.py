@@ -21,7 +21,7 @@ from search_backends.catalog_index import FaissCatalog, Hits, MilvusCatalog, ope
 from search_backends.search_bar import SearchBarRequest, Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
 from search_build import catalog_build
-from search_build.catalog_build import CatalogEmbedder, IndexSettings, build_catalog, embed_items, write_catalog
+from search_build.catalog_build import CatalogEmbedder, IndexSettings, embed_items, write_catalog
 from search_build.catalog_items import CatalogError, read_catalog
 from search_build.pipelines import build_pipeline
 from search_tools.server import free_port

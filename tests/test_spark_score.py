@@ -2,9 +2,7 @@
 and its SageMaker Processing submission against moto."""
 from __future__ import annotations
 
-import asyncio
 import csv
-import json
 import random
 
 import numpy as np

@@ -2,7 +2,6 @@
 token; with the guard on (the default) it equals the in-process guard applied to that HF output."""
 from __future__ import annotations
 
-import concurrent.futures as cf
 
 import numpy as np
 import pytest

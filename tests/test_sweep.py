@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from search_build.batching_overrides import apply_batching, load_overrides, save_overrides
 from search_build.configs import model_config, parse_pbtxt, to_pbtxt

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .artifacts import ADAPTERS_DIR, materialize, place
+from .artifacts import ADAPTERS_DIR, materialize
 from .configs import ENGINE_FILES, model_config, to_pbtxt
 from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 

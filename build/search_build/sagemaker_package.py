@@ -186,7 +186,6 @@ def build_env_from_installed(dest: Path, *, requirements: list[str] | None = Non
 
     Only valid where the serving stub has this interpreter's Python version (the local tritonserver).
     """
-    import importlib.metadata as md
 
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     site = _skeleton(dest, os.path.realpath(sys._base_executable), version)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def show_query_intent(client) -> None:
     result = client.infer("query_intent", [_strings("TEXT", texts)])
     for text, label, top, probs in zip(texts, result.as_numpy("LABEL"), result.as_numpy("TOP_LABELS"),
                                        result.as_numpy("TOP_PROBABILITIES")):
-        ranked = ", ".join(f"{l.decode()} {p:.3f}" for l, p in zip(top, probs))
+        ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(top, probs))
         print(f"  {text!r:42} -> {label[0].decode():8} ({ranked})")
 
 
