@@ -68,6 +68,11 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         _param(cfg, "intra_op_threads", m.intra_op_threads)
         _param(cfg, "sequence_outputs", ",".join(m.sequence_outputs))
         _param(cfg, "pad_values", ",".join(f"{k}={v}" for k, v in m.pad_values.items()))
+        if m.max_sequence_length or m.value_ranges:
+            from search_backends.engine_inputs import EngineInputRules
+
+            for key, value in EngineInputRules(m.max_sequence_length, dict(m.value_ranges)).to_parameters().items():
+                _param(cfg, key, value)
         kind, ragged = mc.ModelInstanceGroup.KIND_CPU, m.ragged
     elif target == "triton-cpu":
         cfg = mc.ModelConfig(name=m.name, platform="onnxruntime_onnx", default_model_filename=ENGINE_FILES[target])

@@ -104,6 +104,10 @@ class EngineModel:
     # Requests of different lengths may share a batch on the local runner (padded there). Off for
     # graphs whose variable axes are not a trailing padded sequence (e.g. KV caches).
     ragged: bool = True
+    # What a direct request may send (search_backends.engine_inputs): the longest sequence and each input's
+    # value range. Enforced by the local runner; empty = unchecked.
+    max_sequence_length: int = 0
+    value_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

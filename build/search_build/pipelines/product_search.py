@@ -67,9 +67,16 @@ def _ids(with_types: bool = True) -> tuple[TensorSpec, ...]:
 
 
 def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> EngineModel:
+    from search_backends.engine_inputs import bert_input_ranges
+    from search_backends.tokenization import round_up
+
+    from ..product_multitask import load_config, resolve_encoder_dir
+
+    encoder_config = json.loads((resolve_encoder_dir(load_config(checkpoint)) / "config.json").read_text(encoding="utf-8"))
     return EngineModel(
         ENCODER, Artifact("model.onnx", _from_export(checkpoint, ("product_encoder.onnx",))),
         _ids(), (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
+        max_sequence_length=round_up(max_length, 8), value_ranges=bert_input_ranges(encoder_config),
         batching=Batching(max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0),
         profiles=(OptimizationProfile(min={n: (1, 1) for n in IDS}, opt={n: (32, 32) for n in IDS},
                                       max={n: (64, max_length) for n in IDS}),))

@@ -57,8 +57,17 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
     )
     encoder_default = _batching(500, ENGINE_QUEUE_SIZE, bounded_queues)
     max_batch = (encoder_batching or encoder_default).max_batch_size
+    import json
+
+    from search_backends.engine_inputs import bert_input_ranges
+    from search_backends.tokenization import round_up
+
+    ranges = bert_input_ranges(json.loads((ck.transformer_dir / "config.json").read_text(encoding="utf-8")))
     encoder = EngineModel(
         name=ENCODER,
+        # The tokenizer pads rows to a multiple of 8, up to max_length rounded up: the longest a direct call may send.
+        max_sequence_length=round_up(max_length, 8),
+        value_ranges={t.name: ranges[t.name] for t in (ids, mask)},
         onnx=Artifact("model.onnx", export, cache_key=f"{ENCODER}-{key}"),
         inputs=(ids, mask), outputs=(embedding,),
         batching=encoder_batching or encoder_default,

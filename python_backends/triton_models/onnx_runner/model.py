@@ -5,8 +5,10 @@ once here, so the graph runs once per Triton batch.
 """
 from __future__ import annotations
 
+from search_backends.engine_inputs import EngineInputRules
 from search_backends.model_parameters import int_map_parameter, list_parameter
 from search_backends.onnx_runner import OnnxBatchRunner, make_session
+from search_backends.text_input import InputError
 from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
@@ -20,6 +22,7 @@ class TritonPythonModel:
                                intra_op_threads=engine_threads(config))
         self.runner = OnnxBatchRunner(session, pad_values=int_map_parameter(params, "pad_values"),
                                       sequence_outputs=list_parameter(params, "sequence_outputs"))
+        self.rules = EngineInputRules.from_parameters(params)
 
     @guarded
     def execute(self, requests):
@@ -33,6 +36,11 @@ class TritonPythonModel:
                     break
                 feed[name] = value
             else:
+                try:
+                    self.rules.check(feed)  # a direct caller's bad row must not fail the batch it joins
+                except InputError as exc:
+                    responses[i] = input_error_response(str(exc))
+                    continue
                 feeds.append(feed)
                 index.append(i)
         for i, outputs in zip(index, self.runner.run(feeds)):

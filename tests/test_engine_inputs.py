@@ -1,0 +1,84 @@
+"""Direct calls to the encoder engines (composing models) with out-of-range ids, over-long rows or bad masks:
+a per-request INVALID_ARGUMENT naming the tensor, and the requests batched with them answered as when alone."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import SERVED_PIPELINES, string_input
+from search_backends.engine_inputs import EngineInputRules
+from search_backends.text_input import InputError
+from search_build.pipelines import build_pipeline
+
+ENGINES = {"query_embedding": "query_embedding_encoder", "query_intent": "product_encoder"}
+
+
+def test_rules_round_trip_and_check():
+    rules = EngineInputRules(16, {"input_ids": (0, 100), "attention_mask": (0, 2)})
+    assert EngineInputRules.from_parameters(rules.to_parameters()) == rules
+    ok = {"input_ids": np.array([[1, 99]]), "attention_mask": np.array([[1, 0]])}
+    rules.check(ok)
+    for feed, field in (({**ok, "input_ids": np.array([[1, 100]])}, "input_ids"),
+                        ({**ok, "input_ids": np.array([[-1, 2]])}, "input_ids"),
+                        ({**ok, "attention_mask": np.array([[1, 2]])}, "attention_mask"),
+                        ({"input_ids": np.ones((1, 17), int), "attention_mask": np.ones((1, 17), int)}, "input_ids"),
+                        ({**ok, "attention_mask": np.array([[1, 1, 1]])}, "shapes differ")):
+        with pytest.raises(InputError, match=field):
+            rules.check(feed)
+
+
+@pytest.mark.parametrize("pipeline", list(ENGINES))
+def test_every_encoder_engine_carries_its_rules(pipeline):
+    engine = build_pipeline(pipeline).model(ENGINES[pipeline])
+    assert engine.max_sequence_length >= 64 and engine.value_ranges["input_ids"][1] > 1000
+    assert set(engine.value_ranges) == {t.name for t in engine.inputs}
+
+
+def _ints(name, array):
+    t = grpcclient.InferInput(name, list(array.shape), "INT64")
+    t.set_data_from_numpy(np.ascontiguousarray(array, np.int64))
+    return t
+
+
+@pytest.mark.parametrize("pipeline", list(ENGINES))
+def test_direct_bad_engine_requests_fail_alone(grpc_client, pipeline):
+    if pipeline not in SERVED_PIPELINES:
+        pytest.skip(f"{pipeline} not served")
+    engine = build_pipeline(pipeline).model(ENGINES[pipeline])
+    names = [t.name for t in engine.inputs]
+    vocab = engine.value_ranges["input_ids"][1]
+
+    def feed(ids, mask=None):
+        mask = np.ones_like(ids) if mask is None else mask
+        values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return [_ints(n, values[n]) for n in names]
+
+    good_ids = np.array([[101, 2000, 3000, 102]])
+    bad = [(feed(np.array([[101, vocab + 5, 102]])), "input_ids"),
+           (feed(np.full((1, engine.max_sequence_length + 8), 1000)), "input_ids"),
+           (feed(good_ids, np.array([[1, 1, 7, 1]])), "attention_mask")]
+    alone = grpc_client.infer(ENGINES[pipeline], feed(good_ids)).as_numpy(engine.outputs[0].name)
+    entry_alone = grpc_client.infer(pipeline, [string_input(grpcclient, "TEXT", ["lofi beats"])])
+
+    def bad_call(inputs):
+        with pytest.raises(InferenceServerException) as info:
+            grpc_client.infer(ENGINES[pipeline], inputs)
+        return info.value
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        errors = [(pool.submit(bad_call, inputs), name) for inputs, name in bad]
+        goods = [pool.submit(grpc_client.infer, ENGINES[pipeline], feed(good_ids)) for _ in range(3)]
+        entries = [pool.submit(grpc_client.infer, pipeline, [string_input(grpcclient, "TEXT", ["lofi beats"])])
+                   for _ in range(3)]
+        for future, name in errors:
+            err = future.result()
+            assert "INVALID_ARG" in str(err.status()) and name in err.message(), err.message()
+        for g in goods:
+            np.testing.assert_allclose(g.result().as_numpy(engine.outputs[0].name), alone, atol=1e-5)
+        out = "EMBEDDING" if pipeline == "query_embedding" else "PROBABILITIES"
+        for e in entries:
+            np.testing.assert_allclose(e.result().as_numpy(out), entry_alone.as_numpy(out), atol=1e-5)
