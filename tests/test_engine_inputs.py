@@ -82,3 +82,42 @@ def test_direct_bad_engine_requests_fail_alone(grpc_client, pipeline):
         out = "EMBEDDING" if pipeline == "query_embedding" else "PROBABILITIES"
         for e in entries:
             np.testing.assert_allclose(e.result().as_numpy(out), entry_alone.as_numpy(out), atol=1e-5)
+
+
+def test_direct_bad_spell_generate_requests_fail_alone(grpc_client):
+    import json
+
+    from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
+
+    if "spell_correct" not in SERVED_PIPELINES:
+        pytest.skip("spell_correct not served")
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    vocab, positions = int(cfg["vocab_size"]), int(cfg["max_position_embeddings"])
+
+    def rows(ids, mask=None):
+        ids = np.array(ids)
+        return [_ints("input_ids", ids), _ints("attention_mask", np.ones_like(ids) if mask is None else np.array(mask))]
+
+    good = [[0, 120, 130, 140, 2]]
+    alone = grpc_client.infer("spell_generate", rows(good)).as_numpy("output_ids")
+    text_alone = grpc_client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
+
+    def bad_call(inputs):
+        with pytest.raises(InferenceServerException) as info:
+            grpc_client.infer("spell_generate", inputs)
+        return info.value
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        errors = [(pool.submit(bad_call, rows([[0, vocab + 3, 2]])), "input_ids"),
+                  (pool.submit(bad_call, rows([[0] + [120] * (positions + 4) + [2]])), "input_ids"),
+                  (pool.submit(bad_call, rows(good, [[1, 1, 9, 1, 1]])), "attention_mask")]
+        goods = [pool.submit(grpc_client.infer, "spell_generate", rows(good)) for _ in range(2)]
+        texts = [pool.submit(grpc_client.infer, "spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
+                 for _ in range(2)]
+        for future, name in errors:
+            err = future.result()
+            assert "INVALID_ARG" in str(err.status()) and name in err.message(), err.message()
+        for g in goods:
+            assert g.result().as_numpy("output_ids").tolist() == alone.tolist()
+        for t in texts:
+            assert t.result().as_numpy("CORRECTED").tolist() == text_alone.as_numpy("CORRECTED").tolist()

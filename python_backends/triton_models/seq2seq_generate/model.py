@@ -13,13 +13,14 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from search_backends.engine_inputs import EngineInputRules
 from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
 from search_backends.spell_contract import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER,
                                              ENGINE_BLS, ENGINE_MODE_PARAMETER, INPUT_IDS, OUTPUT_IDS, GraphNames)
 from search_backends.spell_decoding import SpellDecoder, pad_rows, request_rows_error
 from search_backends.spell_generation import GenerationDefaults
 from search_backends.text_input import InputError
-from triton_helpers import error_response, input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
 
 class BlsEngines:
@@ -57,6 +58,9 @@ class TritonPythonModel:
         self.defaults = GenerationDefaults.from_model_dir(model_dir)
         model_cfg = json.loads((model_dir / "config.json").read_text())
         self.pad_id = int(model_cfg.get("pad_token_id") or 0)
+        # A direct caller's ids must fit the vocabulary and the model's positions (spell_tokenize's never exceed them).
+        self.rules = EngineInputRules(int(model_cfg["max_position_embeddings"]),
+                                      {INPUT_IDS: (0, int(model_cfg["vocab_size"])), ATTENTION_MASK: (0, 2)})
         self.limits = ControlLimits(max_num_beams=int(params.get("max_num_beams", 8)),
                                     max_new_tokens=int(params.get("max_new_tokens_limit", 64)))
         mode = params[ENGINE_MODE_PARAMETER]
@@ -92,7 +96,12 @@ class TritonPythonModel:
             mask = tensor_or_none(request, ATTENTION_MASK).astype(np.int64)
             problem = request_rows_error(ids, mask)
             if problem:
-                responses[i] = error_response(problem)
+                responses[i] = input_error_response(problem)
+                continue
+            try:
+                self.rules.check({INPUT_IDS: ids, ATTENTION_MASK: mask})
+            except InputError as exc:
+                responses[i] = input_error_response(str(exc))
                 continue
             spans.append((i, len(ids_rows), len(ids_rows) + len(ids)))
             ids_rows.extend(ids)
