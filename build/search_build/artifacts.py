@@ -35,6 +35,30 @@ def fingerprint(*paths: str | Path, extra: str = "") -> str:
     return h.hexdigest()[:20]
 
 
+def _hash_file_into(h, path: Path, chunk: int = 1 << 20) -> None:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, streamed (constant memory)."""
+    h = hashlib.sha256()
+    _hash_file_into(h, Path(path))
+    return h.hexdigest()
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """SHA-256 over every file of ``folder`` (relative path and bytes, sorted; caches skipped)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        _hash_file_into(h, path)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def place(src: Path, dest: Path) -> None:
     """Hard-link (cheap for 100 MB graphs) or copy a file or folder into the repository."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from search_backends import catalog_contract as C
 
-from .artifacts import cache_root
+from .artifacts import cache_root, file_sha256
 
 DEMO_ITEMS = 120_000
 DEMO_MIN_ZIPF = 2.5
@@ -38,14 +38,6 @@ class CatalogItems:
 
 class CatalogError(ValueError):
     """A catalog file the index cannot be built from; the message names the row and column."""
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _rows(path: Path):

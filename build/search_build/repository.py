@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .artifacts import ADAPTERS_DIR, materialize
+from .artifacts import ADAPTERS_DIR, folder_sha256, materialize
 from .configs import ENGINE_FILES, model_config, to_pbtxt
 from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 
@@ -101,21 +101,6 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
         config.parameters[ARTIFACT_DIGEST_PARAMETER].string_value = folder_sha256(version_dir)
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
     return text
-
-
-def folder_sha256(folder: str | Path) -> str:
-    """SHA-256 over every file of ``folder`` (relative path and bytes, sorted; caches skipped)."""
-    import hashlib
-
-    folder = Path(folder)
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 def without_artifact_digest(config):

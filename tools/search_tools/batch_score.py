@@ -159,17 +159,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _input_fingerprint(path: Path) -> dict:
+    from search_build.artifacts import file_sha256
+
     return {"input": str(path.resolve()), "input_bytes": path.stat().st_size, "input_sha256": file_sha256(path)}
 
 
@@ -218,7 +210,6 @@ class ResultWriter:
             self.output.unlink(missing_ok=True)
             self.journal_path.unlink(missing_ok=True)
         self.rows_done, committed_bytes, self.finished = 0, 0, False
-        with_id = self.with_id
         if self.journal_path.exists():
             header, state = self._read_journal()
             if {k: header.get(k) for k in ("input", "input_bytes", "input_sha256")} != {
@@ -246,7 +237,7 @@ class ResultWriter:
         self.file.seek(committed_bytes)
         if committed_bytes == 0:
             if self.format == "csv":
-                self.file.write((",".join(["row"] + ([ID_COLUMN] if with_id else []) + ["score"]) + "\n").encode())
+                self.file.write((",".join(["row"] + ([ID_COLUMN] if self.with_id else []) + ["score"]) + "\n").encode())
             self.commit()
             _fsync_dir(self.output)
 
@@ -337,6 +328,18 @@ def is_transient_triton_error(error: BaseException) -> bool:
     return status is not None and any(sign in message for sign in _TRANSIENT_MESSAGES)
 
 
+def triton_pair_inputs(module, columns: Sequence[Sequence[str | None]]) -> list:
+    """The ``product_duplicate`` ensemble's six BYTES inputs, [rows, 1] each, from the six field columns in FIELDS
+    order (None = the field is missing). ``module``: tritonclient.grpc or tritonclient.grpc.aio."""
+    inputs = []
+    for name, column in zip(TRITON_INPUTS, columns):
+        values = np.array([(v or "").encode("utf-8") for v in column], dtype=np.object_).reshape(-1, 1)
+        tensor = module.InferInput(name, list(values.shape), "BYTES")
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    return inputs
+
+
 class TritonScorer:
     """The ``product_duplicate`` ensemble over gRPC (asyncio client: many requests in flight)."""
 
@@ -379,12 +382,7 @@ class TritonScorer:
         return {"triton_model": self.model, "models": dict(sorted(models.items()))}
 
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
-        inputs = []
-        for column, name in enumerate(TRITON_INPUTS):
-            values = np.array([(row.fields[column] or "").encode("utf-8") for row in rows], dtype=np.object_)
-            tensor = self._grpc.InferInput(name, [len(rows), 1], "BYTES")
-            tensor.set_data_from_numpy(values.reshape(-1, 1))
-            inputs.append(tensor)
+        inputs = triton_pair_inputs(self._grpc, [[row.fields[c] for row in rows] for c in range(len(FIELDS))])
         outputs = [self._grpc.InferRequestedOutput(TRITON_OUTPUT)]
         result = await self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
         return result.as_numpy(TRITON_OUTPUT).reshape(-1).astype(np.float32)
@@ -406,7 +404,7 @@ class OnnxScorer:
         self.export_dir = Path(export_dir)
 
     async def identity(self) -> dict:
-        from search_build.repository import folder_sha256
+        from search_build.artifacts import folder_sha256
 
         return {"onnx_dir": str(self.export_dir.resolve()), "artifact_sha256": folder_sha256(self.export_dir)}
 

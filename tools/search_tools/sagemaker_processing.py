@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .spark_score import SPARK_CONF_ENV
+
 SCRIPT = Path(__file__).with_name("spark_score.py")
 CONTAINER_INPUT, CONTAINER_OUTPUT = "/opt/ml/processing/input/pairs", "/opt/ml/processing/output/scores"
 CONTAINER_CODE, CONTAINER_MODEL = "/opt/ml/processing/input/code", "/opt/ml/processing/input/model"
@@ -84,7 +86,7 @@ def processing_job_request(plan: ProcessingPlan) -> dict:
                                                   "InstanceType": plan.instance_type,
                                                   "VolumeSizeInGB": plan.volume_gb}},
         "StoppingCondition": {"MaxRuntimeInSeconds": plan.max_runtime_s},
-        "Environment": {"SEARCHBAR_SPARK_CONF": json.dumps(plan.spark_conf)},
+        "Environment": {SPARK_CONF_ENV: json.dumps(plan.spark_conf)},
     }
 
 

@@ -26,9 +26,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-FIELDS = ("a_type", "a_title", "a_description", "b_type", "b_title", "b_description")
-TRITON_INPUTS = ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION")
-ID_COLUMN, SCORE_COLUMN = "id", "score"
+# Absolute: spark-submit runs this file as a script (the package is installed where it runs).
+from search_tools.batch_score import FIELDS, ID_COLUMN, TRITON_OUTPUT, triton_pair_inputs
+
+SCORE_COLUMN = "score"
+SPARK_CONF_ENV = "SEARCHBAR_SPARK_CONF"  # extra Spark settings as JSON (set by the SageMaker Processing submission)
 
 
 def _text(value) -> str | None:
@@ -68,16 +70,10 @@ def make_predict_fn(backend: dict) -> Callable[[], Callable[..., np.ndarray]]:
                 rows = len(columns[0])
                 out = np.zeros(rows, dtype=np.float32)
                 for start in range(0, rows, step):
-                    inputs = []
-                    for name, column in zip(TRITON_INPUTS, columns):
-                        values = np.array([(_text(v) or "").encode("utf-8") for v in column[start:start + step]],
-                                          dtype=np.object_).reshape(-1, 1)
-                        tensor = grpcclient.InferInput(name, list(values.shape), "BYTES")
-                        tensor.set_data_from_numpy(values)
-                        inputs.append(tensor)
+                    inputs = triton_pair_inputs(grpcclient, [[_text(v) for v in c[start:start + step]] for c in columns])
                     result = client.infer(backend.get("model", "product_duplicate"), inputs,
                                           client_timeout=float(backend.get("timeout_s", 120)))
-                    out[start:start + step] = result.as_numpy("SCORE").reshape(-1)
+                    out[start:start + step] = result.as_numpy(TRITON_OUTPUT).reshape(-1)
                 return out
 
             return _six_inputs(score)
@@ -162,10 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    master = args.master or (None if os.environ.get("SPARK_ENV_LOADED") or "spark-submit" in " ".join(sys.argv)
-                             else "local[2]")
+    # spark-submit exports SPARK_ENV_LOADED: the cluster's master applies there; plain python runs local[2].
+    master = args.master or (None if os.environ.get("SPARK_ENV_LOADED") else "local[2]")
     report = score_parquet(args.input, args.output, backend_from_args(args), master=master,
-                           batch_size=args.batch_size, partitions=args.partitions)
+                           batch_size=args.batch_size, partitions=args.partitions,
+                           conf=json.loads(os.environ.get(SPARK_CONF_ENV) or "{}"))
     print(json.dumps(report))
     return 0
 

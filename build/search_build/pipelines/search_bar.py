@@ -49,7 +49,7 @@ def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Tar
                             bounded_queues: bool = False) -> Pipeline:
     import os
 
-    from ..catalog_items import file_sha256
+    from ..artifacts import file_sha256
 
     catalog = catalog or os.environ.get(CATALOG_ENV) or None
     settings = _index_settings(catalog_backend, index_kind, milvus_uri, milvus_collection)
