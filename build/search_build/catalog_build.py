@@ -43,11 +43,18 @@ class IndexSettings:
     milvus_uri: str | None = None
     milvus_collection: str = "searchbar_catalog"
 
+    def __post_init__(self) -> None:
+        if self.backend not in C.BACKENDS:
+            raise ValueError(f"catalog backend must be one of {', '.join(C.BACKENDS)}, got {self.backend!r}")
+        if self.kind not in C.INDEX_KINDS:
+            raise ValueError(f"index kind must be one of {', '.join(C.INDEX_KINDS)}, got {self.kind!r}")
+        if self.backend == C.BACKEND_MILVUS and not self.milvus_uri:
+            raise ValueError("the milvus backend needs a Milvus URI (--milvus-uri: a Milvus cluster, a milvus-lite "
+                             "server, or a .db path)")
+
     def resolved_kind(self, count: int) -> str:
         if self.kind == "auto":
             return C.INDEX_FLAT if count <= C.EXACT_MAX_ITEMS else C.INDEX_HNSW
-        if self.kind not in (C.INDEX_FLAT, C.INDEX_HNSW):
-            raise ValueError(f"index kind must be one of {', '.join(C.INDEX_KINDS)}, got {self.kind!r}")
         return self.kind
 
     def key(self) -> str:
@@ -147,7 +154,9 @@ def write_milvus_collection(uri: str, collection: str, items: CatalogItems, vect
     from pymilvus import DataType, MilvusClient
     from tqdm import tqdm
 
-    client = MilvusClient(uri=uri, token=os.environ.get(C.MILVUS_TOKEN_ENV, ""))
+    from search_backends.catalog_index import milvus_client
+
+    client = milvus_client(uri)
     if client.has_collection(collection):
         client.drop_collection(collection)
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -195,15 +204,11 @@ def write_catalog(folder: str | Path, items: CatalogItems, vectors: np.ndarray, 
         if kind == C.INDEX_HNSW:
             manifest["index"].update(m=settings.hnsw_m, ef_construction=settings.ef_construction,
                                      ef_search=settings.ef_search)
-    elif settings.backend == C.BACKEND_MILVUS:
-        if not settings.milvus_uri:
-            raise ValueError("the milvus backend needs a Milvus URI (a cluster, a milvus-lite server or a .db path)")
+    else:  # Milvus (IndexSettings allows no other backend)
         params = write_milvus_collection(settings.milvus_uri, settings.milvus_collection, items, vectors, kind, settings)
         manifest["index"] = {"kind": kind, **params["index"]}
         manifest["milvus"] = {"uri": settings.milvus_uri, "collection": settings.milvus_collection,
                               "search_params": params["search_params"]}
-    else:
-        raise ValueError(f"catalog backend must be one of {', '.join(C.BACKENDS)}, got {settings.backend!r}")
     manifest["build_seconds"] = {"embed": round(embed_seconds, 2), "index": round(time.perf_counter() - started, 2)}
     (folder / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

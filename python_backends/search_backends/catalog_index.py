@@ -45,6 +45,17 @@ def check_queries(queries: np.ndarray, dim: int) -> np.ndarray:
     return queries
 
 
+def milvus_client(uri: str):
+    """A client of the Milvus at ``uri``; credentials only from the environment, never from the repository."""
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, token=os.environ.get(C.MILVUS_TOKEN_ENV, ""))
+
+
+def _no_hits(rows: int) -> list[Hits]:
+    return [Hits([], [], [], np.zeros(0, np.float32)) for _ in range(rows)]
+
+
 class ItemStore:
     """id, title and extra-field JSON of every item, in index row order."""
 
@@ -85,7 +96,7 @@ class FaissCatalog:
         queries = check_queries(queries, self.dim)
         k = min(k, self.size)
         if not len(queries) or k < 1:
-            return [Hits([], [], [], np.zeros(0, np.float32)) for _ in range(len(queries))]
+            return _no_hits(len(queries))
         scores, rows = self.index.search(queries, k)
         return [self.items.hits(r, s) for r, s in zip(rows, scores)]
 
@@ -94,12 +105,10 @@ class MilvusCatalog:
     """A Milvus collection (a Milvus cluster, a ``milvus-lite server``, or a local Milvus Lite ``.db``)."""
 
     def __init__(self, folder: str | Path):
-        from pymilvus import MilvusClient
-
         manifest = read_manifest(folder)
         milvus = manifest["milvus"]
         self.collection = milvus["collection"]
-        self.client = MilvusClient(uri=milvus["uri"], token=os.environ.get(C.MILVUS_TOKEN_ENV, ""))
+        self.client = milvus_client(milvus["uri"])
         self.size, self.dim = int(manifest["count"]), int(manifest["dim"])
         self.search_params = {"metric_type": "IP", "params": dict(milvus.get("search_params", {}))}
         self.client.load_collection(self.collection)
@@ -108,7 +117,7 @@ class MilvusCatalog:
         queries = check_queries(queries, self.dim)
         k = min(k, self.size)
         if not len(queries) or k < 1:
-            return [Hits([], [], [], np.zeros(0, np.float32)) for _ in range(len(queries))]
+            return _no_hits(len(queries))
         found = self.client.search(self.collection, data=queries.tolist(), limit=k, anns_field=C.VECTOR_FIELD,
                                    output_fields=[C.TITLE_FIELD, C.FIELDS_FIELD], search_params=self.search_params)
         return [Hits([h["id"] for h in row], [h["entity"][C.TITLE_FIELD] for h in row],

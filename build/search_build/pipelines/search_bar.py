@@ -30,15 +30,8 @@ def _results(k: int = -1) -> tuple[TensorSpec, ...]:
 def _index_settings(backend: str, index_kind: str, milvus_uri: str | None, milvus_collection: str | None):
     from ..catalog_build import IndexSettings
 
-    settings = IndexSettings(backend=backend, kind=index_kind, milvus_uri=milvus_uri,
-                             milvus_collection=milvus_collection or IndexSettings.milvus_collection)
-    if backend not in C.BACKENDS:
-        raise ValueError(f"catalog backend must be one of {', '.join(C.BACKENDS)}, got {backend!r}")
-    if index_kind not in C.INDEX_KINDS:
-        raise ValueError(f"index kind must be one of {', '.join(C.INDEX_KINDS)}, got {index_kind!r}")
-    if backend == C.BACKEND_MILVUS and not milvus_uri:
-        raise ValueError("--catalog-backend milvus needs --milvus-uri (a Milvus cluster, a milvus-lite server, or a .db path)")
-    return settings
+    return IndexSettings(backend=backend, kind=index_kind, milvus_uri=milvus_uri,
+                         milvus_collection=milvus_collection or IndexSettings.milvus_collection)  # it validates
 
 
 @register(C.CATALOG_SEARCH)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from search_backends import catalog_contract as C
-from search_backends.catalog_index import open_catalog, padded, top_k_of_request
+from search_backends.catalog_index import check_queries, open_catalog, padded, top_k_of_request
 from search_backends.model_parameters import int_parameter
 from triton_helpers import (utf8, guarded, input_error_response, model_config, output_dtypes, parameters, respond,
                             tensor_or_none, version_dir)
@@ -25,10 +25,9 @@ class TritonPythonModel:
             embedding = tensor_or_none(request, C.EMBEDDING)
             try:
                 k = top_k_of_request(tensor_or_none(request, C.TOP_K))
-                if embedding is None or embedding.ndim != 2 or embedding.shape[1] != self.catalog.dim:
-                    raise ValueError(f"{C.EMBEDDING}: expected [rows, {self.catalog.dim}] FP32 vectors")
-                if not np.isfinite(embedding).all():
-                    raise ValueError(f"{C.EMBEDDING}: vectors must be finite (no NaN or infinity)")
+                if embedding is None:
+                    raise ValueError(f"{C.EMBEDDING}: missing input")
+                embedding = check_queries(embedding, self.catalog.dim)  # per request: a bad row fails alone
             except ValueError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue
