@@ -60,6 +60,7 @@ def main() -> None:
 
     export_dir = exported_models(DEFAULT_CHECKPOINT)
     onnx = ProductOnnxModels(export_dir)
+    openvino = ProductOnnxModels(export_dir, engine="openvino")
     model, config = load_product_model(DEFAULT_CHECKPOINT)
     _, intents = make_intent_splits(0, 2400, 800)
     _, heldout_pairs = make_product_pair_splits(0, 3000, 800)
@@ -85,6 +86,9 @@ def main() -> None:
         duplicate["in-process onnxruntime (batch 32)"] = run_batch_job(
             [str(pairs_file), str(tmp / "scores_onnx.jsonl"), "--onnx-dir", str(export_dir),
              "--rows-per-request", "32", "--in-flight", "1"])
+        duplicate["in-process openvino fp32 (batch 32; the served engine)"] = run_batch_job(
+            [str(pairs_file), str(tmp / "scores_ov.jsonl"), "--onnx-dir", str(export_dir), "--engine", "openvino",
+             "--rows-per-request", "32", "--in-flight", "1"])
 
     def torch_intent(batch):
         enc = onnx.queries.encode(batch)
@@ -95,6 +99,8 @@ def main() -> None:
     for level in tqdm(args.levels, desc="in-process intent"):
         intent_points.append(time_batches("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries,
                                    args.seconds))
+        intent_points.append(time_batches("in-process openvino fp32", level, lambda b: openvino.classify_queries(b),
+                                          queries, args.seconds))
         intent_points.append(time_batches("HF PyTorch", level, torch_intent, queries, args.seconds))
 
     started = time.perf_counter()

@@ -61,6 +61,19 @@ def http_client(triton):
     return httpclient.InferenceServerClient(triton.http_url, concurrency=16)
 
 
+def served_precision(client, model: str) -> str:
+    """The precision the build gave a served engine model (its ``precision`` parameter; fp32 when absent)."""
+    config = client.get_model_config(model, as_json=True)["config"]
+    return config.get("parameters", {}).get("precision", {}).get("string_value", "fp32")
+
+
+# Largest element difference a served encoder may show: FP32 engines agree with the oracle to float rounding;
+# bf16 ones are held to the build's parity gate (cosine >= 0.9999), element differences reach ~1e-3.
+ELEMENT_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-3}
+# The same row in different batches (other padding, other kernel blocking).
+BATCH_TOLERANCE = {"fp32": 1e-5, "bf16": 5e-3}
+
+
 def string_input(module, name: str, values, *, raw: bool = False):
     """A [N, 1] BYTES input; ``raw`` sends the given bytes untouched (for invalid UTF-8 tests)."""
     data = np.array([[v if raw else v.encode("utf-8")] for v in values], dtype=np.object_)

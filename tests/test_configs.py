@@ -18,7 +18,7 @@ def _configs(pipeline, target):
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", pipeline_names())
 def test_ensemble_maps_name_real_tensors(name, target):
-    pipeline = build_pipeline(name)
+    pipeline = build_pipeline(name, target=target)
     configs = _configs(pipeline, target)
     for cfg in configs.values():
         if cfg.platform != "ensemble":
@@ -46,14 +46,19 @@ def test_ensemble_maps_name_real_tensors(name, target):
 
 @pytest.mark.parametrize("name", pipeline_names())
 def test_target_specific_engines(name):
-    pipeline = build_pipeline(name)
+    # The unfused shape (the local target fuses query_embedding's tokenizer into its engine: test below).
+    pipeline = build_pipeline(name, target="triton-cpu")
     local, cpu, gpu = (_configs(pipeline, t) for t in TARGETS)
     engine_specs = {m.name: m for m in pipeline.models if type(m).__name__ == "EngineModel"}
     engines = list(engine_specs)
     for engine in engines:
         assert local[engine].backend == "python"
         assert all(i.allow_ragged_batch == engine_specs[engine].ragged for i in local[engine].input)
-        assert cpu[engine].platform == "onnxruntime_onnx" and cpu[engine].default_model_filename == "model.onnx"
+        if engine_specs[engine].engine == "openvino":  # Triton's openvino backend reads the converted IR
+            assert cpu[engine].backend == "openvino" and cpu[engine].default_model_filename == "model.xml"
+        else:
+            assert cpu[engine].platform == "onnxruntime_onnx" and cpu[engine].default_model_filename == "model.onnx"
+        assert local[engine].parameters["engine"].string_value == engine_specs[engine].engine
         assert gpu[engine].platform == "tensorrt_plan" and gpu[engine].default_model_filename == "model.plan"
         assert gpu[engine].instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
         assert all(i.data_type != mc.TYPE_INT64 for i in gpu[engine].input), "TensorRT takes int32 indices"
@@ -65,11 +70,30 @@ def test_target_specific_engines(name):
     assert any(isinstance(m, Ensemble) for m in pipeline.models) or pipeline.entry
 
 
+def test_local_query_embedding_is_one_stub():
+    """Local: TEXT goes straight into the encoder's stub (tokenizer fused); other targets keep the tokenizer stub
+    in front of a native engine that takes ids."""
+    local, cpu = (build_pipeline("query_embedding", target=t) for t in ("local", "triton-cpu"))
+    assert [m.name for m in local.models] == ["query_embedding_encoder", "query_embedding"]
+    assert [m.name for m in cpu.models] == ["query_embedding_tokenize", "query_embedding_encoder", "query_embedding"]
+    encoder = _configs(local, "local")["query_embedding_encoder"]
+    assert [i.name for i in encoder.input] == ["TEXT"] and encoder.input[0].data_type == mc.TYPE_STRING
+    assert encoder.parameters["tokenizer_dir"].string_value == "tokenizer"
+    assert encoder.dynamic_batching.max_queue_delay_microseconds == 0  # the entry stage: no added wait
+    native = _configs(cpu, "triton-cpu")["query_embedding_encoder"]
+    assert [i.name for i in native.input] == ["input_ids", "attention_mask"]
+    with pytest.raises(ValueError, match="fuse_tokenizer"):
+        build_pipeline("query_embedding", target="triton-cpu", fuse_tokenizer=True)
+
+
 def test_written_repository_matches_spec(model_repository, pipelines):
+    from search_build.repository import served_model
+
     for pipeline in pipelines:
         for m in pipeline.models:
             text = (model_repository / m.name / "config.pbtxt").read_text()
             written = text_format.Parse(text, mc.ModelConfig())
+            m = served_model(m, model_repository)  # the gate may have built it at its fallback precision
             assert without_artifact_digest(written) == model_config(m, "local")
             if not isinstance(m, Ensemble):  # the digest the writer adds is that of the files served
                 assert written.parameters[ARTIFACT_DIGEST_PARAMETER].string_value == folder_sha256(

@@ -135,7 +135,9 @@ def test_table_columns_line_up_with_long_candidate_names():
 
 
 def _query_embedding():
-    return build_pipeline("query_embedding")
+    """The two-stage shape (tokenizer stub + engine), as triton-cpu/gpu serve it: the sweep's mechanics need two
+    models to tune; the local default fuses them (spec.FusedTokenizer)."""
+    return build_pipeline("query_embedding", fuse_tokenizer=False)
 
 
 def test_queue_delay_variants_and_fallback_grid():
@@ -162,8 +164,9 @@ def test_candidates_include_queue_delay_variants_of_the_default_settings():
     assert rest[2].batching["query_embedding_encoder"]["instance_count"] == 2
     # a variant equal to the default is not measured twice
     zero = apply_batching(base, {m: {"max_queue_delay_us": 0} for m in cands[0].batching})
+    encoder = zero.model("query_embedding_encoder")
     assert [c.name for c in sweep.candidate_list(zero, [], [0, 1000], 4)] == [
-        sweep.DEFAULT_NAME, "tokenize x1 b64 d1000, encoder x1 b64 d1000"]
+        sweep.DEFAULT_NAME, f"tokenize x1 b64 d1000, encoder x1 b64 d1000 {encoder.engine}-{encoder.precision}"]
 
 
 def _repo_with_configs(pipeline, root: Path) -> Path:
@@ -345,7 +348,7 @@ def test_bls_composing_models_come_from_the_spec(tmp_path):
 def test_applying_a_shared_model_names_the_other_pipelines():
     shared = sweep.shared_models(build_pipeline("query_intent"), ["product_encoder", "query_intent_head"])
     assert shared == {"product_encoder": ["product_duplicate"]}
-    assert sweep.shared_models(_query_embedding(), ["query_embedding_encoder"]) == {}
+    assert sweep.shared_models(build_pipeline("query_embedding"), ["query_embedding_encoder"]) == {}
 
 
 def test_loop_guard_fires_only_on_a_run_of_revisits():
@@ -373,7 +376,7 @@ def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
     kept = sweep.keep_request_rows(proposed, base)
     enc = kept.batching["query_embedding_encoder"]
     assert enc["max_batch_size"] == 64 and enc["preferred_batch_sizes"] == [4] and enc["instance_count"] == 2
-    assert kept.name == "tokenize x2 b64 p4 d100, encoder x2 b64 p4 d500"
+    assert kept.name == f"tokenize x2 b64 p4 d100, encoder x2 b64 p4 d500 {enc['engine']}-{enc['precision']}"
     served = kept.pipeline(base)
     assert served.model("query_embedding").max_batch_size == 64  # the ensemble is not clamped to 4 rows
     cfg = model_config(served.model("query_embedding_encoder"), "local")
@@ -407,3 +410,68 @@ def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_pat
     args.force = True
     sweep._apply(duplicate, sweep.Candidate("c", other), args)
     assert parse_pbtxt((repo / "product_encoder" / "config.pbtxt").read_text()).instance_group[0].count == 2
+
+
+# ----------------------------------------------------------------------- engine and precision in the sweep
+
+def test_engine_entries_apply_only_to_their_engine():
+    from search_build.batching_overrides import apply_batching, stale_entries
+
+    base = build_pipeline("query_intent", engine="openvino", precision="fp32")
+    legacy = {"product_encoder": {"max_batch_size": 8}, "query_intent_head": {"max_batch_size": 16}}
+    assert set(stale_entries(base, legacy, engine_from_overrides=True)) == {"product_encoder"}
+    applied = apply_batching(base, legacy)  # programmatic use applies batching-only entries as given
+    assert applied.model("product_encoder").batching.max_batch_size == 8
+    assert applied.model("query_intent_head").batching.max_batch_size == 16  # Python models: no engine to match
+    tuned = {"product_encoder": {"max_batch_size": 8, "engine": "onnxruntime", "precision": "fp32"}}
+    asked = stale_entries(base, tuned, engine_from_overrides=False)  # the user chose openvino fp32 for this build
+    assert "tuned on onnxruntime fp32" in asked["product_encoder"]
+    auto = apply_batching(base, tuned, engine_from_overrides=True).model("product_encoder")  # an auto build
+    assert (auto.engine, auto.precision, auto.batching.max_batch_size) == ("onnxruntime", "fp32", 8)
+
+
+def test_overrides_file_checks_engine_fields(tmp_path):
+    from search_build.batching_overrides import load_overrides
+
+    path = tmp_path / "batching.json"
+    for entry, message in (({"engine": "openvino"}, "precision"), ({"engine": "openvino", "precision": "int8"}, "int8"),
+                           ({"engine": "tvm", "precision": "fp32"}, "engine must be")):
+        path.write_text(json.dumps({"models": {"product_encoder": entry}}))
+        with pytest.raises(ValueError, match=message):
+            load_overrides(path)
+
+
+def test_engine_variants_are_gated(tmp_path):
+    """query_intent's shared encoder: OpenVINO bf16 fails the heads' gate, so it is never a candidate."""
+    from search_backends.graph_engines import openvino_available
+    from search_build.repository import write_repository
+
+    if not openvino_available():
+        pytest.skip("openvino not installed")
+    base = build_pipeline("query_intent", engine="openvino", precision="fp32")
+    repo = write_repository([base], tmp_path / "repo", "local", progress=lambda _: None)
+    messages = []
+    variants = sweep.engine_variants(base, repo, messages.append)
+    engines = {(c.batching["product_encoder"]["engine"], c.batching["product_encoder"]["precision"]) for c in variants}
+    assert engines == {("onnxruntime", "fp32")}
+    assert all("engine" not in c.batching["query_intent_head"] for c in variants)
+    from search_backends.graph_engines import cpu_supports_bf16
+    if cpu_supports_bf16():
+        assert any("openvino bf16: not a candidate" in m and "probabilit" in m for m in messages), messages
+    assert "onnxruntime-fp32" in variants[0].name
+
+
+def test_build_skips_overrides_tuned_on_another_engine(tmp_path, capsys):
+    from search_tools.cli import main
+
+    path = tmp_path / "batching.json"
+    path.write_text(json.dumps({"models": {
+        "product_encoder": {"max_batch_size": 8},  # written before engines were recorded: ONNX Runtime FP32
+        "query_intent_head": {"max_batch_size": 16}}}))
+    assert main(["build", "--pipelines", "query_intent", "--batching-overrides", str(path),
+                 "--out", str(tmp_path / "repo")]) == 0
+    out = capsys.readouterr().out
+    assert "batching of product_encoder" in out and "re-run `searchbar sweep`" in out
+    encoder = (tmp_path / "repo" / "product_encoder" / "config.pbtxt").read_text()
+    head = (tmp_path / "repo" / "query_intent_head" / "config.pbtxt").read_text()
+    assert "max_batch_size: 64" in encoder and "max_batch_size: 16" in head

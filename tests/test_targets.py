@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from search_build.configs import model_config, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
-from search_build.repository import write_repository, without_artifact_digest
+from search_build.repository import served_model, write_repository, without_artifact_digest
 from search_build.spec import EngineModel, OptimizationProfile
 from search_build.tensorrt_engines import (TensorRTUnavailable, engine_builder_for, int64_inputs_to_int32,
                                            profile_shapes)
@@ -53,17 +53,43 @@ def gpu_pipeline(request):
 
 @pytest.mark.parametrize("target", ["local", "triton-cpu"])
 def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
+    pipeline = build_pipeline(pipeline.name, target=target)
     repo = write_repository([pipeline], tmp_path, target, progress=lambda _: None)
     for m in pipeline.models:
         text = (repo / m.name / "config.pbtxt").read_text()
         cfg = text_format.Parse(text, mc.ModelConfig())  # strict: unknown fields fail
-        assert without_artifact_digest(cfg) == model_config(m, target)
+        assert without_artifact_digest(cfg) == model_config(served_model(m, repo), target)
         if isinstance(m, EngineModel):
+            if target == "triton-cpu":
+                assert not (repo / m.name / "1" / "model.py").exists()
+            if m.tokenizer is not None and target == "local":  # fused: TEXT in, the stub tokenizes for the graph
+                assert [t.name for t in cfg.input] == [m.tokenizer.text_input.name]
+                assert (repo / m.name / "1" / m.tokenizer.artifact.dest / "tokenizer.json").exists()
+                graph = onnx.load(str(repo / m.name / "1" / "model.onnx"), load_external_data=False).graph
+                assert [v.name for v in graph.input] == [t.name for t in m.inputs]
+                continue
+            if cfg.backend == "openvino":
+                _assert_ir_matches_config(repo / m.name / "1" / cfg.default_model_filename, cfg)
+                continue
             graph = repo / m.name / "1" / "model.onnx"
             assert graph.stat().st_size > 0
             if target == "triton-cpu":
-                assert cfg.platform == "onnxruntime_onnx" and not (repo / m.name / "1" / "model.py").exists()
+                assert cfg.platform == "onnxruntime_onnx"
             _assert_graph_matches_config(graph, cfg)
+
+
+def _assert_ir_matches_config(xml_path, cfg):
+    """What Triton's openvino backend would read: IR whose tensors are the config's, same element types."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml_path))
+    assert xml_path.with_suffix(".bin").stat().st_size > 0
+    for declared, actual in ((cfg.input, model.inputs), (cfg.output, model.outputs)):
+        types = {p.get_any_name(): p.get_element_type().get_type_name() for p in actual}
+        for t in declared:
+            assert t.name in types, f"{cfg.name}: IR has no tensor {t.name} (has {sorted(types)})"
+            assert types[t.name] == mc.DataType.Name(t.data_type)[len("TYPE_"):].lower().replace("int", "i") \
+                .replace("fp", "f"), (cfg.name, t.name, types[t.name])
 
 
 def test_gpu_configs_match_the_int32_engine_graphs(gpu_pipeline, tmp_path):
@@ -178,38 +204,36 @@ def test_cpu_targets_reject_tensorrt_precisions(tmp_path):
     from search_tools.cli import main
 
     with pytest.raises(SystemExit, match="needs TensorRT"):
-        main(["build", "--target", "triton-cpu", "--precision", "bf16", "--out", str(tmp_path)])
+        main(["build", "--target", "triton-cpu", "--precision", "fp16", "--out", str(tmp_path)])
 
 
-def test_int8_embeddings_stay_close_to_fp32(tmp_path):
-    """Build the int8 triton-cpu repository through the CLI; measure cosine on real queries."""
-    from tokenizers import Tokenizer
-
-    from search_build.sentence_checkpoint import default_embedding_checkpoint
+def test_int8_build_goes_through_the_gate(tmp_path, capsys):
+    """`searchbar build --precision int8` quantizes, measures drift against FP32 on real queries, and is refused
+    when retrieval would change (top-10 overlap below the gate), naming the measurement and the way out."""
+    from search_build import engine_parity as P
+    from search_build.quantize import quantize_int8
     from search_tools.cli import main
-    from search_tools.sample_queries import MUSIC_QUERIES
 
-    fp32 = write_repository([build_pipeline("query_embedding")], tmp_path / "fp32", "triton-cpu", progress=lambda _: None)
-    assert main(["build", "--pipelines", "query_embedding", "--target", "triton-cpu", "--precision", "int8",
-                 "--out", str(tmp_path / "int8")]) == 0
-    ref, q8 = (r / "query_embedding_encoder" / "1" / "model.onnx" for r in (fp32, tmp_path / "int8"))
+    fp32 = write_repository([build_pipeline("query_embedding", engine="onnxruntime", precision="fp32")],
+                            tmp_path / "fp32", "triton-cpu", progress=lambda _: None)
+    ref = fp32 / "query_embedding_encoder" / "1" / "model.onnx"
+    q8 = quantize_int8(ref, tmp_path / "int8.onnx")
     assert q8.stat().st_size < 0.7 * ref.stat().st_size  # MatMul weights int8; the embedding table stays FP32
-    assert (tmp_path / "int8" / "quantization_report.json").exists()
-
-    tok = Tokenizer.from_file(str(default_embedding_checkpoint() / "tokenizer.json"))
-    tok.enable_padding()
-    enc = tok.encode_batch(MUSIC_QUERIES)
-    feeds = {"input_ids": np.array([e.ids for e in enc], np.int64),
-             "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
-    drift = output_drift(ref, q8, feeds)["sentence_embedding"]
-    assert drift["min_cosine"] >= 0.98, drift
-    assert drift["max_abs"] > 0, "the int8 graph should not be the FP32 one"
+    model = build_pipeline("query_embedding", target="triton-cpu", precision="int8").model("query_embedding_encoder")
+    overlap = P.measure(model, ref, q8)["outputs"]["sentence_embedding"]["top10_overlap"]
+    argv = ["build", "--pipelines", "query_embedding", "--target", "triton-cpu", "--precision", "int8",
+            "--out", str(tmp_path / "int8")]
+    if overlap < P.MIN_TOP10_OVERLAP:
+        with pytest.raises(SystemExit, match=r"build stopped: .*top-10 overlap .* --precision fp32"):
+            main(argv)
+    else:
+        assert main(argv) == 0 and (tmp_path / "int8" / "quantization_report.json").exists()
 
 
 def test_quantize_int8_is_generic(tmp_path):
     """Any engine graph quantizes and runs; drift is reported per output."""
     for name in pipeline_names():
-        pipeline = build_pipeline(name)
+        pipeline = build_pipeline(name, engine="onnxruntime")
         repo = write_repository([pipeline], tmp_path / name, "triton-cpu", progress=lambda _: None)
         for m in _engines(pipeline):
             src = repo / m.name / "1" / "model.onnx"
@@ -278,8 +302,9 @@ def test_configs_only_repository_wires_exactly_what_the_target_builds(configs_on
         assert (spell_model / "ctranslate2" / "model.bin").exists() and (spell_model / "spell_decoder.onnx").exists()
         assert not {"spell_encoder", "spell_decoder"} & set(configs) and "spell_generate" not in manifest["bls_calls"]
         assert manifest["engines_not_built"] == []
-        for name in engines:
-            assert configs[name].platform == ("onnxruntime_onnx" if target == "triton-cpu" else "")
+        for name in engines:  # OpenVINO: the local runner, or Triton's openvino backend on triton-cpu
+            assert configs[name].platform == "" and configs[name].backend == ("openvino" if target == "triton-cpu"
+                                                                                 else "python")
 
 
 def test_configs_only_gpu_repository_is_refused_by_serve_and_sagemaker(configs_only_repositories, tmp_path, capsys):

@@ -4,7 +4,10 @@
                                              "instance_count": 2}}}
 
 Keys are model names (a model shared by two pipelines gets one setting); fields are those of
-:class:`search_build.spec.Batching`; fields left out keep the spec's value.
+:class:`search_build.spec.Batching`; fields left out keep the spec's value. Engine models also carry the
+``engine`` and ``precision`` they were tuned with (the sweep varies them): batching measured on one engine says
+nothing about another, so an engine model's entry applies only to a build on that engine -- or, when the build
+left engine and precision to ``auto``, it sets them (the gate still checks the precision at build time).
 """
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from .artifacts import PROJECT_ROOT
-from .spec import Batching, Ensemble, Pipeline
+from .spec import Batching, EngineModel, Ensemble, Pipeline
 
 BATCHING_FIELDS = {f.name for f in fields(Batching)}
+ENGINE_FIELDS = ("engine", "precision")
 # What `searchbar sweep --apply` writes. Measured on the local target (the pip tritonserver with
 # Python-backend ONNX Runtime engines), so `searchbar build` reads it back for that target only;
 # other targets take it with an explicit --batching-overrides.
@@ -41,6 +45,7 @@ def batching_to_dict(b: Batching) -> dict:
 
 
 def updated_batching(base: Batching, changes: dict) -> Batching:
+    changes = {k: v for k, v in changes.items() if k not in ENGINE_FIELDS}
     unknown = set(changes) - BATCHING_FIELDS
     if unknown:
         raise ValueError(f"unknown batching fields {sorted(unknown)}; known: {sorted(BATCHING_FIELDS)}")
@@ -49,15 +54,48 @@ def updated_batching(base: Batching, changes: dict) -> Batching:
     return replace(base, **changes)
 
 
-def apply_batching(pipeline: Pipeline, per_model: dict[str, dict]) -> Pipeline:
-    """``pipeline`` with the given models' batching changed; names it does not hold are ignored.
+def check_engine_fields(changes: dict) -> None:
+    from search_backends.graph_engines import check_engine_precision
+
+    if any(k in changes for k in ENGINE_FIELDS):
+        if not all(k in changes for k in ENGINE_FIELDS):
+            raise ValueError(f"give both {' and '.join(ENGINE_FIELDS)}")
+        check_engine_precision(changes["engine"], changes["precision"])
+
+
+def stale_entries(pipeline: Pipeline, per_model: dict[str, dict], *, engine_from_overrides: bool) -> dict[str, str]:
+    """Engine models whose entry was tuned on another engine than the build's: model -> why it is skipped."""
+    stale = {}
+    for m in pipeline.models:
+        if not isinstance(m, EngineModel) or m.name not in per_model or not m.follows_build_engine:
+            continue
+        entry = per_model[m.name]
+        if "engine" not in entry:
+            stale[m.name] = "tuned before the sweep recorded engines (ONNX Runtime FP32): re-run `searchbar sweep`"
+        elif not engine_from_overrides and (entry["engine"], entry["precision"]) != (m.engine, m.precision):
+            stale[m.name] = (f"tuned on {entry['engine']} {entry['precision']}, this build runs {m.engine} "
+                             f"{m.precision}")
+    return stale
+
+
+def apply_batching(pipeline: Pipeline, per_model: dict[str, dict], *, engine_from_overrides: bool = True) -> Pipeline:
+    """``pipeline`` with the given models' batching (and engine models' engine) changed; names it does not hold
+    are ignored, and so are engine entries tuned on another engine when ``engine_from_overrides`` is false. (The
+    build also drops entries :func:`stale_entries` finds in a file, e.g. ones older than engine recording.)
 
     Ensembles keep their own max_batch_size unless a composing model now allows fewer rows
     (Triton refuses to load an ensemble whose max_batch_size exceeds a step's).
     """
+    stale = {m for m, why in stale_entries(pipeline, per_model, engine_from_overrides=engine_from_overrides).items()
+             if "engine" in per_model[m]}
     for model in pipeline.models:
-        if model.name in per_model and not isinstance(model, Ensemble):
-            pipeline = pipeline.with_batching(model.name, updated_batching(model.batching, per_model[model.name]))
+        if model.name in per_model and model.name not in stale and not isinstance(model, Ensemble):
+            changes = per_model[model.name]
+            pipeline = pipeline.with_batching(model.name, updated_batching(model.batching, changes))
+            if isinstance(model, EngineModel) and "engine" in changes and model.follows_build_engine:
+                pipeline = replace(pipeline, models=tuple(
+                    replace(m, engine=changes["engine"], precision=changes["precision"], fallback_precision=None)
+                    if m.name == model.name else m for m in pipeline.models))
     return clamp_ensembles(pipeline)
 
 
@@ -83,6 +121,7 @@ def load_overrides(path: str | Path) -> dict[str, dict]:
             if not isinstance(changes, dict):
                 raise ValueError("expected a mapping of batching fields")
             updated_batching(Batching(), changes)  # validates names and values early, with the file at hand
+            check_engine_fields(changes)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: models.{name}: {exc}") from None
     return models

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .batching_overrides import apply_batching, load_overrides, overrides_for_build
+from .batching_overrides import apply_batching, load_overrides, overrides_for_build, stale_entries
 from .pipelines import build_pipeline, pipeline_names
 from .repository import write_repository
+from .engine_choice import AUTO, ENGINE_CHOICES, PRECISION_CHOICES, EngineChoiceError, choose_engine
 from .spec import TARGETS
 from search_backends import catalog_contract as C
 from search_backends.spell_contract import ENGINE_MODES
@@ -21,8 +22,13 @@ def add_arguments(parser) -> None:
                              "triton-cpu: onnxruntime_onnx engines; triton-gpu: tensorrt_plan engines")
     parser.add_argument("--out", type=Path, default=Path("model_repository"))
     parser.add_argument("--embedding-checkpoint", help="sentence-transformers checkpoint directory")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
-                        help="engine precision (fp16/bf16: TensorRT; int8: ONNX Runtime dynamic quantization)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=AUTO,
+                        help="engine precision. auto: bf16 on CPU targets where the CPU has bf16 kernels (OpenVINO), "
+                             "else fp32; fp16: TensorRT only; int8: ONNX Runtime dynamic quantization on CPU targets. "
+                             "Every choice but FP32 ONNX Runtime passes a parity gate at build time")
+    parser.add_argument("--engine", choices=ENGINE_CHOICES, default=AUTO,
+                        help="CPU targets' encoder engine. auto: openvino (the local runner / Triton's openvino "
+                             "backend), onnxruntime for int8; triton-gpu always builds TensorRT plans")
     parser.add_argument("--spell-engine", choices=ENGINE_MODES, default=None,
                         help="spell_generate's decoding engine (default per target: ctranslate2 on the CPU targets, "
                              "bls over TensorRT plans on triton-gpu)")
@@ -63,32 +69,47 @@ def catalog_options(args) -> dict:
 def run(args) -> Path:
     names = pipeline_names() if args.pipelines == ["all"] else args.pipelines
     configs_only = getattr(args, "configs_only", False)
-    if args.target != "triton-gpu" and args.precision not in ("fp32", "int8"):
-        raise SystemExit(f"--precision {args.precision} needs TensorRT: use it with --target triton-gpu "
-                         f"(the {args.target} target takes fp32 or int8)")
+    try:
+        choice = choose_engine(args.target, getattr(args, "engine", AUTO), args.precision)
+    except EngineChoiceError as exc:
+        raise SystemExit(str(exc)) from None
+    for note in choice.notes:
+        print(f"note: {note}")
+    print(f"engines: {choice.engine} {choice.precision} (target {args.target})")
     options = {"query_embedding": {"checkpoint": args.embedding_checkpoint},
                "spell_correct": {"engine_mode": getattr(args, "spell_engine", None)},
                C.CATALOG_SEARCH: {"checkpoint": args.embedding_checkpoint, **catalog_options(args)},
                C.SEARCH_BAR: {"checkpoint": args.embedding_checkpoint, "spell_engine": getattr(args, "spell_engine", None),
                               "spell_num_beams": getattr(args, "spell_num_beams", None), **catalog_options(args)}}
-    pipelines = [build_pipeline(n, target=args.target, precision=args.precision,
+    pipelines = [build_pipeline(n, target=args.target, precision=args.precision, engine=getattr(args, "engine", AUTO),
                                 **{k: v for k, v in options.get(n, {}).items() if v is not None}) for n in names]
     overrides_path = overrides_for_build(getattr(args, "batching_overrides", None), args.target,
                                          disabled=getattr(args, "no_batching_overrides", False))
     if overrides_path:
         overrides = load_overrides(overrides_path)
-        pipelines = [apply_batching(p, overrides) for p in pipelines]
-        tuned = sorted({m.name for p in pipelines for m in p.models} & set(overrides))
+        chosen_by_user = getattr(args, "engine", AUTO) != AUTO or args.precision != AUTO
+        stale = {m: why for p in pipelines
+                 for m, why in stale_entries(p, overrides, engine_from_overrides=not chosen_by_user).items()}
+        for model, why in stale.items():
+            print(f"batching of {model} in {overrides_path} not applied: {why}")
+        overrides = {m: v for m, v in overrides.items() if m not in stale}
+        pipelines = [apply_batching(p, overrides, engine_from_overrides=not chosen_by_user) for p in pipelines]
+        tuned = sorted(({m.name for p in pipelines for m in p.models} & set(overrides)) - set(stale))
         print(f"batching from {overrides_path}: {', '.join(tuned) or 'no model of these pipelines'}")
     engine_builder, onnx_transform, drift = None, None, {}
     if args.target == "triton-gpu" and not configs_only:
         from .tensorrt_engines import engine_builder_for
-        engine_builder = engine_builder_for(args.precision)
-    elif args.precision == "int8":
+        engine_builder = engine_builder_for(choice.precision)
+    elif choice.precision == "int8":
         from .quantize import int8_transform
         onnx_transform = int8_transform(drift)
-    out = write_repository(pipelines, args.out, args.target, engine_builder=engine_builder,
-                           onnx_transform=onnx_transform, configs_only=configs_only)
+    from .engine_parity import ParityGateError
+
+    try:
+        out = write_repository(pipelines, args.out, args.target, engine_builder=engine_builder,
+                               onnx_transform=onnx_transform, configs_only=configs_only)
+    except ParityGateError as exc:
+        raise SystemExit(f"build stopped: {exc}") from None
     if drift:
         from .quantize import write_report
         report = write_report(drift, out / "quantization_report.json")

@@ -71,11 +71,17 @@ class CatalogEmbedder:
 
         from .pipelines.query_embedding import ENCODER, TOKENIZE
 
-        tokenize, encoder = embedding_pipeline.model(TOKENIZE), embedding_pipeline.model(ENCODER)
+        encoder = embedding_pipeline.model(ENCODER)
+        if encoder.tokenizer is not None:  # local: the tokenizer lives in the encoder's own stub
+            fused = encoder.tokenizer
+            artifact = fused.artifact  # the tokenizer stub's parameters, so vectors cached by either shape match
+            params = {"tokenizer_dir": artifact.dest, **fused.parameters, "text_input": fused.text_input.name}
+        else:
+            tokenize = embedding_pipeline.model(TOKENIZE)
+            artifact, params = tokenize.artifacts[0], tokenize.parameters
         self._tmp = Path(tempfile.mkdtemp(prefix="catalog-embedder-"))
-        tokenizer_dir = materialize(tokenize.artifacts[0], self._tmp / tokenize.artifacts[0].dest)
+        tokenizer_dir = materialize(artifact, self._tmp / artifact.dest)
         onnx_path = materialize(encoder.onnx, self._tmp / "model.onnx")
-        params = tokenize.parameters
         self.tokenizer = BatchTokenizer(tokenizer_dir, max_length=int(params["max_length"]),
                                         pad_to_multiple_of=int(params["pad_to_multiple_of"]))
         options = ort.SessionOptions()

@@ -4,9 +4,19 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from search_backends.graph_engines import ENGINE_OPENVINO, ENGINE_PARAMETER, GRAPH_FILE_PARAMETER, PRECISION_PARAMETER
+
 from .spec import Batching, EngineModel, Ensemble, Model, PythonModel, TensorSpec, Target, TARGETS
 
 ENGINE_FILES = {"local": "model.onnx", "triton-cpu": "model.onnx", "triton-gpu": "model.plan"}
+OPENVINO_IR_FILE = "model.xml"  # + model.bin: what Triton's openvino backend reads
+
+
+def engine_file(target: Target, engine: str) -> str:
+    """The file the served config names for this target and CPU engine."""
+    if target == "triton-cpu" and engine == ENGINE_OPENVINO:
+        return OPENVINO_IR_FILE
+    return ENGINE_FILES[target]
 
 
 def _dtype(name: str) -> int:
@@ -64,16 +74,32 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
     if target == "local":
         # The pip tritonserver has no onnxruntime backend: a Python-backend runner executes the graph.
         cfg = mc.ModelConfig(name=m.name, backend="python")
-        _param(cfg, "onnx_file", ENGINE_FILES[target])
+        _param(cfg, GRAPH_FILE_PARAMETER, ENGINE_FILES[target])
+        _param(cfg, ENGINE_PARAMETER, m.engine)
+        _param(cfg, PRECISION_PARAMETER, m.precision)
         _param(cfg, "intra_op_threads", m.intra_op_threads)
         _param(cfg, "sequence_outputs", ",".join(m.sequence_outputs))
         _param(cfg, "pad_values", ",".join(f"{k}={v}" for k, v in m.pad_values.items()))
-        if m.max_sequence_length or m.value_ranges:
+        if m.tokenizer is not None:
+            for key, value in {**m.tokenizer.parameters, "tokenizer_dir": m.tokenizer.artifact.dest,
+                               "text_input": m.tokenizer.text_input.name}.items():
+                _param(cfg, key, value)
+        elif m.max_sequence_length or m.value_ranges:
             from search_backends.engine_inputs import EngineInputRules
 
             for key, value in EngineInputRules(m.max_sequence_length, dict(m.value_ranges)).to_parameters().items():
                 _param(cfg, key, value)
         kind, ragged = mc.ModelInstanceGroup.KIND_CPU, m.ragged
+    elif target == "triton-cpu" and m.engine == ENGINE_OPENVINO:
+        # Triton's openvino backend (NVIDIA's CPU containers) on the IR the writer converts from the ONNX graph.
+        cfg = mc.ModelConfig(name=m.name, backend="openvino", default_model_filename=OPENVINO_IR_FILE)
+        _param(cfg, "PERFORMANCE_HINT", "LATENCY")
+        _param(cfg, "NUM_STREAMS", 1)
+        if m.precision == "bf16":
+            _param(cfg, "HINT_BF16", "YES")
+        if m.intra_op_threads:
+            _param(cfg, "INFERENCE_NUM_THREADS", m.intra_op_threads)
+        kind, ragged = mc.ModelInstanceGroup.KIND_CPU, False
     elif target == "triton-cpu":
         cfg = mc.ModelConfig(name=m.name, platform="onnxruntime_onnx", default_model_filename=ENGINE_FILES[target])
         if m.intra_op_threads:
@@ -82,7 +108,8 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
     else:
         cfg = mc.ModelConfig(name=m.name, platform="tensorrt_plan", default_model_filename=ENGINE_FILES[target])
         kind, ragged = mc.ModelInstanceGroup.KIND_GPU, False
-    cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged, target=target) for t in m.inputs)
+    inputs = (m.tokenizer.text_input,) if target == "local" and m.tokenizer is not None else m.inputs
+    cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged and m.tokenizer is None, target=target) for t in inputs)
     cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
     _apply_batching(cfg, m.batching, kind=kind)
     if target == "triton-gpu" and m.profiles:

@@ -145,6 +145,8 @@ def int8_transform(report: dict | None = None) -> Callable[[EngineModel, Path], 
     :data:`RECIPE`); the drift against FP32 on :func:`synthetic_feeds` goes into ``report``.
     """
     def transform(model: EngineModel, onnx_path: Path) -> Path:
+        if not model.follows_build_engine:
+            return onnx_path  # graphs that must stay FP32 (engine_choice)
         key = f"{model.onnx.cache_key}-{RECIPE}" if model.onnx.cache_key else None
         cached = cache_root() / key / "model.onnx" if key else onnx_path.with_name("model.int8.onnx")
         if not cached.exists():

@@ -6,12 +6,14 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .artifacts import ADAPTERS_DIR, folder_sha256, materialize
-from .configs import ENGINE_FILES, model_config, to_pbtxt
+from .artifacts import ADAPTERS_DIR, folder_sha256, materialize, place
+from .configs import ENGINE_FILES, OPENVINO_IR_FILE, model_config, to_pbtxt
+from .engine_parity import check_parity, needs_gate, summary
 from .spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 
 VERSION = "1"
 MANIFEST_FILE = "searchbar_manifest.json"
+PARITY_FILE = "engine_parity.json"  # the build-time parity gate's report per engine model
 ENGINES_NOT_BUILT = "engines_not_built"  # manifest key: engine models left as ONNX by --configs-only
 # Config parameter: SHA-256 of the model's version folder as written. Clients read it with the config (the
 # batch scorer records it, so a resume after a redeploy with other files is refused).
@@ -39,6 +41,7 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                 shutil.rmtree(child)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
+    parity: dict[str, dict] = {}
     for pipeline in pipelines:
         for model in pipeline.models:
             if model.name in written:
@@ -46,7 +49,10 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                     raise ValueError(f"model {model.name} is defined differently by two pipelines")
                 continue  # shared model (e.g. one encoder behind two heads): written once
             progress(f"[{pipeline.name}] {model.name}")
-            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform, configs_only)
+            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform, configs_only,
+                                              parity=parity)
+            if model.name in parity:
+                progress(summary(model.name, parity[model.name]))
     # configs_only on triton-gpu: these hold model.onnx where the config wants a TensorRT plan (not servable).
     not_built = sorted({m.name for p in pipelines for m in p.models
                         if configs_only and target == "triton-gpu" and isinstance(m, EngineModel)})
@@ -59,6 +65,10 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
     if not clean:  # models added to an existing repository (searchbar index build): keep what it lists
         manifest = _merged(out_dir / MANIFEST_FILE, manifest)
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    if parity:
+        if not clean and (out_dir / PARITY_FILE).exists():
+            parity = {**json.loads((out_dir / PARITY_FILE).read_text()), **parity}
+        (out_dir / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
     return out_dir
 
 
@@ -74,7 +84,8 @@ def _merged(path: Path, manifest: dict) -> dict:
 
 
 def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None,
-                configs_only: bool = False) -> str:
+                configs_only: bool = False, parity: dict | None = None) -> str:
+    spec_text = to_pbtxt(model_config(model, target))  # what two pipelines sharing this model must agree on
     model_dir = out_dir / model.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -84,10 +95,25 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
             materialize(artifact, version_dir / artifact.dest)
     elif isinstance(model, EngineModel):
         onnx_path = materialize(model.onnx, version_dir / "model.onnx")
+        gated = target != "triton-gpu" and needs_gate(model)
+        reference = model_dir / "fp32_reference.onnx"
+        if gated:
+            place(onnx_path, reference)  # the FP32 export, before any transform rewrites the served graph
         if onnx_transform is not None:
             onnx_transform(model, onnx_path)
+        if gated:
+            try:
+                model, report = check_parity(model, reference, onnx_path)  # may fall back to FP32
+            finally:
+                reference.unlink()
+            if parity is not None:
+                parity[model.name] = report
         if target == "local":
-            _copy_adapter("onnx_runner", version_dir)
+            _copy_adapter("text_encoder" if model.tokenizer is not None else "onnx_runner", version_dir)
+            if model.tokenizer is not None:
+                materialize(model.tokenizer.artifact, version_dir / model.tokenizer.artifact.dest)
+        elif target == "triton-cpu" and model.engine == "openvino":
+            _to_openvino_ir(onnx_path, version_dir / OPENVINO_IR_FILE)
         elif target == "triton-gpu" and not configs_only:
             if engine_builder is None:
                 raise RuntimeError("the triton-gpu target needs a TensorRT engine builder")
@@ -96,11 +122,30 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
     elif not isinstance(model, Ensemble):
         raise TypeError(f"unknown model kind {type(model).__name__}")
     config = model_config(model, target)
-    text = to_pbtxt(config)  # the spec's config: what two pipelines sharing this model must agree on
     if not isinstance(model, Ensemble):
         config.parameters[ARTIFACT_DIGEST_PARAMETER].string_value = folder_sha256(version_dir)
     (model_dir / "config.pbtxt").write_text(to_pbtxt(config))
-    return text
+    return spec_text
+
+
+def served_model(model, repository: Path):
+    """``model`` as the repository serves it: at the precision its parity gate fell back to, if it did."""
+    from dataclasses import replace
+
+    path = Path(repository) / PARITY_FILE
+    report = json.loads(path.read_text()).get(model.name, {}) if path.exists() else {}
+    if "fell_back" not in report:
+        return model
+    return replace(model, precision=report["precision"], fallback_precision=None)
+
+
+def _to_openvino_ir(onnx_path: Path, xml_path: Path) -> None:
+    """Triton's openvino backend reads IR (model.xml + model.bin): convert, keep FP32 weights (the precision is
+    a compile hint in the config), drop the ONNX file."""
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    onnx_path.unlink()
 
 
 def without_artifact_digest(config):

@@ -81,6 +81,19 @@ class PythonModel:
 
 
 @dataclass(frozen=True)
+class FusedTokenizer:
+    """Tokenization inside an engine model's own stub (local target): one Python hop per request instead of two.
+
+    On the local target the engine runs in a Python stub anyway; crossing into a second stub for tokenization
+    and back through the ensemble cost ~1.8 ms of a 4 ms request at concurrency 1 (``searchbar hops``), more
+    than the bf16 encoder itself. The engine model then takes ``text_input`` instead of token ids.
+    """
+    text_input: "TensorSpec"
+    artifact: Artifact                 # the tokenizer folder, placed at artifact.dest in the version folder
+    parameters: dict[str, str] = field(default_factory=dict)   # max_length, pad_to_multiple_of
+
+
+@dataclass(frozen=True)
 class OptimizationProfile:
     """TensorRT shape range per input (including the batch dimension)."""
     min: dict[str, tuple[int, ...]]
@@ -108,6 +121,21 @@ class EngineModel:
     # value range. Enforced by the local runner; empty = unchecked.
     max_sequence_length: int = 0
     value_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # CPU targets' engine and precision (search_build.engine_choice sets them for the whole build; the
+    # triton-gpu target compiles TensorRT plans at the build's precision instead).
+    engine: str = "onnxruntime"
+    precision: str = "fp32"
+    # False for graphs whose consumers need FP32 bit-for-bit behaviour (the spell loop's KV-cache graphs must
+    # match HF generate token for token): they stay on ONNX Runtime FP32 on CPU targets whatever the build says.
+    follows_build_engine: bool = True
+    # With "auto" precision: what to build instead when the chosen precision fails the parity gate.
+    fallback_precision: str | None = None
+    # The build-time parity gate's inputs (search_build.engine_parity): named batches of real inputs (None:
+    # synthetic ids), and a probe turning one batch's outputs into what clients see (e.g. head probabilities).
+    parity_feeds: Callable[[], dict] | None = field(default=None, compare=False)
+    parity_probe: Callable[[str, dict], dict] | None = field(default=None, compare=False)
+    # Set by factories for the local target only (see FusedTokenizer); the graph itself still takes ids.
+    tokenizer: FusedTokenizer | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .graph_engines import ENGINE_ONNXRUNTIME, GraphEngine, OnnxRuntimeEngine, open_engine
 from .heads import IntentPredictions, classify, duplicate_probability
 from .onnx_runner import make_session
 from .pair_encoding import PairEncoder
@@ -28,10 +29,18 @@ EMBEDDING = "pooled_embedding"
 
 
 class ProductOnnxModels:
-    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, providers: Sequence[str] | None = None):
+    """``engine``: the encoder's engine (graph_engines: onnxruntime or openvino; the heads are tiny and stay on
+    ONNX Runtime). ``providers`` applies to ONNX Runtime sessions."""
+
+    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, providers: Sequence[str] | None = None,
+                 engine: str = ENGINE_ONNXRUNTIME, precision: str = "fp32"):
         export_dir = Path(export_dir)
         self.config = json.loads((export_dir / CONFIG_FILE).read_text())
-        self.encoder = make_session(export_dir / ENCODER_FILE, intra_op_threads, providers=providers)
+        if engine == ENGINE_ONNXRUNTIME:
+            self.encoder: GraphEngine = OnnxRuntimeEngine(export_dir / ENCODER_FILE, intra_op_threads, precision,
+                                                          providers=providers)
+        else:
+            self.encoder = open_engine(engine, export_dir / ENCODER_FILE, threads=intra_op_threads, precision=precision)
         self.intent_head = make_session(export_dir / INTENT_HEAD_FILE, intra_op_threads, providers=providers)
         self.duplicate_head = make_session(export_dir / DUPLICATE_HEAD_FILE, intra_op_threads, providers=providers)
         self.queries = BatchTokenizer(export_dir, max_length=self.config["intent"]["max_length"])
@@ -44,7 +53,7 @@ class ProductOnnxModels:
     def embed(self, batch: EncodedBatch) -> np.ndarray:
         feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                  "token_type_ids": batch.token_type_ids}
-        return self.encoder.run([EMBEDDING], feeds)[0]
+        return dict(zip(self.encoder.output_names, self.encoder.infer(feeds)))[EMBEDDING]
 
     def intent_logits(self, embedding: np.ndarray) -> np.ndarray:
         return self.intent_head.run(None, {EMBEDDING: embedding})[0]

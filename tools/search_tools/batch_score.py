@@ -397,16 +397,18 @@ class TritonScorer:
 class OnnxScorer:
     """The same chain in-process (tokenize -> encoder -> head) for throughput comparison."""
 
-    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0):
+    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, engine: str = "onnxruntime"):
         from search_backends.product_onnx import ProductOnnxModels
 
-        self.models = ProductOnnxModels(export_dir, intra_op_threads=intra_op_threads)
+        self.models = ProductOnnxModels(export_dir, intra_op_threads=intra_op_threads, engine=engine)
         self.export_dir = Path(export_dir)
+        self.engine = engine
 
     async def identity(self) -> dict:
         from search_build.artifacts import folder_sha256
 
-        return {"onnx_dir": str(self.export_dir.resolve()), "artifact_sha256": folder_sha256(self.export_dir)}
+        return {"onnx_dir": str(self.export_dir.resolve()), "artifact_sha256": folder_sha256(self.export_dir),
+                **({"engine": self.engine} if self.engine != "onnxruntime" else {})}
 
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
         columns = [[row.fields[c] for row in rows] for c in range(len(FIELDS))]
@@ -530,7 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("output", type=Path)
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--triton-url", help="gRPC address, e.g. 127.0.0.1:8001")
-    backend.add_argument("--onnx-dir", type=Path, help="in-process ONNX Runtime (product_export output)")
+    backend.add_argument("--onnx-dir", type=Path, help="in-process engine on the exported graphs (product_export output)")
+    parser.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                        help="--onnx-dir's encoder engine (FP32 either way: the product heads' parity gate)")
     parser.add_argument("--model", default="product_duplicate")
     parser.add_argument("--rows-per-request", type=int, default=32)
     parser.add_argument("--in-flight", type=int, default=None, help="requests in flight (default 16 Triton, 2 ONNX)")
@@ -547,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scorer = TritonScorer(args.triton_url, args.model)
             await scorer.wait_ready(args.ready_timeout)
         else:
-            scorer = OnnxScorer(args.onnx_dir)
+            scorer = OnnxScorer(args.onnx_dir, engine=args.engine)
         try:
             return await score_file_async(
                 args.input, args.output, scorer, rows_per_request=args.rows_per_request,

@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_arguments(p)
     p.set_defaults(func=serve.run)
 
+    from . import hops
+    p = sub.add_parser("hops", help="per-hop breakdown of served latency (queue, stub copies, execution, transport)")
+    hops.add_arguments(p)
+    p.set_defaults(func=hops.run)
+
     from . import query
     p = sub.add_parser("query", help="send text to a pipeline and print the result")
     query.add_arguments(p)

@@ -65,7 +65,42 @@ def tuned_batching(pipeline: Pipeline) -> dict[str, dict]:
         v = getattr(b, f)
         return list(v) if isinstance(v, tuple) else v  # JSON-shaped, as candidates read back from files
 
-    return {m.name: {f: value(m.batching, f) for f in TUNED_FIELDS} for m in composing_models(pipeline)}
+    def engine(m):  # engine models are tuned on an engine: recorded with their batching (batching_overrides)
+        return {"engine": m.engine, "precision": m.precision} if isinstance(m, EngineModel) and m.follows_build_engine \
+            else {}
+
+    return {m.name: {**{f: value(m.batching, f) for f in TUNED_FIELDS}, **engine(m)} for m in composing_models(pipeline)}
+
+
+def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Candidate]:
+    """The default batching on each other CPU engine and precision this machine runs and every engine model's
+    build-time parity gate accepts (local target: the engine is a config parameter over the same graph)."""
+    from dataclasses import replace
+
+    from search_backends.graph_engines import ENGINE_PRECISIONS, cpu_supports_bf16, openvino_available
+    from search_build.engine_parity import ParityGateError, check_parity
+
+    engines = [m for m in composing_models(base) if isinstance(m, EngineModel) and m.follows_build_engine]
+    if not engines:
+        return []
+    options = [(e, p) for e, ps in ENGINE_PRECISIONS.items() for p in ps
+               if p != "int8" and (e != "openvino" or openvino_available()) and (p != "bf16" or cpu_supports_bf16())]
+    default = tuned_batching(base)
+    out = []
+    for engine, precision in options:
+        if all((m.engine, m.precision) == (engine, precision) for m in engines):
+            continue
+        try:
+            for m in engines:
+                graph = Path(base_repository) / m.name / "1" / "model.onnx"
+                check_parity(replace(m, engine=engine, precision=precision, fallback_precision=None), graph, graph)
+        except ParityGateError as exc:
+            log(f"engine variant {engine} {precision}: not a candidate ({str(exc)[:200]})")
+            continue
+        batching = {name: {**b, "engine": engine, "precision": precision} if name in {m.name for m in engines} else b
+                    for name, b in default.items()}
+        out.append(Candidate(describe(batching, base.name), batching, f"default batching on {engine} {precision}"))
+    return out
 
 
 def describe(batching: dict[str, dict], pipeline_name: str) -> str:
@@ -74,7 +109,8 @@ def describe(batching: dict[str, dict], pipeline_name: str) -> str:
     for model, b in batching.items():
         short = model[len(pipeline_name) + 1:] if model.startswith(pipeline_name + "_") else model
         preferred = "".join(f" p{n}" for n in b.get("preferred_batch_sizes") or ())
-        parts.append(f"{short} x{b['instance_count']} b{b['max_batch_size']}{preferred} d{b['max_queue_delay_us']}")
+        engine = f" {b['engine']}-{b['precision']}" if "engine" in b else ""
+        parts.append(f"{short} x{b['instance_count']} b{b['max_batch_size']}{preferred} d{b['max_queue_delay_us']}{engine}")
     return ", ".join(parts)
 
 
@@ -634,6 +670,8 @@ def sweep(base: Pipeline, preset: str, *, out_root: Path, plots_dir: Path, use_m
         candidates = fallback_candidates(base, settings.fallback_instance_counts,
                                          settings.fallback_max_batch_sizes)[:per_setting]
     candidates = candidate_list(base, candidates, settings.queue_delays_us, settings.max_candidates)
+    # Engine and precision are swept too, on the default batching (each variant passed the parity gate).
+    candidates += engine_variants(base, base_repo, log)
 
     results: dict[str, list[LoadPoint]] = {}
     for i, c in enumerate(candidates):

@@ -22,13 +22,19 @@ def register(name: str):
     return wrap
 
 
-def build_pipeline(name: str, *, target: Target = "local", precision: str = "fp32", **options) -> Pipeline:
+def build_pipeline(name: str, *, target: Target = "local", precision: str = "auto", engine: str = "auto",
+                   **options) -> Pipeline:
+    """``engine``/``precision`` "auto": the fastest engine of the target that keeps parity
+    (:mod:`search_build.engine_choice`)."""
+    from ..engine_choice import choose_engine, with_engine
+
     _load_all()
     if name not in REGISTRY:
         raise KeyError(f"unknown pipeline {name!r}; known: {', '.join(sorted(REGISTRY))}")
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    return REGISTRY[name](target=target, precision=precision, **options)
+    choice = choose_engine(target, engine, precision)
+    return with_engine(REGISTRY[name](target=target, precision=choice.precision, **options), choice)
 
 
 def pipeline_names() -> list[str]:

@@ -67,6 +67,7 @@ def _ids(with_types: bool = True) -> tuple[TensorSpec, ...]:
 
 
 def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> EngineModel:
+    parity = _parity(checkpoint, _product_config(checkpoint))
     from search_backends.engine_inputs import bert_input_ranges
     from search_backends.tokenization import round_up
 
@@ -77,9 +78,54 @@ def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> E
         ENCODER, Artifact("model.onnx", _from_export(checkpoint, ("product_encoder.onnx",))),
         _ids(), (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
         max_sequence_length=round_up(max_length, 8), value_ranges=bert_input_ranges(encoder_config),
+        parity_feeds=parity[0], parity_probe=parity[1],
         batching=Batching(max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0),
         profiles=(OptimizationProfile(min={n: (1, 1) for n in IDS}, opt={n: (32, 32) for n in IDS},
                                       max={n: (64, max_length) for n in IDS}),))
+
+
+PARITY_ROWS = 256  # per batch; from the training split (the held-out sets stay for tests and benchmarks)
+
+
+def _parity(checkpoint: Path, config: dict):
+    """``parity_feeds`` / ``parity_probe`` of the shared encoder: intent queries and product pairs, seen through
+    the two heads as clients see them (probabilities)."""
+    def feeds() -> dict:
+        from search_backends.pair_encoding import PairEncoder
+        from search_backends.tokenization import BatchTokenizer
+
+        from ..product_data import make_intent_splits, make_product_pair_splits
+
+        folder = exported_models(checkpoint)
+        data = json.loads((checkpoint / "heldout_report.json").read_text())["data"]
+        seed = config["training"]["seed"]
+        intents = make_intent_splits(seed, data["intent_train"], data["intent_heldout"])[0][:PARITY_ROWS]
+        pairs = make_product_pair_splits(seed, data["pair_train"], data["pair_heldout"])[0][:PARITY_ROWS]
+        dup = config.get("duplicate", {})
+        queries = BatchTokenizer(folder, max_length=int(config["intent"]["max_length"])).encode([e.text for e in intents])
+        encoded = PairEncoder.from_dir(folder, max_length=int(dup.get("max_length", 128)),
+                                       max_type_tokens=int(dup.get("max_type_tokens", 16)),
+                                       field_separator=dup.get("field_separator", "|")
+                                       ).encode_records([(p.a, p.b) for p in pairs])
+        return {batch: {n: getattr(enc, n) for n in IDS} for batch, enc in (("intent_queries", queries),
+                                                                            ("product_pairs", encoded))}
+
+    heads: dict = {}
+
+    def probe(batch: str, outputs: dict) -> dict:
+        from search_backends.graph_engines import OnnxRuntimeEngine
+        from search_backends.heads import duplicate_probability, softmax
+
+        if not heads:
+            folder = exported_models(checkpoint)
+            heads.update(intent=OnnxRuntimeEngine(folder / "query_intent_head.onnx", threads=1),
+                         duplicate=OnnxRuntimeEngine(folder / "product_duplicate_head.onnx", threads=1))
+        pooled = {"pooled_embedding": outputs["pooled_embedding"]}
+        if batch == "intent_queries":
+            return {"intent_probabilities": softmax(heads["intent"].infer(pooled)[0])}
+        return {"duplicate_probability": duplicate_probability(heads["duplicate"].infer(pooled)[0])[:, None]}
+
+    return feeds, probe
 
 
 def _settings(checkpoint: Path | None) -> tuple[Path, dict]:

@@ -1,16 +1,20 @@
 """``query_embedding``: text -> L2-normalised sentence vector (music search vector retrieval).
 
+    triton-cpu / triton-gpu:
     TEXT --query_embedding_tokenize--> input_ids, attention_mask
          --query_embedding_encoder (encoder + mean pooling + L2 norm)--> EMBEDDING
+    local (the engine is a Python stub there too, so tokenization joins it: one hop, see spec.FusedTokenizer):
+    TEXT --query_embedding_encoder (tokenizer + encoder + pooling + norm)--> EMBEDDING
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..artifacts import TOKENIZER_FILES, copy_tree_files, fingerprint
+from ..engine_parity import query_feeds
 from ..sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
-from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
-                    Target, TensorSpec)
+from ..spec import (Artifact, Batching, EngineModel, Ensemble, FusedTokenizer, OptimizationProfile, Pipeline,
+                    PythonModel, Step, Target, TensorSpec)
 from . import register
 
 TOKENIZE, ENCODER, ENSEMBLE = "query_embedding_tokenize", "query_embedding_encoder", "query_embedding"
@@ -35,7 +39,11 @@ def _batching(max_queue_delay_us: int, queue_size: int, bounded: bool) -> Batchi
 def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
                              max_length: int = 128,
                              tokenizer_batching: Batching | None = None,
-                             encoder_batching: Batching | None = None, bounded_queues: bool = False) -> Pipeline:
+                             encoder_batching: Batching | None = None, bounded_queues: bool = False,
+                             fuse_tokenizer: bool | None = None) -> Pipeline:
+    fuse = target == "local" if fuse_tokenizer is None else fuse_tokenizer
+    if fuse and target != "local":
+        raise ValueError("fuse_tokenizer: only the local target runs its engines in Python stubs")
     ck = SentenceCheckpoint.load(checkpoint or default_embedding_checkpoint())
     max_length = min(max_length, ck.max_seq_length)
     key = fingerprint(ck.path, extra=f"embedding|{ck.pooling}|{ck.normalize}")
@@ -47,15 +55,20 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
         from ..embedding_export import export_embedding_encoder
         export_embedding_encoder(ck.path, dest)
 
+    text = TensorSpec("TEXT", "STRING", (1,))
+    tokenizer_files = Artifact("tokenizer", copy_tree_files(ck.transformer_dir, TOKENIZER_FILES))
+    tokenizer_parameters = {"max_length": str(max_length), "pad_to_multiple_of": "8"}
     tokenize = PythonModel(
         name=TOKENIZE, adapter="text_tokenizer",
-        inputs=(TensorSpec("TEXT", "STRING", (1,)),), outputs=(ids, mask),
+        inputs=(text,), outputs=(ids, mask),
         batching=tokenizer_batching or _batching(100, ENTRY_QUEUE_SIZE, bounded_queues),
-        parameters={"tokenizer_dir": "tokenizer", "max_length": str(max_length), "pad_to_multiple_of": "8",
-                    "text_input": "TEXT"},
-        artifacts=(Artifact("tokenizer", copy_tree_files(ck.transformer_dir, TOKENIZER_FILES)),),
+        parameters={"tokenizer_dir": "tokenizer", **tokenizer_parameters, "text_input": "TEXT"},
+        artifacts=(tokenizer_files,),
     )
-    encoder_default = _batching(500, ENGINE_QUEUE_SIZE, bounded_queues)
+    # Fused, the encoder is the entry stage: no queue delay (at concurrency 1 a 500 us delay is 500 us of latency;
+    # under load batches form while the instance is busy) and the entry's queue bound.
+    encoder_default = (_batching(0, ENTRY_QUEUE_SIZE, bounded_queues) if fuse
+                       else _batching(500, ENGINE_QUEUE_SIZE, bounded_queues))
     max_batch = (encoder_batching or encoder_default).max_batch_size
     import json
 
@@ -68,6 +81,8 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
         # The tokenizer pads rows to a multiple of 8, up to max_length rounded up: the longest a direct call may send.
         max_sequence_length=round_up(max_length, 8),
         value_ranges={t.name: ranges[t.name] for t in (ids, mask)},
+        parity_feeds=query_feeds(ck.transformer_dir, max_length, (ids.name, mask.name)),
+        tokenizer=FusedTokenizer(text, tokenizer_files, tokenizer_parameters) if fuse else None,
         onnx=Artifact("model.onnx", export, cache_key=f"{ENCODER}-{key}"),
         inputs=(ids, mask), outputs=(embedding,),
         batching=encoder_batching or encoder_default,
@@ -76,13 +91,11 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
             opt={"input_ids": (max(1, max_batch // 2), 16), "attention_mask": (max(1, max_batch // 2), 16)},
             max={"input_ids": (max_batch, max_length), "attention_mask": (max_batch, max_length)}),),
     )
-    ensemble = Ensemble(
-        name=ENSEMBLE,
-        inputs=(TensorSpec("TEXT", "STRING", (1,)),),
-        outputs=(TensorSpec("EMBEDDING", "FP32", (ck.embedding_dim,)),),
-        steps=(Step(TOKENIZE, {"TEXT": "TEXT"}, {"input_ids": "input_ids", "attention_mask": "attention_mask"}),
-               Step(ENCODER, {"input_ids": "input_ids", "attention_mask": "attention_mask"},
-                    {"sentence_embedding": "EMBEDDING"})),
-        max_batch_size=64,
-    )
-    return Pipeline(ENSEMBLE, "text -> normalised sentence embedding", (tokenize, encoder, ensemble), ENSEMBLE)
+    encode = Step(ENCODER, {"input_ids": "input_ids", "attention_mask": "attention_mask"},
+                  {"sentence_embedding": "EMBEDDING"})
+    steps = ((Step(ENCODER, {"TEXT": "TEXT"}, encode.output_map),) if fuse else
+             (Step(TOKENIZE, {"TEXT": "TEXT"}, {"input_ids": "input_ids", "attention_mask": "attention_mask"}), encode))
+    ensemble = Ensemble(name=ENSEMBLE, inputs=(text,), outputs=(TensorSpec("EMBEDDING", "FP32", (ck.embedding_dim,)),),
+                        steps=steps, max_batch_size=64)
+    models = (encoder, ensemble) if fuse else (tokenize, encoder, ensemble)
+    return Pipeline(ENSEMBLE, "text -> normalised sentence embedding", models, ENSEMBLE)

@@ -75,6 +75,10 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
     from ..spell_ct2 import compute_type
 
     device = "cuda" if target == "triton-gpu" else "cpu"
+    if device == "cpu" and precision == "bf16":
+        # CTranslate2 has no bf16 kernels on CPU (its CPU types: int8, int8_float32, float32): the build's bf16
+        # is for the encoder engines; decoding stays FP32, token for token equal to HF generate().
+        precision = "fp32"
     # One CTranslate2 thread per instance: on the 2-core machine 2 threads ran a batch of 8 at 0.7x the speed of
     # one (and 0.15x under OMP_WAIT_POLICY=PASSIVE); concurrency comes from instances instead.
     return {CT2_DEVICE_PARAMETER: device, CT2_COMPUTE_TYPE_PARAMETER: compute_type(precision, device),
@@ -135,7 +139,7 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     engine_batching = Batching(max_batch_size=256, dynamic=False)
     encoder = EngineModel(
         ENCODER, Artifact("model.onnx", _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
-        batching=engine_batching, ragged=False,
+        batching=engine_batching, ragged=False, follows_build_engine=False,
         profiles=(OptimizationProfile(min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
                                       opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
                                       max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)}),))
@@ -144,7 +148,7 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
         (TensorSpec(DECODER_INPUT_IDS, "INT64", (1,)), TensorSpec(ENCODER_ATTENTION_MASK, "INT64", (-1,)),
          *past, *cross),
         (TensorSpec(LOGITS, "FP32", (int(config["vocab_size"]),)), *present),
-        batching=engine_batching, ragged=False,
+        batching=engine_batching, ragged=False, follows_build_engine=False,
         # The first step feeds an empty cache (past length 0); the graph's positions stop at
         # max_position_embeddings - 1, so the cache never holds more than that (as exported).
         profiles=(OptimizationProfile(

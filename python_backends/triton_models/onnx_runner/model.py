@@ -1,4 +1,5 @@
-"""Triton adapter: run an exported ONNX graph in-process (the local target's engine).
+"""Triton adapter: run an exported ONNX graph in-process (the local target's engine): ONNX Runtime or
+OpenVINO at the precision the build chose (``engine`` / ``precision`` parameters).
 
 Requests of different sequence lengths are batched together (allow_ragged_batch) and padded
 once here, so the graph runs once per Triton batch.
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from search_backends.engine_inputs import EngineInputRules
 from search_backends.model_parameters import int_map_parameter, list_parameter
-from search_backends.onnx_runner import OnnxBatchRunner, make_session
+from search_backends.batch_runner import BatchRunner
+from search_backends.graph_engines import (ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE_PARAMETER,
+                                           PRECISION_PARAMETER, open_engine)
 from search_backends.text_input import InputError
 from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
 
@@ -18,10 +21,11 @@ class TritonPythonModel:
         params = parameters(config)
         self.inputs = {i["name"]: i for i in config["input"]}
         self.dtypes = output_dtypes(config)
-        session = make_session(version_dir(args) / params.get("onnx_file", "model.onnx"),
-                               intra_op_threads=engine_threads(config))
-        self.runner = OnnxBatchRunner(session, pad_values=int_map_parameter(params, "pad_values"),
-                                      sequence_outputs=list_parameter(params, "sequence_outputs"))
+        engine = open_engine(params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
+                             version_dir(args) / params.get(GRAPH_FILE_PARAMETER, "model.onnx"),
+                             threads=engine_threads(config), precision=params.get(PRECISION_PARAMETER, "fp32"))
+        self.runner = BatchRunner(engine, pad_values=int_map_parameter(params, "pad_values"),
+                                  sequence_outputs=list_parameter(params, "sequence_outputs"))
         self.rules = EngineInputRules.from_parameters(params)
 
     @guarded
