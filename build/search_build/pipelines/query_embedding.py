@@ -66,8 +66,9 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
         artifacts=(tokenizer_files,),
     )
     # Fused, the encoder is the entry stage: no queue delay (at concurrency 1 a 500 us delay is 500 us of latency;
-    # under load batches form while the instance is busy) and the entry's queue bound.
-    encoder_default = (_batching(0, ENTRY_QUEUE_SIZE, bounded_queues) if fuse
+    # under load batches form while the instance is busy) and the engine's queue bound: it is the slow stage, and
+    # a deeper queue only makes the requests it serves under overload wait longer (queue depth / throughput).
+    encoder_default = (_batching(0, ENGINE_QUEUE_SIZE, bounded_queues) if fuse
                        else _batching(500, ENGINE_QUEUE_SIZE, bounded_queues))
     max_batch = (encoder_batching or encoder_default).max_batch_size
     import json
