@@ -94,7 +94,7 @@ def run(args) -> Path:
             print(f"batching of {model} in {overrides_path} not applied: {why}")
         overrides = {m: v for m, v in overrides.items() if m not in stale}
         pipelines = [apply_batching(p, overrides, engine_from_overrides=not chosen_by_user) for p in pipelines]
-        tuned = sorted(({m.name for p in pipelines for m in p.models} & set(overrides)) - set(stale))
+        tuned = sorted({m.name for p in pipelines for m in p.models} & set(overrides))
         print(f"batching from {overrides_path}: {', '.join(tuned) or 'no model of these pipelines'}")
     engine_builder, onnx_transform, drift = None, None, {}
     if args.target == "triton-gpu" and not configs_only:

@@ -12,13 +12,6 @@ ENGINE_FILES = {"local": "model.onnx", "triton-cpu": "model.onnx", "triton-gpu":
 OPENVINO_IR_FILE = "model.xml"  # + model.bin: what Triton's openvino backend reads
 
 
-def engine_file(target: Target, engine: str) -> str:
-    """The file the served config names for this target and CPU engine."""
-    if target == "triton-cpu" and engine == ENGINE_OPENVINO:
-        return OPENVINO_IR_FILE
-    return ENGINE_FILES[target]
-
-
 def _dtype(name: str) -> int:
     return mc.DataType.Value(f"TYPE_{name}")
 

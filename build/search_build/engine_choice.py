@@ -22,7 +22,6 @@ AUTO = "auto"
 ENGINE_TENSORRT = "tensorrt"
 ENGINE_CHOICES = (AUTO, *CPU_ENGINES)
 PRECISION_CHOICES = (AUTO, "fp32", "fp16", "bf16", "int8")
-TENSORRT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 class EngineChoiceError(ValueError):

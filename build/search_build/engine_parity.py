@@ -78,9 +78,10 @@ def _compare(stats: dict, want: np.ndarray, got: np.ndarray, *, overlap: bool) -
     stats["rows"] = stats.get("rows", 0) + len(w64)
     stats["max_abs"] = max(stats.get("max_abs", 0.0), float(np.abs(w64 - g64).max(initial=0.0)))
     if np.issubdtype(np.asarray(want).dtype, np.floating) and w64.ndim >= 2:
+        from .quantize import row_cosines
+
         a, b = w64.reshape(len(w64), -1), g64.reshape(len(g64), -1)
-        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-        stats["min_cosine"] = min(stats.get("min_cosine", 1.0), float(cos.min()))
+        stats["min_cosine"] = min(stats.get("min_cosine", 1.0), float(row_cosines(a, b).min()))
         if a.shape[1] > 1:
             stats["argmax_agreement"] = min(stats.get("argmax_agreement", 1.0),
                                             float(np.mean(a.argmax(1) == b.argmax(1))))

@@ -19,7 +19,6 @@ from .spec import EngineModel
 
 # Bump when the quantization recipe changes so cached int8 graphs are rebuilt.
 RECIPE = "dyn-int8-matmul-perchannel-v1"
-CPU_PRECISIONS = ("fp32", "int8")
 
 
 def quantize_int8(src: str | Path, dest: str | Path) -> Path:
@@ -33,6 +32,12 @@ def quantize_int8(src: str | Path, dest: str | Path) -> Path:
                      op_types_to_quantize=["MatMul"])
     os.replace(tmp, dest)
     return dest
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between matching rows of two outputs (each row flattened)."""
+    a, b = np.asarray(a, np.float64).reshape(len(a), -1), np.asarray(b, np.float64).reshape(len(b), -1)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
 def output_drift(reference: str | Path, candidate: str | Path,
@@ -52,9 +57,7 @@ def output_drift(reference: str | Path, candidate: str | Path,
         stats = {"max_abs": float(diff.max(initial=0.0)),
                  "max_rel": float((diff / np.maximum(np.abs(w64), 1e-6)).max(initial=0.0))}
         if np.issubdtype(np.asarray(w).dtype, np.floating) and w64.ndim >= 2:
-            a, b = w64.reshape(len(w64), -1), g64.reshape(len(g64), -1)
-            cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-            stats["min_cosine"] = float(cos.min())
+            stats["min_cosine"] = float(row_cosines(w64, g64).min())
         report[name] = stats
     return report
 

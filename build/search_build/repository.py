@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
+from search_backends.graph_engines import ENGINE_OPENVINO
+
 from .artifacts import ADAPTERS_DIR, folder_sha256, materialize, place
 from .configs import ENGINE_FILES, OPENVINO_IR_FILE, model_config, to_pbtxt
 from .engine_parity import check_parity, needs_gate, summary
@@ -112,7 +114,7 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
             _copy_adapter("text_encoder" if model.tokenizer is not None else "onnx_runner", version_dir)
             if model.tokenizer is not None:
                 materialize(model.tokenizer.artifact, version_dir / model.tokenizer.artifact.dest)
-        elif target == "triton-cpu" and model.engine == "openvino":
+        elif target == "triton-cpu" and model.engine == ENGINE_OPENVINO:
             _to_openvino_ir(onnx_path, version_dir / OPENVINO_IR_FILE)
         elif target == "triton-gpu" and not configs_only:
             if engine_builder is None:

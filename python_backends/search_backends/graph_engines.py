@@ -19,7 +19,6 @@ import numpy as np
 
 ENGINE_ONNXRUNTIME, ENGINE_OPENVINO = "onnxruntime", "openvino"
 CPU_ENGINES = (ENGINE_OPENVINO, ENGINE_ONNXRUNTIME)
-PRECISIONS = ("fp32", "bf16", "int8")
 # What each engine can run: int8 graphs are quantized before serving (search_build.quantize), bf16 is a
 # compile-time hint of OpenVINO (AMX / AVX512_BF16 kernels).
 ENGINE_PRECISIONS = {ENGINE_ONNXRUNTIME: ("fp32", "int8"), ENGINE_OPENVINO: ("fp32", "bf16")}

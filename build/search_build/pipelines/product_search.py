@@ -67,7 +67,7 @@ def _ids(with_types: bool = True) -> tuple[TensorSpec, ...]:
 
 
 def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> EngineModel:
-    parity = _parity(checkpoint, _product_config(checkpoint))
+    parity = _parity(checkpoint)
     from search_backends.engine_inputs import bert_input_ranges
     from search_backends.tokenization import round_up
 
@@ -87,43 +87,37 @@ def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> E
 PARITY_ROWS = 256  # per batch; from the training split (the held-out sets stay for tests and benchmarks)
 
 
-def _parity(checkpoint: Path, config: dict):
+def _parity(checkpoint: Path):
     """``parity_feeds`` / ``parity_probe`` of the shared encoder: intent queries and product pairs, seen through
-    the two heads as clients see them (probabilities)."""
-    def feeds() -> dict:
-        from search_backends.pair_encoding import PairEncoder
-        from search_backends.tokenization import BatchTokenizer
+    the two heads as clients see them (probabilities). Tokenizers and heads are the in-process product models'."""
+    loaded: dict = {}
 
+    def product_models():
+        if not loaded:
+            from search_backends.product_onnx import ProductOnnxModels
+            loaded["models"] = ProductOnnxModels(exported_models(checkpoint), intra_op_threads=1)
+        return loaded["models"]
+
+    def feeds() -> dict:
         from ..product_data import make_intent_splits, make_product_pair_splits
 
-        folder = exported_models(checkpoint)
+        models, config = product_models(), _product_config(checkpoint)
         data = json.loads((checkpoint / "heldout_report.json").read_text())["data"]
         seed = config["training"]["seed"]
         intents = make_intent_splits(seed, data["intent_train"], data["intent_heldout"])[0][:PARITY_ROWS]
         pairs = make_product_pair_splits(seed, data["pair_train"], data["pair_heldout"])[0][:PARITY_ROWS]
-        dup = config.get("duplicate", {})
-        queries = BatchTokenizer(folder, max_length=int(config["intent"]["max_length"])).encode([e.text for e in intents])
-        encoded = PairEncoder.from_dir(folder, max_length=int(dup.get("max_length", 128)),
-                                       max_type_tokens=int(dup.get("max_type_tokens", 16)),
-                                       field_separator=dup.get("field_separator", "|")
-                                       ).encode_records([(p.a, p.b) for p in pairs])
+        queries = models.queries.encode([e.text for e in intents])
+        encoded = models.pairs.encode_records([(p.a, p.b) for p in pairs])
         return {batch: {n: getattr(enc, n) for n in IDS} for batch, enc in (("intent_queries", queries),
                                                                             ("product_pairs", encoded))}
 
-    heads: dict = {}
-
     def probe(batch: str, outputs: dict) -> dict:
-        from search_backends.graph_engines import OnnxRuntimeEngine
         from search_backends.heads import duplicate_probability, softmax
 
-        if not heads:
-            folder = exported_models(checkpoint)
-            heads.update(intent=OnnxRuntimeEngine(folder / "query_intent_head.onnx", threads=1),
-                         duplicate=OnnxRuntimeEngine(folder / "product_duplicate_head.onnx", threads=1))
-        pooled = {"pooled_embedding": outputs["pooled_embedding"]}
+        pooled = outputs["pooled_embedding"]
         if batch == "intent_queries":
-            return {"intent_probabilities": softmax(heads["intent"].infer(pooled)[0])}
-        return {"duplicate_probability": duplicate_probability(heads["duplicate"].infer(pooled)[0])[:, None]}
+            return {"intent_probabilities": softmax(product_models().intent_logits(pooled))}
+        return {"duplicate_probability": duplicate_probability(product_models().duplicate_logits(pooled))[:, None]}
 
     return feeds, probe
 
