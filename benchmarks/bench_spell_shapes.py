@@ -43,14 +43,13 @@ def ct2_latency(model_dir: Path, tokens: list[str], compute_type: str, threads: 
 
 def checkpoint_latency(args) -> None:
     """CTranslate2 (fp32, int8) on a trained checkpoint: every held-out music query, one at a time, beam 4."""
-    from bench_spell_correct import convert_ctranslate2
-
+    from search_build.spell_ct2 import converted_model
     from search_build.spell_tokenizer import build_char_tokenizer
     from search_tools.spell_eval import read_pairs
 
     tokenizer = build_char_tokenizer()
     queries = [q for q, _ in read_pairs(Path(__file__).parent / "data" / "spell_music_queries.tsv")]
-    model_dir, _ = convert_ctranslate2(args.checkpoint)
+    model_dir = converted_model(args.checkpoint)
     import ctranslate2
 
     result = {"checkpoint": str(args.checkpoint), "queries": len(queries), "threads": args.threads}

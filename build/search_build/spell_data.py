@@ -244,15 +244,21 @@ def held_out_real_pairs(dataset: SpellDataset, n: int, seed: int) -> list[tuple[
     Misspelled ones come first. The correct queries are fresh draws of the query generator (another seed
     than training's), so "unchanged" is measured on the same query shapes.
     """
+    return real_misspelling_pairs(dataset, dataset.held_out_real, n, seed)
+
+
+def real_misspelling_pairs(dataset: SpellDataset, real: dict[str, tuple[str, ...]], n: int,
+                           seed: int) -> list[tuple[str, str]]:
+    """`held_out_real_pairs`'s shape over any word -> misspellings table (the training split, for the reranker)."""
     rng = random.Random(seed)
-    words = dataset.held_out_words
+    words = tuple(sorted(real))
     misspelled = []
     while len(misspelled) < n:
         word = rng.choice(words)
         context = dataset.queries.clean(rng)[: rng.choice((0, 1, 2, 3))]
         at = rng.randrange(len(context) + 1)
         clean = " ".join(context[:at] + [word] + context[at:])
-        noisy = " ".join(context[:at] + [rng.choice(dataset.held_out_real[word])] + context[at:])
+        noisy = " ".join(context[:at] + [rng.choice(real[word])] + context[at:])
         if len(clean.encode()) <= MAX_QUERY_BYTES:
             misspelled.append((noisy, clean))
     correct = []

@@ -11,9 +11,10 @@ ENCODER_FILE = "spell_encoder.onnx"
 DECODER_FILE = "spell_decoder.onnx"
 LEXICON_FILE = "lexicon.tsv"  # the no-damage guard's word frequencies (search_backends.spell_guard)
 BIGRAMS_FILE = "bigrams.tsv"  # two-word phrases the lexicon repair uses as context
+RERANKER_FILE = "word_reranker.json"  # the repair's learnt candidate score (search_backends.spell_rerank)
 # Files of a checkpoint that serving needs besides the graphs (absent ones are skipped).
 SERVING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE, BIGRAMS_FILE)
+                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE, BIGRAMS_FILE, RERANKER_FILE)
 
 TEXT, CORRECTED = "TEXT", "CORRECTED"  # the ensemble's text in and out
 SOURCE = "SOURCE"  # the normalised text the model saw, for the guard

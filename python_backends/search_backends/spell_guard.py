@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .spell_contract import BIGRAMS_FILE, GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE
+from .spell_contract import BIGRAMS_FILE, GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE, RERANKER_FILE
+from .spell_rerank import Candidate, WordReranker
 
 
 def write_lexicon(path: str | Path, lexicon: dict[str, float]) -> None:
@@ -61,7 +62,11 @@ def _cached_lexicon(path: str, mtime_ns: int) -> dict[str, float]:
 def _cached_repair(path: str, mtime_ns: int, options: tuple) -> "LexiconRepair":
     """The index takes ~10 s and ~300 MB to build: one per lexicon file and process."""
     bigrams = read_bigrams(Path(path).with_name(BIGRAMS_FILE))
-    return LexiconRepair(_cached_lexicon(path, mtime_ns), bigrams, **dict(options))
+    reranker_path = Path(path).with_name(RERANKER_FILE)
+    options = dict(options)
+    if options.pop("use_reranker", True) and reranker_path.exists():
+        options["reranker"] = WordReranker.load(reranker_path)
+    return LexiconRepair(_cached_lexicon(path, mtime_ns), bigrams, **options)
 
 
 def write_bigrams(path: str | Path, bigrams) -> None:
@@ -100,25 +105,61 @@ def lexicon_index(lexicon: dict[str, float], min_zipf: float, max_distance: int 
 
 
 class LexiconRepair:
-    """Best frequent lexicon word in place of a word the lexicon does not know (see the module docstring)."""
+    """Best frequent lexicon word in place of a word the lexicon does not know (see the module docstring).
+
+    With a `reranker` (the checkpoint's `word_reranker.json`), its learnt score picks among the same
+    candidates and its `gate_zipf` says which words are reconsidered; without one, the hand-set formula does.
+    """
 
     def __init__(self, lexicon: dict[str, float], bigrams: set[tuple[str, str]] | None = None,
                  candidate_min_zipf: float = 1.5, distance_penalty: float = 4.5, context_bonus: float = 1.5,
-                 repair_below_zipf: float = 2.0, max_distance: int = 2):
+                 repair_below_zipf: float = 2.0, max_distance: int = 2, reranker: WordReranker | None = None):
         self.lexicon, self.bigrams = lexicon, bigrams or set()
         self.distance_penalty, self.context_bonus, self.max_distance = distance_penalty, context_bonus, max_distance
-        self.repair_below_zipf = repair_below_zipf
+        self.repair_below_zipf = reranker.gate_zipf if reranker else repair_below_zipf
+        self.reranker = reranker
+        candidate_min_zipf = reranker.candidate_min_zipf if reranker else candidate_min_zipf
         self.index = lexicon_index(lexicon, candidate_min_zipf, max_distance, min_length=2)
 
     def wants(self, word: str) -> bool:
         return word.isalpha() and len(word) >= 3 and self.lexicon.get(word, 0.0) <= self.repair_below_zipf
 
+    def in_context(self, word: str, left: str | None, right: str | None) -> bool:
+        return (left, word) in self.bigrams or (word, right) in self.bigrams
+
+    def candidates(self, typed: str, others: Sequence[str] = (), limit: int | None = None) -> list[Candidate]:
+        """`typed` itself (distance 0) and the lexicon words near it or near `others` (the model's word), with
+        their distance to `typed`; beyond `limit`, the most frequent for their distance are kept."""
+        from editdistpy import damerau_osa
+        from symspellpy import Verbosity
+
+        found: dict[str, int] = {}
+        for source in (typed, *others):
+            if source != typed and source in self.lexicon:
+                found.setdefault(source, damerau_osa.distance(typed, source, 99))
+            if len(source) < 3:
+                continue
+            for hit in self.index.lookup(source, Verbosity.ALL, self.max_distance):
+                if hit.term not in found:
+                    found[hit.term] = hit.distance if source == typed else damerau_osa.distance(typed, hit.term, 99)
+        found.pop(typed, None)
+        near = sorted(found.items(), key=lambda kv: (-(self.lexicon.get(kv[0], 0.0) - 2 * kv[1]), kv[0]))
+        if limit is not None:
+            near = near[:limit]
+        return [Candidate(typed, 0)] + [Candidate(word, distance) for word, distance in near]
+
     def best(self, sources: Sequence[str], left: str | None = None, right: str | None = None) -> str | None:
         """The best candidate for the word typed/written as `sources` between neighbours `left` and `right`."""
+        if self.reranker is not None:
+            typed = sources[0]
+            model_words = [s for s in sources[1:] if s != typed and s.isalpha()]
+            found = self.candidates(typed, model_words, self.reranker.max_candidates)
+            return self.reranker.choose(typed, found, self.lexicon, lambda w: self.in_context(w, left, right),
+                                        model_words[0] if model_words else None)
         from symspellpy import Verbosity
 
         def context(word: str) -> float:
-            return self.context_bonus * ((left, word) in self.bigrams or (word, right) in self.bigrams)
+            return self.context_bonus * self.in_context(word, left, right)
 
         scored = {}
         for source in sources:
@@ -164,34 +205,40 @@ class SpellGuard:
     def apply(self, source: str, corrected: str) -> str:
         """`corrected` with every change the lexicon does not support put back to `source`'s words, then
         the words the lexicon does not know repaired (when a repair index is set)."""
-        typed, proposed = source.split(), corrected.split()
-        pairs = self._guarded(typed, proposed)
-        words = [word for word, _ in pairs]
+        places = self._guarded(source.split(), corrected.split())
+        words = [kept for kept, _, _ in places]
         if self.repair is None:
             return " ".join(words)
-        for i, (word, alternative) in enumerate(pairs):
-            if self.repair.wants(word):
-                left = words[i - 1] if i else None
-                right = words[i + 1] if i + 1 < len(words) else None
-                words[i] = self.repair.best((word, alternative), left, right) or word
+        learnt = self.repair.reranker is not None
+        for i, (kept, typed, proposed) in enumerate(places):
+            # The learnt reranker decides from what was typed, with the model's word as one candidate; the
+            # hand-set formula repairs what the guard kept, with the other side's word as a second source.
+            word = typed if learnt else kept
+            if not self.repair.wants(word):
+                continue
+            other = proposed if word == typed else typed
+            left = words[i - 1] if i else None
+            right = words[i + 1] if i + 1 < len(words) else None
+            words[i] = self.repair.best((word, other), left, right) or kept
         return " ".join(words)
 
-    def _guarded(self, typed: list[str], proposed: list[str]) -> list[tuple[str, str]]:
-        """(kept word, the other side's word at that place) for each word of the result."""
+    def _guarded(self, typed: list[str], proposed: list[str]) -> list[tuple[str, str, str]]:
+        """(kept word, typed word, model's word) for each word of the result; the last two differ only where
+        the model replaced one word by one word."""
         if typed == proposed:
-            return [(w, w) for w in typed]
-        out: list[tuple[str, str]] = []
+            return [(w, w, w) for w in typed]
+        out: list[tuple[str, str, str]] = []
         matcher = difflib.SequenceMatcher(a=typed, b=proposed, autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             if op == "equal":
-                out += [(w, w) for w in typed[i1:i2]]
+                out += [(w, w, w) for w in typed[i1:i2]]
             elif op == "replace" and i2 - i1 == j2 - j1:
                 for a, b in zip(typed[i1:i2], proposed[j1:j2]):  # word for word
-                    out.append((b, a) if self._accept([a], [b]) else (a, b))
+                    out.append((b if self._accept([a], [b]) else a, a, b))
             elif op in ("replace", "insert") and i2 > i1 and self._accept(typed[i1:i2], proposed[j1:j2]):
-                out += [(w, w) for w in proposed[j1:j2]]  # a split or merged word
+                out += [(w, w, w) for w in proposed[j1:j2]]  # a split or merged word
             else:
-                out += [(w, w) for w in typed[i1:i2]]  # a deleted word, an inserted one, or an unsupported change
+                out += [(w, w, w) for w in typed[i1:i2]]  # a deleted word, an inserted one, or an unsupported change
         return out
 
     def apply_batch(self, sources: Sequence[str], corrected: Sequence[str]) -> list[str]:

@@ -157,7 +157,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's generation_config")
     parser.add_argument("--no-baseline", action="store_true", help="skip SymSpell")
     parser.add_argument("--tune", action="store_true",
-                        help="also a grid of guard/repair settings (use a development file, never the held-out ones)")
+                        help="also a grid of the learnt repair's gate and keep margin (on a development file, never a "
+                             "held-out one)")
     parser.add_argument("--json", default=None, help="write every table's rows to this JSON file")
 
 
@@ -172,18 +173,22 @@ def run(args) -> int:
     systems: dict[str, Callable] = {"spell_bart raw (= HF generate)": raw}
     if corrector.guard is not None:
         shipped = corrector.guard
-        systems["spell_bart + guard + repair (served default)"] = raw.post(shipped)
+        learnt = shipped.repair is not None and shipped.repair.reranker is not None
+        systems[f"spell_bart + guard + {'learnt ' if learnt else ''}repair (served default)"] = raw.post(shipped)
+        if learnt:  # the ablation: the hand-set repair formula over its own candidates
+            hand_set = SpellGuard.from_model_dir(checkpoint, shipped.min_gain, use_reranker=False)
+            systems["spell_bart + guard + hand-set repair"] = raw.post(hand_set)
         systems["spell_bart + guard"] = raw.post(SpellGuard(shipped.lexicon, shipped.min_gain, None))
-        if args.tune and shipped.repair is not None:
+        if args.tune and learnt:
             import copy
 
-            for below in (0.0, 2.0, 2.5):
-                for penalty in (2.5, 3.5, 4.5):
-                    for bonus in (0.0, 1.5):
-                        repair = copy.copy(shipped.repair)
-                        repair.repair_below_zipf, repair.distance_penalty, repair.context_bonus = below, penalty, bonus
-                        name = f"tune below={below} penalty={penalty} bonus={bonus}"
-                        systems[name] = raw.post(SpellGuard(shipped.lexicon, shipped.min_gain, repair))
+            for gate in (2.0, 2.5):
+                for margin in (0.0, 0.5, 1.0):
+                    repair, reranker = copy.copy(shipped.repair), copy.copy(shipped.repair.reranker)
+                    reranker.gate_zipf, reranker.keep_margin = gate, margin
+                    repair.reranker, repair.repair_below_zipf = reranker, gate
+                    systems[f"tune gate={gate} keep_margin={margin}"] = raw.post(
+                        SpellGuard(shipped.lexicon, shipped.min_gain, repair))
     if args.served:
         systems["served spell_correct"] = served_corrector(args.served, guard=True, num_beams=args.num_beams)
     if not args.no_baseline:

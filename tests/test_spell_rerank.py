@@ -1,0 +1,106 @@
+"""The lexicon repair's learnt word reranker: edit alignment, error model, scoring, the guard wired to it.
+
+Pure logic, no server: the served path runs the same `SpellGuard` (tests/test_spell_correct.py) and the
+shipped reranker's quality is checked on the held-out files (tests/test_spell_model.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from search_backends.spell_contract import RERANKER_FILE, SERVING_FILES
+from search_backends.spell_guard import LexiconRepair, SpellGuard
+from search_backends.spell_rerank import FEATURES, Candidate, ErrorModel, WordReranker, candidate_features, edit_kinds, edit_ops
+
+SPELL_DIR = Path(__file__).resolve().parents[1] / "models" / "spell_bart"
+
+
+@pytest.mark.parametrize("typed, intended, ops, kinds", [
+    ("ristrict", "restrict", [("sub", "e", "i", False)], {"sub_vowel": 1}),
+    ("burj", "burn", [("sub", "n", "j", True)], {"sub_keyboard": 1}),
+    ("teh", "the", [("trans", "h", "e", True)], {"transpose": 1}),
+    ("reciver", "receiver", [("del", "c", "e", False)], {"del_vowel": 1}),
+    ("satelite", "satellite", [("del", "e", "l", False)], {"del_double": 1}),
+    ("helllo", "hello", [("ins", "e", "l", False)], {"ins_double": 1}),
+    ("xhello", "hello", [("ins", "^", "x", False)], {"ins_other": 1}),
+    ("volcanoe", "volcano", [("ins", "o", "e", True)], {"ins_vowel": 1}),
+    ("abba", "abba", [], {}),
+])
+def test_edit_ops_name_each_edit_with_its_context(typed, intended, ops, kinds):
+    assert edit_ops(typed, intended) == ops
+    assert dict(edit_kinds(typed, intended)) == kinds
+
+
+def test_error_model_prefers_the_edits_people_make():
+    errors = ErrorModel.fit([("recieve", "receive"), ("beleive", "believe"), ("acheive", "achieve"),
+                             ("tommorow", "tomorrow"), ("wierd", "weird")])
+    common = errors.log_prob(edit_ops("concieve", "conceive"))  # the ie/ei swap, seen three times
+    rare = errors.log_prob(edit_ops("conceive", "conqeive"))  # a substitution never seen
+    assert common > rare
+    assert errors.log_prob([]) == 0.0
+    # serialisable through the reranker file
+    reranker = WordReranker(dict.fromkeys(FEATURES, 0.1), errors=errors)
+    assert reranker.errors.edits == errors.edits
+
+
+def test_features_of_keep_and_of_a_change():
+    lexicon = {"restrict": 3.8, "district": 5.0}
+    keep = dict(zip(FEATURES, candidate_features("ristrict", Candidate("ristrict", 0), lexicon, False)))
+    assert keep["keep"] == 1.0 and keep["keep_unknown"] == 1.0 and keep["zipf"] == 0.0
+    change = dict(zip(FEATURES, candidate_features("ristrict", Candidate("district", 1), lexicon, True,
+                                                   model_word="district")))
+    assert change["keep"] == 0.0 and change["zipf"] == 5.0 and change["distance_1"] == 1.0
+    assert change["first_letter"] == 1.0 and change["context"] == 1.0 and change["from_model"] == 1.0
+    assert change["sub_keyboard"] == 1.0  # r and d are neighbours
+
+
+def test_reranker_choice_follows_its_weights_and_keep_margin(tmp_path):
+    lexicon = {"restrict": 3.8, "district": 5.0, "rare": 1.2}
+    candidates = [Candidate("ristrict", 0), Candidate("restrict", 1), Candidate("district", 1)]
+    no_context = lambda word: False  # noqa: E731
+    by_frequency = WordReranker({"zipf": 1.0, "keep_unknown": -5.0})
+    assert by_frequency.choose("ristrict", candidates, lexicon, no_context) == "district"
+    by_edit = WordReranker({"zipf": 1.0, "first_letter": -2.0, "keep_unknown": -5.0})
+    assert by_edit.choose("ristrict", candidates, lexicon, no_context) == "restrict"
+    by_edit.keep_margin = 10.0  # a large margin keeps what was typed
+    assert by_edit.choose("ristrict", candidates, lexicon, no_context) == "ristrict"
+    by_edit.save(tmp_path / RERANKER_FILE)
+    loaded = WordReranker.load(tmp_path / RERANKER_FILE)
+    assert loaded.weights == by_edit.weights and loaded.keep_margin == 10.0
+    with pytest.raises(ValueError, match="unknown features"):
+        WordReranker({"not_a_feature": 1.0})
+
+
+LEXICON = {"metallica": 3.9, "metallic": 3.8, "enter": 5.0, "sandman": 3.0, "taylor": 4.5, "swift": 4.4,
+           "swit": 1.6, "restrict": 3.8, "district": 5.0, "access": 5.0}
+
+
+@pytest.fixture(scope="module")
+def learnt_guard():
+    reranker = WordReranker({"zipf": 1.0, "keep_zipf": 1.6, "keep_unknown": -4.0, "first_letter": -2.0,
+                             "distance_2": -1.5}, keep_margin=0.5, gate_zipf=2.0, candidate_min_zipf=1.0)
+    return SpellGuard(LEXICON, 1.0, LexiconRepair(LEXICON, reranker=reranker))
+
+
+def test_guard_with_reranker_decides_from_the_typed_word(learnt_guard):
+    assert learnt_guard.repair.repair_below_zipf == 2.0  # the reranker's gate
+    # the model's "district" was frequent enough for the guard; the reranker, from "ristrict", prefers restrict
+    assert learnt_guard.apply("ristrict access", "district access") == "restrict access"
+    assert learnt_guard.apply("metalica enter sandman", "metalica enter sandman") == "metallica enter sandman"
+    # correct words and words above the gate are never reconsidered; numbers pass through
+    assert learnt_guard.apply("taylor swift 2024", "taylor swit 2024") == "taylor swift 2024"
+    assert learnt_guard.apply("enter sandman", "enter sandman") == "enter sandman"
+
+
+def test_shipped_reranker_is_served_and_learnt_from_training_data_only():
+    assert RERANKER_FILE in SERVING_FILES
+    body = json.loads((SPELL_DIR / RERANKER_FILE).read_text(encoding="utf-8"))
+    reranker = WordReranker.load(SPELL_DIR / RERANKER_FILE)
+    assert set(reranker.weights) == set(FEATURES) and reranker.errors is not None
+    report = body["report"]
+    # fitted on its own seed of the training distribution; the held-aside fifth shows it generalises
+    assert report["held_aside"]["fixed_when_misspelled"] > 0.85 and report["held_aside"]["kept_when_correct"] > 0.9
+    assert (SPELL_DIR / RERANKER_FILE).stat().st_size < 1_000_000
