@@ -104,3 +104,17 @@ def test_shipped_reranker_is_served_and_learnt_from_training_data_only():
     # fitted on its own seed of the training distribution; the held-aside fifth shows it generalises
     assert report["held_aside"]["fixed_when_misspelled"] > 0.85 and report["held_aside"]["kept_when_correct"] > 0.9
     assert (SPELL_DIR / RERANKER_FILE).stat().st_size < 1_000_000
+
+
+def test_near_words_equals_symspell_lookup():
+    """The repair's fast candidate lookup reads symspellpy's index directly: same set as its own lookup."""
+    from symspellpy import Verbosity
+
+    from search_backends.spell_guard import lexicon_index, near_words
+
+    words = {f"{a}{b}" for a in ("metal", "sand", "swift", "jaz", "k", "bohemian", "rhap") for b in ("", "ica", "s", "l")}
+    lexicon = {w: 3.0 for w in words} | {"metallica": 4.0, "jazz": 4.5, "kill": 5.0, "bohemian": 3.5}
+    index = lexicon_index(lexicon, 1.0, 2)
+    for query in ("metalica", "jaz", "kil", "bohemain", "rhapsody", "xx", "swfit", "sandmanx", "k"):
+        expected = {hit.term: hit.distance for hit in index.lookup(query, Verbosity.ALL, 2)}
+        assert near_words(index, query, 2) == expected, query

@@ -12,14 +12,16 @@ holds artist names, CC BY-SA 4.0):
   only if every changed word passes the same test as a whole phrase (its rarest word against the rarest
   typed word); otherwise the input comes back as typed.
 
-Then the lexicon repair (on by default, `repair=True`): a word still unknown to the lexicon after the guard
-(the model left a typo, or produced a non-word that the guard refused) is replaced by the lexicon word
-closest to what was typed or to what the model wrote (Damerau-Levenshtein distance <= 2, symspellpy's index
-over the lexicon's words of Zipf >= `candidate_min_zipf`), ranked by Zipf frequency minus
-`distance_penalty` per edit plus `context_bonus` when the candidate forms a known two-word phrase with a
-neighbour (`bigrams.tsv`: adjacent words of Wikipedia titles seen at least twice, plus symspellpy's English
-bigrams). A known word rarer than `repair_below_zipf` competes as its own candidate (distance 0); words with
-digits are never repaired.
+Then the lexicon repair (on by default, `repair=True`). With the checkpoint's learnt reranker
+(`word_reranker.json`, search_backends.spell_rerank), every word typed that the lexicon does not know or
+knows as rarer than the reranker's gate is decided from what was typed: the candidates are the typed word,
+the model's word at that place and the lexicon words within Damerau-Levenshtein distance 2 of either
+(symspellpy's index over the lexicon's words of Zipf >= `candidate_min_zipf`), and the learnt score picks
+one. Without that file, the hand-set formula: a word still unknown after the guard (or rarer than
+`repair_below_zipf`) takes the candidate with the best Zipf frequency minus `distance_penalty` per edit plus
+`context_bonus` when it forms a known two-word phrase with a neighbour (`bigrams.tsv`: adjacent words of
+Wikipedia titles seen at least twice, plus symspellpy's English bigrams); a known rare word competes as
+itself. Words with digits are never repaired.
 
 The raw model output is unaffected (it stays equal to HF `generate()`); guard and repair are a separate,
 documented step that a request can switch off.
@@ -104,6 +106,23 @@ def lexicon_index(lexicon: dict[str, float], min_zipf: float, max_distance: int 
     return index
 
 
+def near_words(index, word: str, max_distance: int) -> dict[str, int]:
+    """Every indexed word within Damerau-OSA `max_distance` of `word`, with its distance: the same set as
+    symspellpy's `lookup(word, Verbosity.ALL, max_distance)` (tested), ~7x faster, because it skips the
+    suggestion objects and their sorting and checks each candidate with the C distance once."""
+    from editdistpy import damerau_osa
+
+    found: set[str] = set()
+    for delete in index._edits_prefix(word):  # the prefix deletes symspellpy matches against its index
+        found.update(index._deletes.get(delete, ()))
+    out = {}
+    for candidate in found:
+        distance = damerau_osa.distance(word, candidate, max_distance)
+        if distance >= 0:
+            out[candidate] = distance
+    return out
+
+
 class LexiconRepair:
     """Best frequent lexicon word in place of a word the lexicon does not know (see the module docstring).
 
@@ -131,7 +150,6 @@ class LexiconRepair:
         """`typed` itself (distance 0) and the lexicon words near it or near `others` (the model's word), with
         their distance to `typed`; beyond `limit`, the most frequent for their distance are kept."""
         from editdistpy import damerau_osa
-        from symspellpy import Verbosity
 
         found: dict[str, int] = {}
         for source in (typed, *others):
@@ -139,9 +157,9 @@ class LexiconRepair:
                 found.setdefault(source, damerau_osa.distance(typed, source, 99))
             if len(source) < 3:
                 continue
-            for hit in self.index.lookup(source, Verbosity.ALL, self.max_distance):
-                if hit.term not in found:
-                    found[hit.term] = hit.distance if source == typed else damerau_osa.distance(typed, hit.term, 99)
+            for term, distance in near_words(self.index, source, self.max_distance).items():
+                if term not in found:
+                    found[term] = distance if source == typed else damerau_osa.distance(typed, term, 99)
         found.pop(typed, None)
         near = sorted(found.items(), key=lambda kv: (-(self.lexicon.get(kv[0], 0.0) - 2 * kv[1]), kv[0]))
         if limit is not None:
@@ -156,8 +174,6 @@ class LexiconRepair:
             found = self.candidates(typed, model_words, self.reranker.max_candidates)
             return self.reranker.choose(typed, found, self.lexicon, lambda w: self.in_context(w, left, right),
                                         model_words[0] if model_words else None)
-        from symspellpy import Verbosity
-
         def context(word: str) -> float:
             return self.context_bonus * self.in_context(word, left, right)
 
@@ -167,9 +183,9 @@ class LexiconRepair:
                 scored[source] = max(self.lexicon[source] + context(source), scored.get(source, float("-inf")))
             if len(source) < 3:
                 continue
-            for found in self.index.lookup(source, Verbosity.ALL, self.max_distance):
-                value = self.lexicon.get(found.term, 0.0) - self.distance_penalty * found.distance + context(found.term)
-                scored[found.term] = max(value, scored.get(found.term, float("-inf")))
+            for term, distance in near_words(self.index, source, self.max_distance).items():
+                value = self.lexicon.get(term, 0.0) - self.distance_penalty * distance + context(term)
+                scored[term] = max(value, scored.get(term, float("-inf")))
         return max(scored, key=lambda w: (scored[w], w)) if scored else None
 
 
