@@ -26,13 +26,9 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from .tokenization import EncodedBatch, round_up
+from .tokenization import CHARS_PER_TOKEN_LIMIT, EncodedBatch, round_up
 
 FIELDS = ("type", "title", "description")
-# Tokenizing megabytes only to keep ~100 tokens would stall the batch; no word piece is shorter
-# than one character, so clipping at this many characters per kept token changes nothing in
-# practice (only runs of whitespace are longer than that).
-_CHARS_PER_TOKEN_LIMIT = 16
 
 
 def fair_allocate(lengths: Sequence[int], budget: int) -> list[int]:
@@ -98,7 +94,7 @@ class PairEncoder:
         n = len(a_type)
         if any(len(c) != n for c in columns):
             raise ValueError("all six field columns must have the same length")
-        clip = self.max_length * _CHARS_PER_TOKEN_LIMIT
+        clip = self.max_length * CHARS_PER_TOKEN_LIMIT
         texts = [(v or "")[:clip] for column in columns for v in column]
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         ids = [e.ids for e in encodings]

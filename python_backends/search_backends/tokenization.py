@@ -22,6 +22,12 @@ class EncodedBatch:
                             self.token_type_ids[start:stop, cut])
 
 
+# Tokenizing a 64 KB text only to keep ~128 tokens would stall the batch: text is clipped to this many
+# characters per kept token first. No word piece is shorter than one character, so the clip changes
+# nothing in practice (only whitespace runs or single "words" longer than that would be cut earlier).
+CHARS_PER_TOKEN_LIMIT = 16
+
+
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple if multiple > 1 else n
 
@@ -30,7 +36,8 @@ class BatchTokenizer:
     """Wraps a Hugging Face *fast* tokenizer (``tokenizer.json``) without importing transformers.
 
     Truncation rule: text longer than ``max_length`` tokens keeps its first ``max_length - 2``
-    word pieces plus the special tokens (the head of a query carries its meaning). Padding goes to
+    word pieces plus the special tokens (the head of a query carries its meaning); text is clipped to
+    ``max_length * CHARS_PER_TOKEN_LIMIT`` characters before tokenization. Padding goes to
     a multiple of ``pad_to_multiple_of`` so that requests batch together in engines whose shapes
     must match and the kernels see friendly sizes.
     """
@@ -51,7 +58,8 @@ class BatchTokenizer:
 
     def encode(self, texts: list[str], pad_to: int | None = None) -> EncodedBatch:
         """Tokenize ``texts`` together; rows padded to the longest (rounded up), or ``pad_to``."""
-        encodings = self.tokenizer.encode_batch(texts)
+        clip = self.max_length * CHARS_PER_TOKEN_LIMIT
+        encodings = self.tokenizer.encode_batch([text[:clip] for text in texts])
         longest = max((len(e.ids) for e in encodings), default=1)
         width = pad_to or min(round_up(longest, self.pad_to_multiple_of), round_up(self.max_length, self.pad_to_multiple_of))
         ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
