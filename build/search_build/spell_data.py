@@ -23,8 +23,8 @@ from functools import cached_property
 from pathlib import Path
 
 from search_backends.spell_codec import normalize_query
+from search_backends.spell_rerank import NEIGHBOURS  # the keyboard the typo noise and the reranker share
 
-QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 # The hand-written held-out music queries: their misspellings never enter training.
 EVAL_QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "spell_music_queries.tsv"
 MAX_QUERY_BYTES = 60  # the model's 64 positions hold <s> + 62 bytes + </s>; keep a margin
@@ -48,19 +48,6 @@ PHONETIC = (("ph", "f"), ("f", "ph"), ("ie", "ei"), ("ei", "ie"), ("c", "k"), ("
             ("er", "or"), ("or", "er"), ("an", "en"), ("en", "an"), ("a", "e"), ("e", "a"), ("x", "ks"),
             ("qu", "kw"), ("ght", "t"), ("wh", "w"), ("ll", "l"), ("nn", "n"), ("tt", "t"), ("ss", "s"))
 TYPO_KINDS = ("delete", "insert", "substitute", "transpose", "double", "undouble", "phonetic")
-
-
-def keyboard_neighbours() -> dict[str, str]:
-    """Letters physically adjacent on a QWERTY keyboard (same row and the rows above/below)."""
-    pos = {ch: (r, c) for r, row in enumerate(QWERTY_ROWS) for c, ch in enumerate(row)}
-    out = {}
-    for ch, (r, c) in pos.items():
-        near = [o for o, (r2, c2) in pos.items() if o != ch and abs(r - r2) <= 1 and -1 <= (c2 - c) + 0.5 * (r2 - r) <= 1]
-        out[ch] = "".join(sorted(near))
-    return out
-
-
-NEIGHBOURS = keyboard_neighbours()
 
 
 def stable_fraction(text: str, seed: int) -> float:

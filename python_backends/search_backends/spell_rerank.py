@@ -93,17 +93,11 @@ def edit_kinds(typed: str, intended: str, ops: list | None = None) -> Counter:
                   "sub_keyboard" if b in NEIGHBOURS.get(a, "") else "sub_other"] += 1
         elif op == "trans":
             kinds["transpose"] += 1
-        elif op == "ins":  # `b` typed extra after intended `a`
-            kinds["ins_double" if b == a or b in _next_letters(typed, b) else "ins_vowel" if b in VOWELS
-                  else "ins_other"] += 1
-        else:  # intended `b` dropped after `a`
-            kinds["del_double" if b == a or intended.count(b + b) else "del_vowel" if b in VOWELS
-                  else "del_other"] += 1
+        elif op == "ins":  # `b` typed extra after intended `a`; "double" when the typed word doubles it
+            kinds["ins_double" if b == a or b + b in typed else "ins_vowel" if b in VOWELS else "ins_other"] += 1
+        else:  # intended `b` dropped after `a`; "double" when the intended word doubles it
+            kinds["del_double" if b == a or b + b in intended else "del_vowel" if b in VOWELS else "del_other"] += 1
     return kinds
-
-
-def _next_letters(word: str, ch: str) -> str:
-    return ch if ch + ch in word else ""
 
 
 @dataclass
