@@ -2,6 +2,8 @@
 
     python -m search_build.spell_rerank_train --checkpoint models/spell_bart [--pairs 40000] [--seed 2027]
 
+The defaults are the settings of the shipped `models/spell_bart/word_reranker.json`.
+
 Data: fresh query pairs of the spell training distribution (`spell_data.build_dataset`, the same held-out
 split as the model's training, a seed of its own): every word the repair would reconsider becomes one
 group (the typed word plus its lexicon candidates) labelled with the word that was meant; words typed
@@ -122,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-share", type=float, default=0.5,
                         help="share of the pairs in the held-out file's shape, from training-split real misspellings")
     parser.add_argument("--gate-zipf", type=float, default=2.5, help="words at most this frequent are reconsidered")
-    parser.add_argument("--keep-margin", type=float, default=0.0, help="added to the typed word's score")
+    parser.add_argument("--keep-margin", type=float, default=0.5, help="added to the typed word's score")
     parser.add_argument("--max-candidates", type=int, default=24)
-    parser.add_argument("--candidate-min-zipf", type=float, default=1.5, help="rarest lexicon word offered")
+    parser.add_argument("--candidate-min-zipf", type=float, default=1.0, help="rarest lexicon word offered")
     parser.add_argument("--out", default=None, help=f"default: CHECKPOINT/{RERANKER_FILE}")
     args = parser.parse_args(argv)
 
