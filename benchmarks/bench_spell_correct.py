@@ -1,10 +1,11 @@
 """Spell-correction speed, side by side in one run on this machine, for greedy and beam search.
 
 For each decoding mode (num_beams 1 and 4) and each level N:
-1. our ``spell_correct`` Triton ensemble (tokenize -> generate -> detokenize) driven by perf_analyzer at
-   concurrency N with single-query requests that carry NUM_BEAMS, once per engine mode of spell_generate
-   (``ctranslate2``: CTranslate2 inside spell_generate; ``inprocess``: the numpy loop over ONNX Runtime;
-   ``bls``: the loop over spell_encoder / spell_decoder Triton models) -- the comparison that decides the
+1. our ``spell_correct`` entry driven by perf_analyzer at concurrency N with single-query requests that carry
+   NUM_BEAMS, once per engine mode of spell_generate as the CPU targets build it (``ctranslate2``: CTranslate2
+   inside the one-stub text -> text stage; ``inprocess``: the numpy loop over ONNX Runtime in that stage;
+   ``bls``: the tokenize -> generate -> detokenize ensemble whose loop calls the spell_encoder / spell_decoder
+   Triton models, the triton-gpu wiring) -- the comparison that decides the
    default engine mode. The guard is off (GUARD=false) so the served pipeline does the work its peers do;
    the first engine mode is measured once more with the guard on (the served default), as its own row;
 2. Hugging Face ``BartForConditionalGeneration.generate()`` in-process (PyTorch), batches of N queries;

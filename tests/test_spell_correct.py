@@ -199,6 +199,62 @@ def test_bls_engine_mode_matches_hf_generate(bls_server, hf):
     assert stats.inference_count > 0, "bls mode must decode through the spell_decoder model"
 
 
+def test_fused_stage_equals_the_three_stage_ensemble_with_the_guard(grpc_client, bls_server):
+    """The CPU targets' one-stub spell stage and the tokenize -> generate -> detokenize ensemble answer alike,
+    guard and repair included, for single and multi-row requests and mixed controls."""
+    staged = grpcclient.InferenceServerClient(bls_server.grpc_url)
+    for params in ({}, {"num_beams": 1}, {"num_beams": 3, "no_repeat_ngram_size": 2}):
+        assert _correct(grpc_client, INPUTS, params, guard=True) == _correct(staged, INPUTS, params, guard=True)
+    for text in INPUTS[:8]:
+        assert _correct(grpc_client, [text], guard=True) == _correct(staged, [text], guard=True)
+
+
+def test_direct_bad_token_requests_to_spell_generate_fail_alone(bls_server):
+    """spell_generate takes token ids where the ensemble has three stages (here the bls wiring; the CPU
+    targets' fused stage takes TEXT and is covered by test_bad_input): bad ids fail alone."""
+    import concurrent.futures as cf
+    import json
+
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(bls_server.grpc_url)
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    vocab, positions = int(cfg["vocab_size"]), int(cfg["max_position_embeddings"])
+
+    def ints(name, array):
+        t = grpcclient.InferInput(name, list(array.shape), "INT64")
+        t.set_data_from_numpy(np.ascontiguousarray(array, np.int64))
+        return t
+
+    def rows(ids, mask=None):
+        ids = np.array(ids)
+        return [ints("input_ids", ids), ints("attention_mask", np.ones_like(ids) if mask is None else np.array(mask))]
+
+    good = [[0, 120, 130, 140, 2]]
+    alone = client.infer("spell_generate", rows(good)).as_numpy("output_ids")
+    text_alone = client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
+
+    def bad_call(inputs):
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("spell_generate", inputs)
+        return info.value
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        errors = [(pool.submit(bad_call, rows([[0, vocab + 3, 2]])), "input_ids"),
+                  (pool.submit(bad_call, rows([[0] + [120] * (positions + 4) + [2]])), "input_ids"),
+                  (pool.submit(bad_call, rows(good, [[1, 1, 9, 1, 1]])), "attention_mask")]
+        goods = [pool.submit(client.infer, "spell_generate", rows(good)) for _ in range(2)]
+        texts = [pool.submit(client.infer, "spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
+                 for _ in range(2)]
+        for future, name in errors:
+            err = future.result()
+            assert "INVALID_ARG" in str(err.status()) and name in err.message(), err.message()
+        for g in goods:
+            assert g.result().as_numpy("output_ids").tolist() == alone.tolist()
+        for t in texts:
+            assert t.result().as_numpy("CORRECTED").tolist() == text_alone.as_numpy("CORRECTED").tolist()
+
+
 def test_short_request_is_not_held_behind_a_long_batch(grpc_client, hf):
     """A one-query greedy request sent while a 32-query beam-8 batch decodes returns first, both equal to HF.
 

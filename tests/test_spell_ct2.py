@@ -144,7 +144,7 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
     from search_build.pipelines import build_pipeline
     from search_build.repository import write_repository
 
-    pipeline = build_pipeline("spell_correct")
+    pipeline = build_pipeline("spell_correct", fuse_text=False)
     spec = pipeline.model("spell_generate")
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
     from google.protobuf import json_format
@@ -155,7 +155,7 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
     model = adapter.TritonPythonModel()
     model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
                       "model_version": "1"})
-    assert model.decoder.mode == "ctranslate2"
+    assert model.decoding.decoder.mode == "ctranslate2"
 
     texts = ["metalica", "tayler swift love stroy", "beatels", "x"]
     requests, expected_params = [], []
@@ -178,6 +178,51 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
         assert got[:len(want)] == want and all(t == 1 for t in got[len(want):]), texts[i]
 
 
+def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(tmp_path, mocked_pb_utils):
+    """The CPU targets' one-stub spell stage (adapter spell_corrector): each good request of a mixed batch gets
+    what the in-process corrector (numpy loop over ONNX Runtime) gives it alone, guard switch and controls
+    included; bad text, controls or guard values fail their own request only."""
+    import json
+
+    from google.protobuf import json_format
+
+    from search_backends.spell_corrector import SpellCorrector
+    from search_build.configs import model_config
+    from search_build.pipelines import build_pipeline
+    from search_build.repository import write_repository
+
+    pipeline = build_pipeline("spell_correct")
+    spec = pipeline.model("spell_generate")
+    assert spec.adapter == "spell_corrector" and [m.name for m in pipeline.models] == ["spell_generate", "spell_correct"]
+    repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
+    config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
+    model = mocked_pb_utils.load_adapter("spell_corrector").TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
+                      "model_version": "1"})
+    oracle = SpellCorrector(repo / "spell_generate" / "1" / "spell_model", intra_op_threads=1)
+
+    def text(*values):
+        return np.array([[v.encode()] for v in values], dtype=np.object_)
+
+    good = [(text("tayler swift", "metalica enter sandman"), {}, True),
+            (text("beatels yesterday"), {"num_beams": 1}, False),
+            (text("classcal music for studdy"), {"num_beams": 3, "no_repeat_ngram_size": 2}, True),
+            (text("bohemain rapsody"), {"num_beams": 4, "early_stopping": "never"}, False)]
+    requests = [mocked_pb_utils.Request({"TEXT": values}, {**params, "guard": on}) for values, params, on in good]
+    bad = [(mocked_pb_utils.Request({"TEXT": text("   ")}), "TEXT"),
+           (mocked_pb_utils.Request({"TEXT": text("adele")}, {"num_beams": 99}), "num_beams"),
+           (mocked_pb_utils.Request({"TEXT": text("adele")}, {"guard": "maybe"}), "guard"),
+           (mocked_pb_utils.Request({"TEXT": np.array([[b"\xff"]], dtype=np.object_)}), "UTF-8")]
+    responses = model.execute([requests[0], bad[0][0], requests[1], bad[1][0], requests[2], bad[2][0],
+                               requests[3], bad[3][0]])
+    for response, (_, name) in zip(responses[1::2], bad):
+        assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and name in response.error.message
+    for response, (values, params, on) in zip(responses[0::2], good):
+        texts = [v[0].decode() for v in values]
+        got = [v[0].decode() for v in response.outputs["CORRECTED"]]
+        assert response.error is None and got == oracle.correct(texts, guard=on, **params), texts
+
+
 def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_utils):
     """An exception inside execute: each request gets a reference, the log gets the exception."""
     import json
@@ -188,7 +233,7 @@ def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_u
     from search_build.pipelines import build_pipeline
     from search_build.repository import write_repository
 
-    pipeline = build_pipeline("spell_correct")
+    pipeline = build_pipeline("spell_correct", fuse_text=False)
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
     config = json_format.MessageToDict(model_config(pipeline.model("spell_generate"), "local"),
                                        preserving_proto_field_name=True)
@@ -199,7 +244,7 @@ def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_u
     def broken(*_):
         raise RuntimeError("secret detail /srv/private/path")
 
-    model.decoder.decode = broken
+    model.decoding.decoder.decode = broken
     ids, mask = spell_inputs(["metalica"])
     responses = model.execute([mocked_pb_utils.Request({"input_ids": ids, "attention_mask": mask}, {})] * 2)
     for response in responses:

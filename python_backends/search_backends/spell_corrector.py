@@ -49,6 +49,28 @@ class OnnxSpellModel:
         return logits, present
 
 
+def correct_batch(codec: SpellTextCodec, decode, guard: SpellGuard | None, texts: Sequence[str],
+                  row_params: Sequence, use_guard: Sequence[bool]) -> list[str]:
+    """Texts -> corrected texts in one tokenizer call, one ``decode(ids, mask, row_params)`` call and one
+    detokenizer call, with per-row decoding settings and guard switches.
+
+    Shared by SpellCorrector and the local target's one-stub spell stage, so both apply the codec's rules the
+    same way as the tokenize -> generate -> detokenize ensemble. Rows whose normalised text is empty skip the
+    model and come back "".
+    """
+    prepared = codec.prepare(texts)
+    live = [i for i, (head, _) in enumerate(prepared) if head]
+    tokens: list[list[int]] = [[] for _ in texts]
+    if live:
+        ids, mask = codec.encode([prepared[i][0] for i in live])
+        for i, row in zip(live, decode(ids, mask, [row_params[i] for i in live])):
+            tokens[i] = row
+    heads = codec.decode_heads(tokens)
+    if guard is not None:
+        heads = [guard.apply(head, out) if on else out for (head, _), out, on in zip(prepared, heads, use_guard)]
+    return codec.join_tails(heads, [tail for _, tail in prepared])
+
+
 class SpellCorrector:
     """Batch spell correction. Per-call generation overrides (num_beams, max_new_tokens, ...) follow HF semantics."""
 
@@ -74,19 +96,12 @@ class SpellCorrector:
     def correct(self, texts: Sequence[str], guard: bool = True, **generation_overrides) -> list[str]:
         """Corrected texts; `guard=False` returns the raw model output (equal to HF generate)."""
         params = self.defaults.resolve(**generation_overrides)
-        splits = self.codec.prepare(texts)
-        heads = [(i, head) for i, (head, _) in enumerate(splits) if head]
-        tokens: list[list[int]] = [[] for _ in texts]
-        for start in range(0, len(heads), self.max_batch):
-            chunk = heads[start : start + self.max_batch]
-            ids, mask = self.codec.encode([head for _, head in chunk])
-            outputs = generate(self.model.encode, self.model.decode_step, ids, mask, [params] * len(chunk))
-            for (i, _), row in zip(chunk, outputs):
-                tokens[i] = row
-        corrected = self.codec.decode_heads(tokens)
-        if guard and self.guard is not None:
-            corrected = self.guard.apply_batch([head for head, _ in splits], corrected)
-        return self.codec.join_tails(corrected, [tail for _, tail in splits])
+        decode = lambda ids, mask, rows: generate(self.model.encode, self.model.decode_step, ids, mask, rows)  # noqa: E731
+        out: list[str] = []
+        for start in range(0, len(texts), self.max_batch):
+            chunk = list(texts[start : start + self.max_batch])
+            out += correct_batch(self.codec, decode, self.guard, chunk, [params] * len(chunk), [guard] * len(chunk))
+        return out
 
     def split_to_fit(self, query: str) -> tuple[str, str]:
         return self.codec.split_to_fit(query)

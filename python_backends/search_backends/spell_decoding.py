@@ -7,13 +7,20 @@ bls:         the numpy loop over other Triton models (``engines``, given by the 
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .spell_contract import ATTENTION_MASK, CT2_DIR, ENGINE_BLS, ENGINE_CT2, ENGINE_MODES, INPUT_IDS
-from .spell_generation import GenerationParams, generate
+from .spell_contract import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR, ENGINE_BLS,
+                             ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES, INPUT_IDS)
+from .engine_inputs import EngineInputRules
+from .generation_controls import ControlLimits, parse_controls
+from .model_parameters import int_parameter
+from .spell_generation import GenerationDefaults, GenerationParams, generate
+from .text_input import InputError
 
 Decode = Callable[[np.ndarray, np.ndarray, Sequence[GenerationParams]], list]
 
@@ -50,6 +57,50 @@ class SpellDecoder:
     def check(self, params: GenerationParams) -> None:
         if self.ct2 is not None:
             self.ct2.check(params)
+
+
+@dataclass
+class ServedDecoding:
+    """What a spell stub that decodes needs, from its model folder and config parameters: the engine, the
+    checkpoint's generation defaults, the per-request control limits and the rules for direct token input."""
+    decoder: SpellDecoder
+    defaults: GenerationDefaults
+    limits: ControlLimits
+    rules: EngineInputRules
+    pad_id: int
+
+    @classmethod
+    def from_parameters(cls, model_dir: str | Path, params: Mapping[str, str], *, threads: int = 0,
+                        bls_engines: Callable[[str, str, int], object] | None = None) -> "ServedDecoding":
+        model_dir = Path(model_dir)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        mode = params[ENGINE_MODE_PARAMETER]
+        engines = None
+        if mode == ENGINE_BLS:
+            if bls_engines is None:
+                raise ValueError("engine_mode 'bls' needs the adapter's BLS engines")
+            engines = bls_engines(params["encoder_model"], params["decoder_model"], int(config["decoder_layers"]))
+        decoder = SpellDecoder(mode, model_dir, threads=threads, engines=engines,
+                               compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
+                               device=params.get(CT2_DEVICE_PARAMETER, "cpu"))
+        limits = ControlLimits(max_num_beams=int_parameter(params, "max_num_beams", 8, minimum=1),
+                               max_new_tokens=int_parameter(params, "max_new_tokens_limit", 64, minimum=1))
+        # A direct caller's ids must fit the vocabulary and the model's positions (the codec's never exceed them).
+        rules = EngineInputRules(int(config["max_position_embeddings"]),
+                                 {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2)})
+        return cls(decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules,
+                   int(config.get("pad_token_id") or 0))
+
+    def request_params(self, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> GenerationParams:
+        """One request's decoding settings from its optional control inputs and request parameters (inputs
+        win), within the limits and what the engine can serve; anything else raises InputError naming it."""
+        overrides = parse_controls(inputs, parameters, self.limits)
+        try:
+            resolved = self.defaults.resolve(**overrides)
+            self.decoder.check(resolved)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return resolved
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:

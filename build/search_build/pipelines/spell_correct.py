@@ -1,8 +1,11 @@
 """``spell_correct``: misspelled query -> corrected query (music search), BART encoder-decoder.
 
+    triton-gpu (and any target with ``fuse_text=False``):
     TEXT --spell_tokenize--> input_ids, attention_mask, TAIL (words beyond the model limit)
          --spell_generate (greedy / beam search on the target's engine)--> output_ids
          --spell_detokenize (+ TAIL; the no-damage guard compares with SOURCE unless GUARD is false)--> CORRECTED
+    local / triton-cpu (the engine runs inside a Python stub, so the text stages join it: one hop):
+    TEXT --spell_generate (tokenize + decode + detokenize with the guard; adapter spell_corrector)--> CORRECTED
 
 Engine per target (measured, benchmarks/bench_spell_correct.py): CTranslate2 inside spell_generate on the CPU
 targets; on triton-gpu the loop over ``spell_encoder`` / ``spell_decoder`` (the two exported graphs as TensorRT
@@ -11,6 +14,7 @@ models exist only in ``bls`` mode: no target loads an engine nobody calls.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
@@ -97,11 +101,18 @@ def _generate_batching(engine_mode: str, queue: int) -> Batching:
 @register(ENSEMBLE)
 def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
                            engine_mode: str | None = None, generate_batching: Batching | None = None,
-                           bounded_queues: bool = False) -> Pipeline:
+                           bounded_queues: bool = False, fuse_text: bool | None = None) -> Pipeline:
     import json
 
     checkpoint = Path(checkpoint or DEFAULT_CHECKPOINT)
     engine_mode = engine_mode or default_engine_mode(target)
+    # The text stages join the decoding stub wherever that stub runs the engine itself: the separate tokenizer
+    # and detokenizer stubs cost two Python hops per request (with their copies), which at greedy concurrency 8
+    # was 0.54x in-process CTranslate2's throughput on 2 cores.
+    fuse = engine_mode != ENGINE_BLS if fuse_text is None else fuse_text
+    if fuse and engine_mode == ENGINE_BLS:
+        raise ValueError("fuse_text: engine_mode 'bls' decodes through other Triton models; use the three-stage "
+                         "ensemble (fuse_text=False)")
     engine_parameters = _engine_parameters(engine_mode, target, precision)
     config = json.loads((checkpoint / "config.json").read_text())
     layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
@@ -160,8 +171,16 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
                  **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
                  **{t.name: (256, heads, max_pos, head_dim) for t in cross}}),))
     controls = {t.name: t.name for t in CONTROLS}
+    text, corrected = TensorSpec(TEXT, "STRING", (1,)), TensorSpec(CORRECTED, "STRING", (1,))
+    if fuse:
+        fused = replace(generate, adapter="spell_corrector", inputs=(text, *CONTROLS, guard), outputs=(corrected,),
+                        ragged_inputs=False)
+        ensemble = Ensemble(ENSEMBLE, (text, *CONTROLS, guard), (corrected,),
+                            (Step(GENERATE, {TEXT: TEXT, **controls, GUARD_INPUT: GUARD_INPUT}, {CORRECTED: CORRECTED}),),
+                            max_batch_size=32)
+        return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (fused, ensemble), ENSEMBLE)
     ensemble = Ensemble(
-        ENSEMBLE, (TensorSpec(TEXT, "STRING", (1,)), *CONTROLS, guard), (TensorSpec(CORRECTED, "STRING", (1,)),),
+        ENSEMBLE, (text, *CONTROLS, guard), (corrected,),
         (Step(TOKENIZE, {TEXT: TEXT}, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, TAIL: TAIL,
                                            SOURCE: SOURCE}),
          Step(GENERATE, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, **controls},

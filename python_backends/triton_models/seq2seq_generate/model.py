@@ -13,14 +13,12 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from search_backends.engine_inputs import EngineInputRules
-from search_backends.generation_controls import CONTROL_INPUTS, ControlLimits, parse_controls
-from search_backends.spell_contract import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER,
-                                             ENGINE_BLS, ENGINE_MODE_PARAMETER, INPUT_IDS, OUTPUT_IDS, GraphNames)
-from search_backends.spell_decoding import SpellDecoder, pad_rows, request_rows_error
-from search_backends.spell_generation import GenerationDefaults
+from search_backends.generation_controls import CONTROL_INPUTS
+from search_backends.spell_contract import ATTENTION_MASK, INPUT_IDS, OUTPUT_IDS, GraphNames
+from search_backends.spell_decoding import ServedDecoding, pad_rows, request_rows_error
 from search_backends.text_input import InputError
-from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import (engine_threads, guarded, input_error_response, model_config, output_dtypes, parameters,
+                            respond, tensor_or_none, version_dir)
 
 
 class BlsEngines:
@@ -52,35 +50,10 @@ class BlsEngines:
 class TritonPythonModel:
     def initialize(self, args):
         config = model_config(args)
-        params = parameters(config)
         self.dtypes = output_dtypes(config)
-        model_dir = version_dir(args) / params.get("model_dir", "spell_model")
-        self.defaults = GenerationDefaults.from_model_dir(model_dir)
-        model_cfg = json.loads((model_dir / "config.json").read_text())
-        self.pad_id = int(model_cfg.get("pad_token_id") or 0)
-        # A direct caller's ids must fit the vocabulary and the model's positions (spell_tokenize's never exceed them).
-        self.rules = EngineInputRules(int(model_cfg["max_position_embeddings"]),
-                                      {INPUT_IDS: (0, int(model_cfg["vocab_size"])), ATTENTION_MASK: (0, 2)})
-        self.limits = ControlLimits(max_num_beams=int(params.get("max_num_beams", 8)),
-                                    max_new_tokens=int(params.get("max_new_tokens_limit", 64)))
-        mode = params[ENGINE_MODE_PARAMETER]
-        engines = None
-        if mode == ENGINE_BLS:
-            engines = BlsEngines(params["encoder_model"], params["decoder_model"], int(model_cfg["decoder_layers"]))
-        self.decoder = SpellDecoder(mode, model_dir, threads=engine_threads(config), engines=engines,
-                                    compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
-                                    device=params.get(CT2_DEVICE_PARAMETER, "cpu"))
-
-    def _request_params(self, request):
-        inputs = {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}
-        request_parameters = json.loads(request.parameters() or "{}")
-        overrides = parse_controls(inputs, request_parameters, self.limits)
-        try:
-            resolved = self.defaults.resolve(**overrides)
-            self.decoder.check(resolved)
-            return resolved
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        params = parameters(config)
+        self.decoding = ServedDecoding.from_parameters(version_dir(args) / params.get("model_dir", "spell_model"),
+                                                       params, threads=engine_threads(config), bls_engines=BlsEngines)
 
     @guarded
     def execute(self, requests):
@@ -88,18 +61,14 @@ class TritonPythonModel:
         ids_rows, mask_rows, row_params, spans = [], [], [], []
         for i, request in enumerate(requests):
             try:
-                params = self._request_params(request)
-            except InputError as exc:
-                responses[i] = input_error_response(str(exc))
-                continue
-            ids = tensor_or_none(request, INPUT_IDS).astype(np.int64)
-            mask = tensor_or_none(request, ATTENTION_MASK).astype(np.int64)
-            problem = request_rows_error(ids, mask)
-            if problem:
-                responses[i] = input_error_response(problem)
-                continue
-            try:
-                self.rules.check({INPUT_IDS: ids, ATTENTION_MASK: mask})
+                params = self.decoding.request_params({name: tensor_or_none(request, name) for name in CONTROL_INPUTS},
+                                                      json.loads(request.parameters() or "{}"))
+                ids = tensor_or_none(request, INPUT_IDS).astype(np.int64)
+                mask = tensor_or_none(request, ATTENTION_MASK).astype(np.int64)
+                problem = request_rows_error(ids, mask)
+                if problem:
+                    raise InputError(problem)
+                self.decoding.rules.check({INPUT_IDS: ids, ATTENTION_MASK: mask})
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue
@@ -108,7 +77,8 @@ class TritonPythonModel:
             mask_rows.extend(mask)
             row_params.extend([params] * len(ids))
         if ids_rows:  # every request of the batch in one decoding call
-            outputs = self.decoder.decode(pad_rows(ids_rows, self.pad_id), pad_rows(mask_rows, 0), row_params)
+            pad_id = self.decoding.pad_id
+            outputs = self.decoding.decoder.decode(pad_rows(ids_rows, pad_id), pad_rows(mask_rows, 0), row_params)
             for i, start, stop in spans:
-                responses[i] = respond({OUTPUT_IDS: pad_rows(outputs[start:stop], self.pad_id)}, self.dtypes)
+                responses[i] = respond({OUTPUT_IDS: pad_rows(outputs[start:stop], pad_id)}, self.dtypes)
         return responses

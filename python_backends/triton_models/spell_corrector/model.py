@@ -1,0 +1,59 @@
+"""Triton adapter: query text -> corrected text in one stub (the CPU targets' spell stage, engine in-process).
+
+Tokenization, decoding and detokenization with the no-damage guard run for the whole Triton batch in one call
+(search_backends.spell_corrector.correct_batch), with each request's decoding controls and guard switch. The
+same work as the tokenize -> generate -> detokenize ensemble, without two Python hops and their copies.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from search_backends.generation_controls import CONTROL_INPUTS
+from search_backends.spell_codec import SpellTextCodec
+from search_backends.spell_contract import CORRECTED, GUARD_INPUT, TEXT
+from search_backends.spell_corrector import correct_batch
+from search_backends.spell_decoding import ServedDecoding
+from search_backends.spell_guard import SpellGuard, guard_switch
+from search_backends.text_input import InputError
+from triton_helpers import (engine_threads, gather_texts, guarded, input_error_response, model_config, output_dtypes,
+                            parameters, respond, tensor_or_none, utf8, version_dir)
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config(args)
+        params = parameters(config)
+        self.dtypes = output_dtypes(config)
+        model_dir = version_dir(args) / params.get("model_dir", "spell_model")
+        self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(config))
+        self.codec = SpellTextCodec(model_dir)
+        self.guard = SpellGuard.from_model_dir(model_dir)
+
+    @guarded
+    def execute(self, requests):
+        texts, spans, responses = gather_texts(requests, TEXT)
+        row_params, switches, kept = [], [], []
+        for i, start, stop in spans:
+            request = requests[i]
+            try:
+                request_parameters = json.loads(request.parameters() or "{}")
+                params = self.decoding.request_params(
+                    {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}, request_parameters)
+                switch = guard_switch(tensor_or_none(request, GUARD_INPUT), request_parameters)
+            except InputError as exc:
+                responses[i] = input_error_response(str(exc))
+                continue
+            kept.append((i, start, stop))
+            row_params += [params] * (stop - start)
+            switches += [switch] * (stop - start)
+        rows = [t for _, start, stop in kept for t in texts[start:stop]]
+        if rows:  # one tokenizer, decoder and detokenizer call for every kept request of the batch
+            corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
+            offset = 0
+            for i, start, stop in kept:
+                n = stop - start
+                responses[i] = respond({CORRECTED: utf8(np.array(corrected[offset:offset + n])).reshape(n, 1)},
+                                       self.dtypes)
+                offset += n
+        return responses
