@@ -14,7 +14,10 @@ from search_backends.engine_inputs import EngineInputRules
 from search_backends.text_input import InputError
 from search_build.pipelines import build_pipeline
 
-ENGINES = {"query_embedding": "query_embedding_encoder", "query_intent": "product_encoder"}
+ENGINES = {"query_embedding": "query_embedding_encoder", "product_duplicate": "product_encoder"}
+# One entry request per pipeline, and the output compared (batched with bad direct calls vs alone).
+ENTRY_TEXT = {"query_embedding": ({"TEXT": "lofi beats"}, "EMBEDDING"),
+              "product_duplicate": ({"A_TITLE": "usb c cable 2m", "B_TITLE": "usb-c cable, 2 m"}, "SCORE")}
 
 
 def test_rules_round_trip_and_check():
@@ -63,8 +66,13 @@ def test_direct_bad_engine_requests_fail_alone(grpc_client, pipeline):
     bad = [(feed(np.array([[101, vocab + 5, 102]])), "input_ids"),
            (feed(np.full((1, engine.max_sequence_length + 8), 1000)), "input_ids"),
            (feed(good_ids, np.array([[1, 1, 7, 1]])), "attention_mask")]
+    fields, out = ENTRY_TEXT[pipeline]
+
+    def entry_inputs():
+        return [string_input(grpcclient, name, [value]) for name, value in fields.items()]
+
     alone = grpc_client.infer(ENGINES[pipeline], feed(good_ids)).as_numpy(engine.outputs[0].name)
-    entry_alone = grpc_client.infer(pipeline, [string_input(grpcclient, "TEXT", ["lofi beats"])])
+    entry_alone = grpc_client.infer(pipeline, entry_inputs())
 
     def bad_call(inputs):
         with pytest.raises(InferenceServerException) as info:
@@ -74,13 +82,11 @@ def test_direct_bad_engine_requests_fail_alone(grpc_client, pipeline):
     with cf.ThreadPoolExecutor(8) as pool:
         errors = [(pool.submit(bad_call, inputs), name) for inputs, name in bad]
         goods = [pool.submit(grpc_client.infer, ENGINES[pipeline], feed(good_ids)) for _ in range(3)]
-        entries = [pool.submit(grpc_client.infer, pipeline, [string_input(grpcclient, "TEXT", ["lofi beats"])])
-                   for _ in range(3)]
+        entries = [pool.submit(grpc_client.infer, pipeline, entry_inputs()) for _ in range(3)]
         for future, name in errors:
             err = future.result()
             assert "INVALID_ARG" in str(err.status()) and name in err.message(), err.message()
         for g in goods:
             np.testing.assert_allclose(g.result().as_numpy(engine.outputs[0].name), alone, atol=1e-5)
-        out = "EMBEDDING" if pipeline == "query_embedding" else "PROBABILITIES"
         for e in entries:
             np.testing.assert_allclose(e.result().as_numpy(out), entry_alone.as_numpy(out), atol=1e-5)

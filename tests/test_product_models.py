@@ -280,3 +280,48 @@ def test_heldout_accuracy_through_onnx(heldout_parity):
     assert min(c["recall"] for c in intent["per_class"].values()) >= 0.90, intent
     assert duplicate["accuracy"] >= DUPLICATE_MIN_ACCURACY, duplicate
     assert duplicate["roc_auc"] >= DUPLICATE_MIN_AUC, duplicate
+
+
+def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_path, mocked_pb_utils):
+    """The local target's query_intent_encoder (tokenizer + encoder graph + intent head in one stub): every good
+    request of a mixed batch gets the in-process ONNX models' answer with its own TOP_K; a bad TOP_K or text
+    fails alone."""
+    import json
+
+    from google.protobuf import json_format
+
+    from search_backends.product_onnx import ProductOnnxModels
+    from search_build.configs import model_config
+    from search_build.pipelines import build_pipeline
+    from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, INTENT_ENCODER, exported_models
+    from search_build.repository import served_model, write_repository
+
+    pipeline = build_pipeline("query_intent", precision="fp32")
+    assert [m.name for m in pipeline.models] == [INTENT_ENCODER, "query_intent"]
+    repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
+    spec = served_model(pipeline.model(INTENT_ENCODER), repo)
+    config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
+    assert [i["name"] for i in config["input"]] == ["TEXT", "TOP_K"]
+    model = mocked_pb_utils.load_adapter("text_encoder").TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / INTENT_ENCODER),
+                      "model_version": "1"})
+    oracle = ProductOnnxModels(exported_models(DEFAULT_CHECKPOINT), intra_op_threads=1)
+
+    def request(texts, top_k=None):
+        inputs = {"TEXT": np.array([[t.encode()] for t in texts], dtype=np.object_)}
+        if top_k is not None:
+            inputs["TOP_K"] = np.array([[top_k]] * len(texts), dtype=np.int32)
+        return mocked_pb_utils.Request(inputs)
+
+    good = [(["how do i reset my password", "red running shoes"], None), (["cheap flights to rome"], 1),
+            (["return my order", "iphone 15 case", "track parcel"], 4)]
+    bad = [(request(["track parcel"], 0), "TOP_K"), (request(["  "]), "TEXT")]
+    responses = model.execute([request(*good[0]), bad[0][0], request(*good[1]), bad[1][0], request(*good[2])])
+    for response, (_, field) in zip((responses[1], responses[3]), bad):
+        assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and field in response.error.message
+    for response, (texts, k) in zip((responses[0], responses[2], responses[4]), good):
+        want = oracle.classify_queries(texts, top_k=k or 3)
+        assert response.error is None
+        assert np.abs(response.outputs["PROBABILITIES"] - want.probabilities).max() < 1e-4
+        assert [v[0].decode() for v in response.outputs["LABEL"]] == list(want.labels)
+        assert response.outputs["TOP_LABELS"].shape == (len(texts), k or 3)

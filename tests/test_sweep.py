@@ -346,7 +346,7 @@ def test_bls_composing_models_come_from_the_spec(tmp_path):
 
 
 def test_applying_a_shared_model_names_the_other_pipelines():
-    shared = sweep.shared_models(build_pipeline("query_intent"), ["product_encoder", "query_intent_head"])
+    shared = sweep.shared_models(build_pipeline("query_intent", fuse_text=False), ["product_encoder", "query_intent_head"])
     assert shared == {"product_encoder": ["product_duplicate"]}
     assert sweep.shared_models(build_pipeline("query_embedding"), ["query_embedding_encoder"]) == {}
 
@@ -386,7 +386,11 @@ def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
     assert sweep.keep_request_rows(sweep.Candidate("d", sweep.tuned_batching(base)), base).name == "d"
 
 
-def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_path, capsys):
+def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_path, capsys, monkeypatch):
+    # On triton-cpu/gpu both product ensembles serve the one product_encoder (on local, query_intent has its own
+    # fused copy, so nothing is shared there): the sharing those targets have.
+    monkeypatch.setattr(sweep, "shared_models", lambda base, models: {"product_encoder": ["query_intent"]}
+                        if base.name == "product_duplicate" else {"product_encoder": ["product_duplicate"]})
     intent_choice = {"product_encoder": {"instance_count": 1, "max_batch_size": 64, "max_queue_delay_us": 0,
                                          "preferred_batch_sizes": []}}
     overrides = save_overrides(tmp_path / "overrides.json", intent_choice, source={"query_intent": {"candidate": "d0"}})
@@ -397,7 +401,7 @@ def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_pat
     (clash,) = sweep.tuning_conflicts(duplicate, other, overrides)
     assert "product_encoder was tuned for query_intent" in clash and "x2 b64 p4 d0" in clash
     # re-tuning the pipeline that owns the setting is no conflict
-    assert sweep.tuning_conflicts(build_pipeline("query_intent"), other, overrides) == []
+    assert sweep.tuning_conflicts(build_pipeline("query_intent", fuse_text=False), other, overrides) == []
 
     repo = _repo_with_configs(duplicate, tmp_path / "repo")
     before = (repo / "product_encoder" / "config.pbtxt").read_text()
@@ -417,7 +421,7 @@ def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_pat
 def test_engine_entries_apply_only_to_their_engine():
     from search_build.batching_overrides import apply_batching, stale_entries
 
-    base = build_pipeline("query_intent", engine="openvino", precision="fp32")
+    base = build_pipeline("query_intent", engine="openvino", precision="fp32", fuse_text=False)
     legacy = {"product_encoder": {"max_batch_size": 8}, "query_intent_head": {"max_batch_size": 16}}
     assert set(stale_entries(base, legacy, engine_from_overrides=True)) == {"product_encoder"}
     applied = apply_batching(base, legacy)  # programmatic use applies batching-only entries as given
@@ -448,7 +452,7 @@ def test_engine_variants_are_gated(tmp_path):
 
     if not openvino_available():
         pytest.skip("openvino not installed")
-    base = build_pipeline("query_intent", engine="openvino", precision="fp32")
+    base = build_pipeline("query_intent", engine="openvino", precision="fp32", fuse_text=False)
     repo = write_repository([base], tmp_path / "repo", "local", progress=lambda _: None)
     messages = []
     variants = sweep.engine_variants(base, repo, messages.append)
@@ -467,11 +471,11 @@ def test_build_skips_overrides_tuned_on_another_engine(tmp_path, capsys):
     path = tmp_path / "batching.json"
     path.write_text(json.dumps({"models": {
         "product_encoder": {"max_batch_size": 8},  # written before engines were recorded: ONNX Runtime FP32
-        "query_intent_head": {"max_batch_size": 16}}}))
-    assert main(["build", "--pipelines", "query_intent", "--batching-overrides", str(path),
+        "product_duplicate_head": {"max_batch_size": 16}}}))
+    assert main(["build", "--pipelines", "product_duplicate", "--batching-overrides", str(path),
                  "--out", str(tmp_path / "repo")]) == 0
     out = capsys.readouterr().out
     assert "batching of product_encoder" in out and "re-run `searchbar sweep`" in out
     encoder = (tmp_path / "repo" / "product_encoder" / "config.pbtxt").read_text()
-    head = (tmp_path / "repo" / "query_intent_head" / "config.pbtxt").read_text()
+    head = (tmp_path / "repo" / "product_duplicate_head" / "config.pbtxt").read_text()
     assert "max_batch_size: 64" in encoder and "max_batch_size: 16" in head

@@ -63,7 +63,7 @@ def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
             if target == "triton-cpu":
                 assert not (repo / m.name / "1" / "model.py").exists()
             if m.tokenizer is not None and target == "local":  # fused: TEXT in, the stub tokenizes for the graph
-                assert [t.name for t in cfg.input] == [m.tokenizer.text_input.name]
+                assert [t.name for t in cfg.input] == [m.tokenizer.text_input.name, *(t.name for t in (m.head.inputs if m.head else ()))]
                 assert (repo / m.name / "1" / m.tokenizer.artifact.dest / "tokenizer.json").exists()
                 graph = onnx.load(str(repo / m.name / "1" / "model.onnx"), load_external_data=False).graph
                 assert [v.name for v in graph.input] == [t.name for t in m.inputs]

@@ -75,7 +75,8 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         _param(cfg, "pad_values", ",".join(f"{k}={v}" for k, v in m.pad_values.items()))
         if m.tokenizer is not None:
             for key, value in {**m.tokenizer.parameters, "tokenizer_dir": m.tokenizer.artifact.dest,
-                               "text_input": m.tokenizer.text_input.name}.items():
+                               "text_input": m.tokenizer.text_input.name,
+                               **(m.head.parameters if m.head is not None else {})}.items():
                 _param(cfg, key, value)
         elif m.max_sequence_length or m.value_ranges:
             from search_backends.engine_inputs import EngineInputRules
@@ -101,9 +102,11 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
     else:
         cfg = mc.ModelConfig(name=m.name, platform="tensorrt_plan", default_model_filename=ENGINE_FILES[target])
         kind, ragged = mc.ModelInstanceGroup.KIND_GPU, False
-    inputs = (m.tokenizer.text_input,) if target == "local" and m.tokenizer is not None else m.inputs
+    fused = target == "local" and m.tokenizer is not None
+    inputs = ((m.tokenizer.text_input, *(m.head.inputs if m.head is not None else ())) if fused else m.inputs)
+    outputs = m.head.outputs if fused and m.head is not None else m.outputs
     cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged and m.tokenizer is None, target=target) for t in inputs)
-    cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
+    cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in outputs)
     _apply_batching(cfg, m.batching, kind=kind)
     if target == "triton-gpu" and m.profiles:
         # One engine profile per instance group entry keeps instances on the shapes they were built for.

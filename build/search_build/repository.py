@@ -114,6 +114,8 @@ def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_
             _copy_adapter("text_encoder" if model.tokenizer is not None else "onnx_runner", version_dir)
             if model.tokenizer is not None:
                 materialize(model.tokenizer.artifact, version_dir / model.tokenizer.artifact.dest)
+                for artifact in model.head.artifacts if model.head is not None else ():
+                    materialize(artifact, version_dir / artifact.dest)
         elif target == "triton-cpu" and model.engine == ENGINE_OPENVINO:
             _to_openvino_ir(onnx_path, version_dir / OPENVINO_IR_FILE)
         elif target == "triton-gpu" and not configs_only:

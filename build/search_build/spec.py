@@ -94,6 +94,17 @@ class FusedTokenizer:
 
 
 @dataclass(frozen=True)
+class FusedHead:
+    """The intent head run on a fused engine's pooled output in the same stub (local target, with a FusedTokenizer):
+    text in, the head's answers out, one Python hop instead of three. ``inputs`` are the head's optional request
+    inputs (TOP_K), ``outputs`` replace the engine's in the served config."""
+    inputs: tuple["TensorSpec", ...]
+    outputs: tuple["TensorSpec", ...]
+    artifacts: tuple[Artifact, ...]    # the head graph and its labels, placed in the version folder
+    parameters: dict[str, str] = field(default_factory=dict)   # head_file, labels_file, top_k
+
+
+@dataclass(frozen=True)
 class OptimizationProfile:
     """TensorRT shape range per input (including the batch dimension)."""
     min: dict[str, tuple[int, ...]]
@@ -136,6 +147,7 @@ class EngineModel:
     parity_probe: Callable[[str, dict], dict] | None = field(default=None, compare=False)
     # Set by factories for the local target only (see FusedTokenizer); the graph itself still takes ids.
     tokenizer: FusedTokenizer | None = None
+    head: FusedHead | None = None      # only with ``tokenizer``: what the fused stub answers instead of the graph's outputs
 
 
 @dataclass(frozen=True)

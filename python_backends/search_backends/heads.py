@@ -38,6 +38,12 @@ class IntentPredictions:
     top_labels: np.ndarray     # object [B, k], best first
     top_probabilities: np.ndarray  # float32 [B, k]
 
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The served intent outputs (labels as UTF-8 bytes), by tensor name."""
+        encode = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
+        return {"LABEL": encode(self.labels).reshape(-1, 1), "PROBABILITIES": self.probabilities,
+                "TOP_LABELS": encode(self.top_labels), "TOP_PROBABILITIES": self.top_probabilities}
+
 
 def classify(logits: np.ndarray, id2label: Mapping[int | str, str] | Sequence[str], top_k: int = 1
              ) -> IntentPredictions:
@@ -64,3 +70,41 @@ def duplicate_probability(logits: np.ndarray) -> np.ndarray:
     if x.ndim == 2 and x.shape[1] == 2:
         return softmax(x)[:, 1]
     raise ValueError(f"expected duplicate logits [B], [B, 1] or [B, 2], got {list(x.shape)}")
+
+
+class IntentHead:
+    """The intent head graph over pooled embeddings, with per-request top-k (the query_intent_head model and the
+    local target's fused query_intent_encoder share it)."""
+
+    def __init__(self, head_path, labels_path, default_top_k: int = 3):
+        import json
+
+        from .onnx_runner import make_session
+
+        self.session = make_session(head_path, intra_op_threads=1)
+        self.input_name = self.session.get_inputs()[0].name
+        with open(labels_path, encoding="utf-8") as f:
+            self.id2label = json.load(f)
+        self.num_labels = len(self.id2label)
+        if not 1 <= default_top_k <= self.num_labels:
+            raise ValueError(f"top_k must be between 1 and {self.num_labels}, got {default_top_k}")
+        self.default_top_k = default_top_k
+
+    def top_k(self, value) -> int:
+        """A request's TOP_K (None: the default), or InputError naming the field."""
+        from .text_input import InputError
+
+        if value is None:
+            return self.default_top_k
+        values = np.asarray(value).reshape(-1)
+        if values.size == 0 or values.dtype.kind not in "iu":
+            raise InputError(f"TOP_K must be one integer, got {values.tolist()!r}")
+        k = int(values[0])
+        if not 1 <= k <= self.num_labels:
+            raise InputError(f"TOP_K must be between 1 and {self.num_labels}, got {k}")
+        return k
+
+    def predict(self, pooled: np.ndarray, spans: Sequence[tuple[int, int, int]]) -> list[IntentPredictions]:
+        """One head call for the whole batch; ``spans`` are (start, stop, k) rows per request."""
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(pooled, dtype=np.float32)})[0]
+        return [classify(logits[start:stop], self.id2label, top_k=k) for start, stop, k in spans]

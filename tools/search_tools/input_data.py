@@ -25,7 +25,7 @@ def _with(rows: Iterator[dict], controls: dict) -> Iterator[dict]:
 def _intent_controls() -> dict[str, int]:
     from search_build.pipelines import build_pipeline
 
-    head = build_pipeline("query_intent").model("query_intent_head")
+    head = build_pipeline("query_intent", fuse_text=False).model("query_intent_head")  # the default either way
     return {"TOP_K": int(head.parameters["top_k"])}
 
 

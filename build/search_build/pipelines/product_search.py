@@ -2,23 +2,28 @@
 
     query_intent:      TEXT --query_intent_tokenize--> ids --product_encoder--> pooled_embedding
                             --query_intent_head--> LABEL, PROBABILITIES, TOP_LABELS, TOP_PROBABILITIES
+                       local target: TEXT --query_intent_encoder (tokenizer + the same encoder graph + the intent
+                            head in one stub)--> the same outputs. Its own copy of the backbone also keeps the
+                            real-time path out of the duplicate batch job's queue.
     product_duplicate: A_/B_ TYPE, TITLE, DESCRIPTION --product_pair_tokenize--> ids (one cross-encoder
                             sequence) --product_encoder--> pooled_embedding --product_duplicate_head--> SCORE
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
-from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
-                    Target, TensorSpec)
+from ..spec import (Artifact, Batching, EngineModel, Ensemble, FusedHead, FusedTokenizer, OptimizationProfile,
+                    Pipeline, PythonModel, Step, Target, TensorSpec)
 from . import register
 from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "product_heads"
 ENCODER = "product_encoder"
 INTENT_TOKENIZE, INTENT_HEAD, INTENT = "query_intent_tokenize", "query_intent_head", "query_intent"
+INTENT_ENCODER = "query_intent_encoder"  # the local target's fused tokenizer + encoder + head
 PAIR_TOKENIZE, DUPLICATE_HEAD, DUPLICATE = "product_pair_tokenize", "product_duplicate_head", "product_duplicate"
 FIELDS = ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION")
 IDS = ("input_ids", "attention_mask", "token_type_ids")
@@ -138,7 +143,8 @@ def _hidden_and_lengths(config: dict) -> tuple[int, int, int]:
 @register(INTENT)
 def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
                           top_k: int = 3, bounded_queues: bool = False,
-                          tokenizer_batching: Batching | None = None) -> Pipeline:
+                          tokenizer_batching: Batching | None = None, encoder_batching: Batching | None = None,
+                          fuse_text: bool | None = None) -> Pipeline:
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
     num_classes = len(config["intent"]["id2label"])
@@ -157,16 +163,32 @@ def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Targe
         parameters={"head_file": "head.onnx", "labels_file": "labels.json", "top_k": str(min(top_k, num_classes))},
         artifacts=(Artifact("head.onnx", _from_export(checkpoint, ("query_intent_head.onnx",))),
                    Artifact("labels.json", _labels(checkpoint))))
+    text, top_k_input = TensorSpec("TEXT", "STRING", (1,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)
+    encoder = _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues)
+    fuse = target == "local" if fuse_text is None else fuse_text
+    if fuse:
+        if target != "local":
+            raise ValueError("fuse_text: only the local target runs its engines in Python stubs")
+        # The entry stage: no queue delay (batches form while the instance is busy) and the engine's queue bound.
+        fused = replace(encoder, name=INTENT_ENCODER, max_sequence_length=0, value_ranges={},
+                        batching=encoder_batching or Batching(
+                            max_batch_size=64, max_queue_delay_us=0,
+                            max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
+                        tokenizer=FusedTokenizer(text, tokenize.artifacts[0],
+                                                 {k: tokenize.parameters[k] for k in ("max_length", "pad_to_multiple_of")}),
+                        head=FusedHead((top_k_input,), head.outputs, head.artifacts, dict(head.parameters)))
+        ensemble = Ensemble(INTENT, (text, top_k_input), head.outputs,
+                            (Step(INTENT_ENCODER, {"TEXT": "TEXT", "TOP_K": "TOP_K"},
+                                  {t.name: t.name for t in head.outputs}),))
+        return Pipeline(INTENT, "query -> intent label and probabilities", (fused, ensemble), INTENT)
     ensemble = Ensemble(
-        INTENT, (TensorSpec("TEXT", "STRING", (1,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)),
+        INTENT, (text, top_k_input),
         head.outputs,
         (Step(INTENT_TOKENIZE, {"TEXT": "TEXT"}, {n: n for n in IDS}),
          Step(ENCODER, {n: n for n in IDS}, {"pooled_embedding": "pooled_embedding"}),
          Step(INTENT_HEAD, {"pooled_embedding": "pooled_embedding", "TOP_K": "TOP_K"},
               {t.name: t.name for t in head.outputs})))
-    return Pipeline(INTENT, "query -> intent label and probabilities",
-                    (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
-                    INTENT)
+    return Pipeline(INTENT, "query -> intent label and probabilities", (tokenize, encoder, head, ensemble), INTENT)
 
 
 @register(DUPLICATE)
