@@ -67,7 +67,7 @@ def correct_batch(codec: SpellTextCodec, decode, guard: SpellGuard | None, texts
             tokens[i] = row
     heads = codec.decode_heads(tokens)
     if guard is not None:
-        heads = [guard.apply(head, out) if on else out for (head, _), out, on in zip(prepared, heads, use_guard)]
+        heads = guard.apply_where([head for head, _ in prepared], heads, use_guard)
     return codec.join_tails(heads, [tail for _, tail in prepared])
 
 

@@ -262,6 +262,10 @@ class SpellGuard:
     def apply_batch(self, sources: Sequence[str], corrected: Sequence[str]) -> list[str]:
         return [self.apply(s, c) for s, c in zip(sources, corrected)]
 
+    def apply_where(self, sources: Sequence[str], corrected: Sequence[str], switches: Sequence[bool]) -> list[str]:
+        """:meth:`apply` on the rows whose request switched the guard on; the others as the model wrote them."""
+        return [self.apply(s, c) if on else c for s, c, on in zip(sources, corrected, switches)]
+
 
 def guard_switch(value, parameters: dict) -> bool:
     """Whether the guard runs for one request: the GUARD input wins over the "guard" parameter; default on."""

@@ -44,7 +44,7 @@ class TritonPythonModel:
             use_guard.extend([switch] * len(ids))
         heads = self.codec.decode_heads(rows)  # one batch decode; pad/special tokens are skipped
         if self.guard is not None:
-            heads = [self.guard.apply(src, head) if on else head for src, head, on in zip(sources, heads, use_guard)]
+            heads = self.guard.apply_where(sources, heads, use_guard)
         texts = self.codec.join_tails(heads, tails)
         for i, start, stop in spans:
             out = np.array([[t.encode("utf-8")] for t in texts[start:stop]], dtype=np.object_)
