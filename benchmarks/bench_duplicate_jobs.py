@@ -21,8 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_models  # noqa: E402
-from search_build.product_data import make_product_pair_splits  # noqa: E402
-from search_build.repository import write_repository  # noqa: E402
+from search_build.training.product_data import make_product_pair_splits  # noqa: E402
+from search_build.repository.writer import write_repository  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ def main() -> None:
 
         pairs = tmp / "pairs.parquet"
         pq.write_table(pa.table({k: [r[k] for r in rows] for k in rows[0]}), pairs, row_group_size=1000)
-        single = [py, "-m", "search_tools.batch_score", str(pairs)]
-        spark = [py, "-m", "search_tools.spark_score", str(pairs)]
+        single = [py, "-m", "search_tools.cli", "score", str(pairs)]
+        spark = [py, "-m", "search_tools.cli", "score-spark", str(pairs)]
         results["single-machine job, in-process ONNX Runtime"] = timed(
             single + [str(tmp / "a.csv"), "--onnx-dir", str(export_dir), "--rows-per-request", "32", "--in-flight", "2",
                       "--no-progress"])

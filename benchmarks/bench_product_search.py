@@ -26,10 +26,10 @@ from tqdm import tqdm  # noqa: E402
 from search_backends.product_onnx import ProductOnnxModels  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_models  # noqa: E402
-from search_build.product_data import make_intent_splits, make_product_pair_splits  # noqa: E402
-from search_build.product_multitask import load_product_model  # noqa: E402
-from search_build.repository import write_repository  # noqa: E402
-from search_tools import batch_score  # noqa: E402
+from search_build.training.product_data import make_intent_splits, make_product_pair_splits  # noqa: E402
+from search_build.training.product_multitask import load_product_model  # noqa: E402
+from search_build.repository.writer import write_repository  # noqa: E402
+from search_tools import cli  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
                                time_batches)
 from search_tools.server import TritonServer  # noqa: E402
@@ -41,13 +41,13 @@ NOISY_MACHINE_FLAGS = ("--stability-percentage", "1000", "--max-trials", "3")
 
 
 def run_batch_job(argv: list[str]) -> float:
-    """The real offline job (search_tools.batch_score), as users run it; returns its rows/s."""
+    """The real offline job (`searchbar score`), as users run it; returns its rows/s."""
     import contextlib
     import io
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        batch_score.main(argv)
+        cli.main(["score", *argv])
     return float(json.loads(printed.getvalue().strip().splitlines()[-1])["rows_per_second"])
 
 

@@ -30,8 +30,8 @@ from search_backends.graph_engines import open_engine  # noqa: E402
 from search_backends.tokenization import BatchTokenizer  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.query_embedding import ENCODER  # noqa: E402
-from search_build.repository import served_model, write_repository  # noqa: E402
-from search_build.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
+from search_build.repository.writer import served_model, write_repository  # noqa: E402
+from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, plot_latency_throughput,  # noqa: E402
                                run_perf_analyzer, time_batches, write_input_data)
 from search_tools.sample_queries import MUSIC_QUERIES  # noqa: E402

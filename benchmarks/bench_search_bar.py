@@ -30,13 +30,13 @@ import numpy as np  # noqa: E402
 import tritonclient.grpc as grpcclient  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from search_backends import catalog_contract as C  # noqa: E402
+from search_backends.contracts import search_bar as C  # noqa: E402
 from search_backends.catalog_index import FaissCatalog  # noqa: E402
-from search_build.catalog_build import CatalogEmbedder, IndexSettings, embed_items, write_catalog  # noqa: E402
-from search_build.catalog_items import demo_catalog, read_catalog  # noqa: E402
+from search_build.catalog.indexing import CatalogEmbedder, IndexSettings, embed_items, write_catalog  # noqa: E402
+from search_build.catalog.items import demo_catalog, read_catalog  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
-from search_build.repository import write_repository  # noqa: E402
-from search_build.spell_data import read_pairs  # noqa: E402
+from search_build.repository.writer import write_repository  # noqa: E402
+from search_build.training.spell_data import read_pairs  # noqa: E402
 from search_tools.perf import format_table, run_perf_analyzer, write_input_data  # noqa: E402
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402

@@ -43,11 +43,12 @@ from tqdm import tqdm  # noqa: E402
 
 from search_backends.spell_codec import SpellTextCodec  # noqa: E402
 from search_backends.spell_corrector import SpellCorrector  # noqa: E402
-from search_build.spell_ct2 import converted_model  # noqa: E402
-from search_backends.spell_contract import ENGINE_MODES, GUARD_INPUT  # noqa: E402
+from search_build.export.spell_ct2 import converted_model  # noqa: E402
+from search_backends.contracts.spell_correct import (ENGINE_MODES, GUARD_INPUT, GUARD_PARAMETER, NUM_BEAMS,  # noqa: E402
+                                                     SPELL_CORRECT, TEXT)
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
-from search_build.repository import write_repository  # noqa: E402
+from search_build.repository.writer import write_repository  # noqa: E402
 from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, run_perf_analyzer, time_batches,  # noqa: E402
                                write_input_data)
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES as QUERIES  # noqa: E402
@@ -135,11 +136,11 @@ def triton_correct(url: str, texts, num_beams: int) -> list[str]:
     client = grpcclient.InferenceServerClient(url)
     out = []
     for text in texts:
-        data = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+        data = grpcclient.InferInput(TEXT, [1, 1], "BYTES")
         data.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
-        beams = grpcclient.InferInput("NUM_BEAMS", [1, 1], "INT32")
+        beams = grpcclient.InferInput(NUM_BEAMS, [1, 1], "INT32")
         beams.set_data_from_numpy(np.array([[num_beams]], dtype=np.int32))
-        result = client.infer("spell_correct", [data, beams], parameters={"guard": False})  # raw, vs HF
+        result = client.infer(SPELL_CORRECT, [data, beams], parameters={GUARD_PARAMETER: False})  # raw, vs HF
         out.append(result.as_numpy("CORRECTED")[0][0].decode("utf-8"))
     client.close()
     return out
@@ -174,7 +175,7 @@ def agreement(got: list[str], want: list[str]) -> dict:
 
 
 def input_data(num_beams: int, guard: bool) -> Path:
-    rows = ({"TEXT": q, "NUM_BEAMS": num_beams, GUARD_INPUT: guard} for q in QUERIES)
+    rows = ({TEXT: q, NUM_BEAMS: num_beams, GUARD_INPUT: guard} for q in QUERIES)
     return write_input_data(rows, INPUT_DATA_DIR / f"spell_correct_{mode_name(num_beams)}_guard{int(guard)}.json")
 
 

@@ -4,7 +4,7 @@ The accuracy/latency trade-off of the spell corrector is set by its shape: decod
 (one per output character), so the decoder must stay shallow while the encoder may grow. For each shape,
 a randomly initialised character BART is converted to CTranslate2 (fp32 and int8) and timed on a
 worst-case-length query (the output forced to the input's length + 2), and its training throughput is
-measured (FP32 batch 32 vs mixed precision batch 256) by search_build.spell_train's speed check.
+measured (FP32 batch 32 vs mixed precision batch 256) by search_build.training.spell_train's speed check.
 
     python benchmarks/bench_spell_shapes.py [--threads 1] [--out benchmarks/results/spell_shapes.json]
 """
@@ -43,8 +43,8 @@ def ct2_latency(model_dir: Path, tokens: list[str], compute_type: str, threads: 
 
 def checkpoint_latency(args) -> None:
     """CTranslate2 (fp32, int8) on a trained checkpoint: every held-out music query, one at a time, beam 4."""
-    from search_build.spell_ct2 import converted_model
-    from search_build.spell_tokenizer import build_char_tokenizer
+    from search_build.export.spell_ct2 import converted_model
+    from search_build.training.spell_tokenizer import build_char_tokenizer
     from search_tools.spell_eval import read_pairs
 
     tokenizer = build_char_tokenizer()
@@ -86,9 +86,9 @@ def main() -> None:
     import torch
     from transformers import BartForConditionalGeneration
 
-    from search_build.spell_data import build_dataset
-    from search_build.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
-    from search_build.spell_train import MAX_POSITIONS, autocast_dtype, speed_check, tiny_bart_config
+    from search_build.training.spell_data import build_dataset
+    from search_build.training.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
+    from search_build.training.spell_train import MAX_POSITIONS, autocast_dtype, speed_check, tiny_bart_config
 
     torch.set_num_threads(args.threads)
     tokenizer = build_char_tokenizer()

@@ -17,7 +17,7 @@ from catalog_support import catalog_for_tests  # noqa: E402
 os.environ.setdefault("SEARCHBAR_CATALOG", str(catalog_for_tests()))
 
 from search_build.pipelines import build_pipeline  # noqa: E402
-from search_build.repository import write_repository  # noqa: E402
+from search_build.repository.writer import write_repository  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 # Pipelines served by the session server; each test module asks for the ones it needs.

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from google.protobuf.json_format import MessageToDict
 
+from search_backends.contracts.product_search import A_TITLE, B_TITLE, DUPLICATE
 from search_build.pipelines import pipeline_names
-from search_build.repository import write_repository
-from search_build.spec import Ensemble, Pipeline
+from search_build.repository.writer import write_repository
+from search_build.repository.spec import Ensemble, Pipeline
 from search_tools.sample_queries import MUSIC_QUERIES
 from search_tools.server import TritonServer
 
@@ -87,7 +88,7 @@ def string_inputs(cfg: dict, *, required_only: bool = True) -> list[str]:
 
 # Entries whose string inputs are all optional, with the smallest request each documents as valid. product_duplicate
 # (search_build/pipelines/product_search.py, pair_tokenizer adapter): each product needs one non-empty field.
-MINIMAL_REQUEST = {"product_duplicate": ("A_TITLE", "B_TITLE")}
+MINIMAL_REQUEST = {DUPLICATE: (A_TITLE, B_TITLE)}
 
 
 def request_fields(cfg: dict) -> list[str]:

@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from reliability_support import (all_pipeline_params, assert_same_outputs, assert_valid_outputs, batch_size_counts,
                                  config, good_request, outputs_of, patient, registered, request_fields,
                                  running_server, text_tensor, validating_model, with_shared_models, write_repo)
+from search_backends.contracts.spell_correct import MAX_NEW_TOKENS, NUM_BEAMS
 from search_backends.text_input import MAX_TEXT_BYTES, InputError, decode_text
 from search_build.pipelines import build_pipeline
 
@@ -27,8 +28,8 @@ EMPTY_TEXT = {"query_embedding": "error",   # text_input.decode_text: an empty q
               "spell_correct": "error",     # served: refused like query_embedding (in-process SpellCorrector returns "")
               "product_duplicate": "error"}  # pair_tokenizer: a product whose fields are all missing or empty
 # Invalid decoding controls, per pipeline that takes them: optional INT32 input tensors.
-INVALID_CONTROLS = {"spell_correct": [("NUM_BEAMS", 0), ("NUM_BEAMS", 1000), ("NUM_BEAMS", -3),
-                                      ("MAX_NEW_TOKENS", 0), ("MAX_NEW_TOKENS", 10**9)]}
+INVALID_CONTROLS = {"spell_correct": [(NUM_BEAMS, 0), (NUM_BEAMS, 1000), (NUM_BEAMS, -3),
+                                      (MAX_NEW_TOKENS, 0), (MAX_NEW_TOKENS, 10**9)]}
 BATCH_WAIT_US = 50_000  # the validating model waits this long to fill a batch: concurrent requests share one
 
 # catalog_search takes a vector, not text: its bad input is tested in test_catalog_search.py.
@@ -255,7 +256,7 @@ def test_good_and_bad_requests_in_one_batch(name, served, grpc):
 
 @pytest.fixture(scope="module")
 def embedding_tokenizer_dir():
-    from search_build.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
+    from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
 
     return SentenceCheckpoint.load(default_embedding_checkpoint()).transformer_dir
 

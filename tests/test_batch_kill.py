@@ -1,6 +1,6 @@
 """The batch scoring job SIGKILLed at random points, many times, then resumed: no row lost, doubled or changed.
 
-The job runs as its own process (``python -m search_tools.batch_score``) with the in-process ONNX engine, so
+The job runs as its own process (``searchbar score``) with the in-process ONNX engine, so
 every kill lands in real work: reading, scoring, writing, fsync, journaling. Kill times are seeded.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search_tools.batch_score import FIELDS
+from search_tools.batch_scoring.readers import FIELDS
 
 KILLS = 20
 ROWS = 480
@@ -41,7 +41,7 @@ def _pairs(path: Path) -> None:
 
 
 def _job(src: Path, out: Path, onnx_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "search_tools.batch_score", str(src), str(out), "--onnx-dir", str(onnx_dir),
+    return [sys.executable, "-m", "search_tools.cli", "score", str(src), str(out), "--onnx-dir", str(onnx_dir),
             "--rows-per-request", "8", "--in-flight", "2", "--commit-rows", "24", "--no-progress"]
 
 
@@ -96,8 +96,8 @@ def test_triton_identity_names_every_model_and_its_files(triton, model_repositor
     import asyncio
 
     from conftest import SERVED_PIPELINES
-    from search_build.repository import folder_sha256
-    from search_tools.batch_score import TritonScorer
+    from search_build.repository.writer import folder_sha256
+    from search_tools.batch_scoring.scorers import TritonScorer
 
     if "product_duplicate" not in SERVED_PIPELINES:
         pytest.skip("product_duplicate not served")

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search_tools.batch_score import FIELDS, ResumeError, read_rows, score_file
+from search_tools.batch_scoring.journal import ResumeError
+from search_tools.batch_scoring.readers import FIELDS, read_rows
+from search_tools.batch_scoring.runner import score_file
 
 
 def fake_probability(fields) -> float:
@@ -228,7 +230,7 @@ def test_any_interruption_point_resumes_to_the_same_output(tmp_path_factory, n, 
 def test_triton_scorer_retries_server_faults_not_request_faults(status, message, transient):
     from tritonclient.utils import InferenceServerException
 
-    from search_tools.batch_score import is_transient_triton_error
+    from search_tools.batch_scoring.scorers import is_transient_triton_error
 
     assert is_transient_triton_error(InferenceServerException(message, status=status)) is transient
 
@@ -272,7 +274,7 @@ def test_resume_refuses_another_model(tmp_path):
 
 
 def test_two_runs_cannot_write_one_output(tmp_path):
-    from search_tools.batch_score import OutputLock
+    from search_tools.batch_scoring.journal import OutputLock
 
     src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
     write_input(src, make_records(10))

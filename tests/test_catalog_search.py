@@ -16,13 +16,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from conftest import SERVED_PIPELINES, string_input
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 from search_backends.catalog_index import FaissCatalog, Hits, MilvusCatalog, open_catalog, padded, top_k_of_request
 from search_backends.search_bar import SearchBarRequest, Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
-from search_build import catalog_build
-from search_build.catalog_build import CatalogEmbedder, IndexSettings, embed_items, write_catalog
-from search_build.catalog_items import CatalogError, read_catalog
+from search_build.catalog import indexing
+from search_build.catalog.indexing import CatalogEmbedder, IndexSettings, embed_items, write_catalog
+from search_build.catalog.items import CatalogError, read_catalog
 from search_build.pipelines import build_pipeline
 from search_tools.server import free_port
 
@@ -104,7 +104,7 @@ def test_unknown_catalog_format_is_refused(tmp_path):
 def test_catalog_vectors_are_sentence_transformers_vectors(items, vectors):
     from sentence_transformers import SentenceTransformer
 
-    from search_build.sentence_checkpoint import default_embedding_checkpoint
+    from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 
     model = SentenceTransformer(str(default_embedding_checkpoint()), device="cpu")
     rows = np.arange(0, len(items), len(items) // 40)
@@ -114,7 +114,7 @@ def test_catalog_vectors_are_sentence_transformers_vectors(items, vectors):
 
 def test_embedding_resumes_from_finished_chunks(items, embedder, vectors, monkeypatch, tmp_path):
     monkeypatch.setenv("SEARCHBAR_CACHE", str(tmp_path))
-    monkeypatch.setattr(catalog_build, "CHUNK_ITEMS", 1000)
+    monkeypatch.setattr(indexing, "CHUNK_ITEMS", 1000)
     first = embed_items(items, embedder, progress=False)
     chunks = sorted((tmp_path / "artifacts" / "catalog-embeddings").rglob("chunk_*.npy"))
     assert len(chunks) == -(-len(items) // 1000)
@@ -423,7 +423,7 @@ def test_milvus_returns_the_items_of_faiss_exact_search(milvus_folder, flat_fold
 
 
 def test_served_catalog_search_over_milvus(milvus_folder, flat_folder, milvus_uri, catalog_file, embedder, tmp_path):
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
     from search_tools.server import TritonServer
 
     pipeline = build_pipeline(C.CATALOG_SEARCH, catalog=catalog_file, catalog_backend=C.BACKEND_MILVUS,
@@ -442,7 +442,7 @@ def test_served_catalog_search_over_milvus(milvus_folder, flat_folder, milvus_ur
 # ---- command line -------------------------------------------------------------------------------------------
 
 def test_index_build_adds_catalog_search_to_a_repository(catalog_file, tmp_path):
-    from search_build.repository import MANIFEST_FILE, write_repository
+    from search_build.repository.writer import MANIFEST_FILE, write_repository
     from search_tools.cli import main
 
     repo = write_repository([build_pipeline(C.EMBEDDING_ENTRY)], tmp_path / "repo", "local", progress=lambda _: None)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from search_tools.cli import COMMANDS
 from search_tools.server import free_port, servers_serving
 
 SEARCHBAR = [sys.executable, "-m", "search_tools.cli"]
@@ -65,7 +66,7 @@ def test_sigterm_stops_the_server_a_command_started(tmp_path):
     """`searchbar` commands that start their own tritonserver (soak here; sweep and demo alike) stop it on
     SIGTERM instead of leaving it running without a parent."""
     from search_build.pipelines import build_pipeline
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     repo = write_repository([build_pipeline("query_embedding")], tmp_path / "repo", "local", progress=lambda _: None)
     proc = subprocess.Popen([*SEARCHBAR, "soak", "--repository", str(repo), "--duration", "300", "--rate", "5",
@@ -87,3 +88,26 @@ def test_sigterm_stops_the_server_a_command_started(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("name", [name for name, _, _ in COMMANDS])
+def test_every_command_has_help(name, capsys):
+    """Each command's --help loads its module and lists its own options."""
+
+    from search_tools.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main([*name.split(), "--help"])
+    assert exit.value.code == 0
+    assert f"usage: searchbar {name}" in capsys.readouterr().out
+
+
+def test_top_level_help_imports_no_command_module():
+    """`searchbar --help` lists every command without importing their modules (it stays fast)."""
+    code = ("import sys; from search_tools.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('search_build', 'search_tools.', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "train" in out.stdout and "export" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "['search_tools.cli']"

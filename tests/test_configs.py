@@ -5,10 +5,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from search_build.configs import model_config, to_pbtxt
+from search_build.repository.configs import model_config, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
-from search_build.repository import ARTIFACT_DIGEST_PARAMETER, folder_sha256, without_artifact_digest
-from search_build.spec import TARGETS, Ensemble
+from search_build.repository.writer import ARTIFACT_DIGEST_PARAMETER, folder_sha256, without_artifact_digest
+from search_build.repository.spec import TARGETS, Ensemble
 
 
 def _configs(pipeline, target):
@@ -87,7 +87,7 @@ def test_local_query_embedding_is_one_stub():
 
 
 def test_written_repository_matches_spec(model_repository, pipelines):
-    from search_build.repository import served_model
+    from search_build.repository.writer import served_model
 
     for pipeline in pipelines:
         for m in pipeline.models:

@@ -11,12 +11,12 @@ import pytest
 from search_backends import graph_engines as G
 from search_backends.batch_runner import BatchRunner
 from search_backends.tokenization import BatchTokenizer
-from search_build import engine_choice as E
-from search_build import engine_parity as P
-from search_build.configs import model_config, parse_pbtxt
+from search_build.repository import engine_choice as E
+from search_build.export import engine_parity as P
+from search_build.repository.configs import model_config, parse_pbtxt
 from search_build.pipelines import build_pipeline
-from search_build.repository import PARITY_FILE, write_repository
-from search_build.sentence_checkpoint import default_embedding_checkpoint
+from search_build.repository.writer import PARITY_FILE, write_repository
+from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 from search_tools.sample_queries import MUSIC_QUERIES
 
 ENCODER = "query_embedding_encoder"
@@ -193,7 +193,7 @@ def test_parity_gate_stops_or_falls_back(graph):
 def test_int8_gate_decides_on_retrieval_overlap(graph, tmp_path):
     """ONNX Runtime's dynamic int8 graph: the gate measures top-10 overlap on real queries and refuses exactly
     when it is below the limit (measured 0.905 on the sample queries: int8 does not keep retrieval here)."""
-    from search_build.quantize import quantize_int8
+    from search_build.export.quantize import quantize_int8
 
     q8 = quantize_int8(graph, tmp_path / "int8.onnx")
     model = build_pipeline("query_embedding", engine="onnxruntime", precision="int8").model(ENCODER)

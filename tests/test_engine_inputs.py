@@ -10,14 +10,16 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from conftest import SERVED_PIPELINES, string_input
+from search_backends.contracts import product_search as P
+from search_backends.contracts import query_embedding as Q
 from search_backends.engine_inputs import EngineInputRules
 from search_backends.text_input import InputError
 from search_build.pipelines import build_pipeline
 
-ENGINES = {"query_embedding": "query_embedding_encoder", "product_duplicate": "product_encoder"}
+ENGINES = {Q.QUERY_EMBEDDING: Q.ENCODER, P.DUPLICATE: P.ENCODER}
 # One entry request per pipeline, and the output compared (batched with bad direct calls vs alone).
-ENTRY_TEXT = {"query_embedding": ({"TEXT": "lofi beats"}, "EMBEDDING"),
-              "product_duplicate": ({"A_TITLE": "usb c cable 2m", "B_TITLE": "usb-c cable, 2 m"}, "SCORE")}
+ENTRY_TEXT = {Q.QUERY_EMBEDDING: ({Q.TEXT: "lofi beats"}, Q.EMBEDDING),
+              P.DUPLICATE: ({P.A_TITLE: "usb c cable 2m", P.B_TITLE: "usb-c cable, 2 m"}, P.SCORE)}
 
 
 def test_rules_round_trip_and_check():

@@ -14,6 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from reliability_support import config, good_request, registered, running_server, stub_processes, write_repo
+from search_backends.contracts.product_search import DUPLICATE, PAIR_FIELDS, SCORE
 from search_build.pipelines import build_pipeline
 from search_tools.stub_watchdog import StubWatchdog
 
@@ -175,7 +176,7 @@ import numpy as np
 import time
 import triton_python_backend_utils as pb_utils
 
-NAMES = ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION")
+NAMES = {fields!r}
 
 class TritonPythonModel:
     def execute(self, requests):
@@ -184,23 +185,23 @@ class TritonPythonModel:
         for r in requests:
             cols = [pb_utils.get_input_tensor_by_name(r, n).as_numpy().reshape(-1) for n in NAMES]
             scores = [zlib.crc32(b"|".join(row)) / 2**32 for row in zip(*cols)]
-            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("SCORE", np.array(scores, np.float32).reshape(-1, 1))]))
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor({score!r}, np.array(scores, np.float32).reshape(-1, 1))]))
         return out
-"""
+""".format(fields=PAIR_FIELDS, score=SCORE)
 
 
 def _stand_in_repository(root: Path) -> Path:
     from tritonclient.grpc import model_config_pb2 as mc
     from google.protobuf import text_format
 
-    cfg = mc.ModelConfig(name="product_duplicate", backend="python", max_batch_size=64)
-    for name in ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION"):
+    cfg = mc.ModelConfig(name=DUPLICATE, backend="python", max_batch_size=64)
+    for name in PAIR_FIELDS:
         cfg.input.append(mc.ModelInput(name=name, data_type=mc.TYPE_STRING, dims=[1]))
-    cfg.output.append(mc.ModelOutput(name="SCORE", data_type=mc.TYPE_FP32, dims=[1]))
+    cfg.output.append(mc.ModelOutput(name=SCORE, data_type=mc.TYPE_FP32, dims=[1]))
     cfg.dynamic_batching.max_queue_delay_microseconds = 1000
-    (root / "product_duplicate" / "1").mkdir(parents=True)
-    (root / "product_duplicate" / "config.pbtxt").write_text(text_format.MessageToString(cfg))
-    (root / "product_duplicate" / "1" / "model.py").write_text(STAND_IN_MODEL)
+    (root / DUPLICATE / "1").mkdir(parents=True)
+    (root / DUPLICATE / "config.pbtxt").write_text(text_format.MessageToString(cfg))
+    (root / DUPLICATE / "1" / "model.py").write_text(STAND_IN_MODEL)
     return root
 
 
@@ -213,9 +214,9 @@ def test_batch_scoring_survives_a_server_restart(tmp_path):
 
     from search_tools.server import free_port
 
-    script = PROJECT_ROOT / "tools" / "search_tools" / "batch_score.py"
+    script = PROJECT_ROOT / "tools" / "search_tools" / "batch_scoring"
     if not script.exists():
-        pytest.skip("tools/search_tools/batch_score.py not added yet")
+        pytest.skip("tools/search_tools/batch_scoring not added yet")
     if "product_duplicate" in registered():
         repo = write_repo([build_pipeline("product_duplicate")], tmp_path / "repo")
         expected_score = None
@@ -233,7 +234,7 @@ def test_batch_scoring_survives_a_server_restart(tmp_path):
     ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     first = running_server(repo, tmp_path / "server1.log", **ports)
     server = first.__enter__()
-    job = subprocess.Popen([sys.executable, "-m", "search_tools.batch_score", str(pairs), str(out),
+    job = subprocess.Popen([sys.executable, "-m", "search_tools.cli", "score", str(pairs), str(out),
                             "--triton-url", server.grpc_url, "--rows-per-request", "8", "--in-flight", "4",
                             "--commit-rows", "64", "--max-retry-seconds", "120", "--no-progress"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

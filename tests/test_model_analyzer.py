@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from search_build.pipelines import build_pipeline
-from search_build.repository import write_repository
-from search_tools import analyzer_config, sweep
+from search_build.repository.writer import write_repository
+from search_tools import analyzer_config
+from search_tools.sweep import model_analyzer
 from search_tools.server import kill_servers_serving
 
 
@@ -26,14 +27,14 @@ def tiny_profile(tmp_path_factory):
     cfg["profile_models"]["query_embedding"]["perf_analyzer_flags"]["measurement-interval"] = 1000
     export = root / "export"
     resolved = analyzer_config.resolve_for_this_machine(cfg, model_repository=repo, export_dir=export,
-                                                        cpu_only_composing=sweep.cpu_only_models(pipeline))
+                                                        cpu_only_composing=model_analyzer.cpu_only_models(pipeline))
     messages: list[str] = []
-    sweep.run_model_analyzer(resolved, export, messages.append, timeout_s=600)
+    model_analyzer.run_model_analyzer(resolved, export, messages.append, timeout_s=600)
     return resolved, export, messages
 
 
 def _by_variant(export: Path, model_repository=None) -> dict:
-    return {r.ensemble_variant: r for r in sweep.read_model_analyzer_results(export, model_repository)}
+    return {r.ensemble_variant: r for r in model_analyzer.read_model_analyzer_results(export, model_repository)}
 
 
 def test_profile_measures_the_default_and_the_searched_point(tiny_profile):
@@ -56,7 +57,7 @@ def test_a_stopped_profile_still_reports_every_measurement_from_its_checkpoint(t
     cfg, export, _ = tiny_profile
     before = _by_variant(export)
     messages: list[str] = []
-    sweep.run_model_analyzer(cfg, export, messages.append, timeout_s=0)  # SIGINT on its first line
+    model_analyzer.run_model_analyzer(cfg, export, messages.append, timeout_s=0)  # SIGINT on its first line
     assert any("Model Analyzer stopped (past 0 s)" in m for m in messages), messages
     after = _by_variant(export, cfg["model_repository"])  # this profile cleared output_repository first
     assert after.keys() == before.keys()

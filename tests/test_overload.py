@@ -13,7 +13,7 @@ import tritonclient.grpc as grpcclient
 
 from reliability_support import config, good_request, registered, running_server, write_repo
 from search_build.pipelines import build_pipeline
-from search_build.spec import Ensemble
+from search_build.repository.spec import Ensemble
 from search_tools.load_test import run_load
 
 PIPELINE = "query_embedding"

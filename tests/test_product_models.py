@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from search_backends.contracts import product_search as P  # noqa: E402
 from search_backends.heads import classify, duplicate_probability, sigmoid, softmax  # noqa: E402
 from search_backends.pair_encoding import PairEncoder, fair_allocate  # noqa: E402
-from search_build.product_data import (INTENT_LABELS, make_intent_splits,  # noqa: E402
+from search_build.training.product_data import (INTENT_LABELS, make_intent_splits,  # noqa: E402
                                        make_product_pair_splits)
-from search_build.product_multitask import package_encoder_dir  # noqa: E402
+from search_build.export.sentence_checkpoint import default_embedding_checkpoint  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "product_heads"
 MAX_LENGTH = 64
@@ -31,12 +32,12 @@ MAX_LENGTH = 64
 def hf_tokenizer():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(package_encoder_dir()))
+    return AutoTokenizer.from_pretrained(str(default_embedding_checkpoint()))
 
 
 @pytest.fixture(scope="module")
 def encoder_64():
-    return PairEncoder.from_dir(package_encoder_dir(), max_length=MAX_LENGTH)
+    return PairEncoder.from_dir(default_embedding_checkpoint(), max_length=MAX_LENGTH)
 
 
 def side_text(product_type, title, description):
@@ -46,14 +47,14 @@ def side_text(product_type, title, description):
 # --------------------------------------------------------------------------- pair encoding
 
 def test_short_pairs_match_the_hf_tokenizer(hf_tokenizer):
-    encoder = PairEncoder.from_dir(package_encoder_dir(), max_length=512)
+    encoder = PairEncoder.from_dir(default_embedding_checkpoint(), max_length=512)
     _, heldout = make_product_pair_splits(n_train=0, n_heldout=48)
     pairs = [(p.a, p.b) for p in heldout]
     got = encoder.encode_records(pairs)
     want = hf_tokenizer([side_text(a.product_type, a.title, a.description) for a, _ in pairs],
                         [side_text(b.product_type, b.title, b.description) for _, b in pairs],
                         padding=True, pad_to_multiple_of=8, return_tensors="np")
-    for name in ("input_ids", "attention_mask", "token_type_ids"):
+    for name in P.IDS:
         assert getattr(got, name).dtype == np.int64
         np.testing.assert_array_equal(getattr(got, name), want[name])
     assert got.input_ids.shape[1] % 8 == 0
@@ -135,7 +136,7 @@ maybe = st.one_of(st.none(), words)
 @given(fields=st.tuples(maybe, words, maybe, maybe, words, maybe), max_length=st.sampled_from([16, 24, 40, 64]))
 def test_truncation_policy_invariants(hf_tokenizer, fields, max_length):
     """Fits; every kept field is a prefix of its tokens; priority type > title > description; fair."""
-    encoder = PairEncoder.from_dir(package_encoder_dir(), max_length=max_length, max_type_tokens=6)
+    encoder = PairEncoder.from_dir(default_embedding_checkpoint(), max_length=max_length, max_type_tokens=6)
     batch = encoder.encode(*[[f] for f in fields])
     ids = batch.input_ids[0][batch.attention_mask[0] == 1].tolist()
     assert len(ids) <= max_length
@@ -212,9 +213,9 @@ def test_heads_match_torch():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     if not (CHECKPOINT / "config.json").exists():
-        pytest.fail(f"no checkpoint at {CHECKPOINT}; run python -m search_build.product_train --out {CHECKPOINT}")
-    from search_build.product_export import export_product_models
-    from search_build.product_multitask import load_product_model
+        pytest.fail(f"no checkpoint at {CHECKPOINT}; run python -m search_build.training.product_train --out {CHECKPOINT}")
+    from search_build.export.product_export import export_product_models
+    from search_build.training.product_multitask import load_product_model
 
     out = export_product_models(CHECKPOINT, tmp_path_factory.mktemp("product_onnx"))
     model, config = load_product_model(CHECKPOINT)
@@ -224,7 +225,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def heldout_parity(exported):
     from search_backends.product_onnx import ProductOnnxModels
-    from search_build.product_export import check_against_torch
+    from search_build.export.product_export import check_against_torch
 
     out, model, config = exported
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -269,7 +270,7 @@ DUPLICATE_MIN_AUC = 0.72
 
 
 def test_heldout_accuracy_through_onnx(heldout_parity):
-    from search_build.product_eval import duplicate_report, intent_report
+    from search_build.training.product_eval import duplicate_report, intent_report
 
     stats, intents, pairs, config = heldout_parity
     labels = [config["intent"]["id2label"][str(i)] for i in range(len(INTENT_LABELS))]
@@ -291,37 +292,37 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
     from google.protobuf import json_format
 
     from search_backends.product_onnx import ProductOnnxModels
-    from search_build.configs import model_config
+    from search_build.repository.configs import model_config
     from search_build.pipelines import build_pipeline
     from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, INTENT_ENCODER, exported_models
-    from search_build.repository import served_model, write_repository
+    from search_build.repository.writer import served_model, write_repository
 
-    pipeline = build_pipeline("query_intent", precision="fp32")
-    assert [m.name for m in pipeline.models] == [INTENT_ENCODER, "query_intent"]
+    pipeline = build_pipeline(P.INTENT, precision="fp32")
+    assert [m.name for m in pipeline.models] == [INTENT_ENCODER, P.INTENT]
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
     spec = served_model(pipeline.model(INTENT_ENCODER), repo)
     config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
-    assert [i["name"] for i in config["input"]] == ["TEXT", "TOP_K"]
+    assert [i["name"] for i in config["input"]] == [P.TEXT, P.TOP_K]
     model = mocked_pb_utils.load_adapter("text_encoder").TritonPythonModel()
     model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / INTENT_ENCODER),
                       "model_version": "1"})
     oracle = ProductOnnxModels(exported_models(DEFAULT_CHECKPOINT), intra_op_threads=1)
 
     def request(texts, top_k=None):
-        inputs = {"TEXT": np.array([[t.encode()] for t in texts], dtype=np.object_)}
+        inputs = {P.TEXT: np.array([[t.encode()] for t in texts], dtype=np.object_)}
         if top_k is not None:
-            inputs["TOP_K"] = np.array([[top_k]] * len(texts), dtype=np.int32)
+            inputs[P.TOP_K] = np.array([[top_k]] * len(texts), dtype=np.int32)
         return mocked_pb_utils.Request(inputs)
 
     good = [(["how do i reset my password", "red running shoes"], None), (["cheap flights to rome"], 1),
             (["return my order", "iphone 15 case", "track parcel"], 4)]
-    bad = [(request(["track parcel"], 0), "TOP_K"), (request(["  "]), "TEXT")]
+    bad = [(request(["track parcel"], 0), P.TOP_K), (request(["  "]), P.TEXT)]
     responses = model.execute([request(*good[0]), bad[0][0], request(*good[1]), bad[1][0], request(*good[2])])
     for response, (_, field) in zip((responses[1], responses[3]), bad):
         assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and field in response.error.message
     for response, (texts, k) in zip((responses[0], responses[2], responses[4]), good):
         want = oracle.classify_queries(texts, top_k=k or 3)
         assert response.error is None
-        assert np.abs(response.outputs["PROBABILITIES"] - want.probabilities).max() < 1e-4
-        assert [v[0].decode() for v in response.outputs["LABEL"]] == list(want.labels)
-        assert response.outputs["TOP_LABELS"].shape == (len(texts), k or 3)
+        assert np.abs(response.outputs[P.PROBABILITIES] - want.probabilities).max() < 1e-4
+        assert [v[0].decode() for v in response.outputs[P.LABEL]] == list(want.labels)
+        assert response.outputs[P.TOP_LABELS].shape == (len(texts), k or 3)

@@ -12,7 +12,7 @@ import tritonclient.http as httpclient
 import conftest
 from conftest import string_input
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, FIELDS
-from search_build.product_data import make_intent_splits, make_product_pair_splits
+from search_build.training.product_data import make_intent_splits, make_product_pair_splits
 
 pytestmark = pytest.mark.skipif(not {"query_intent", "product_duplicate"} <= set(conftest.SERVED_PIPELINES),
                                 reason="product pipelines not served in this run")
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not {"query_intent", "product_duplicate"} <= set
 
 @pytest.fixture(scope="module")
 def torch_model():
-    from search_build.product_multitask import load_product_model
+    from search_build.training.product_multitask import load_product_model
 
     model, config = load_product_model(DEFAULT_CHECKPOINT)
     return model, config
@@ -38,7 +38,7 @@ def heldout(torch_model):
 
 def _torch_intent_probs(model, config, texts):
     from search_backends.tokenization import BatchTokenizer
-    from search_build.product_multitask import resolve_encoder_dir
+    from search_build.training.product_multitask import resolve_encoder_dir
 
     tokenizer = BatchTokenizer(resolve_encoder_dir(config), max_length=config["intent"]["max_length"])
     enc = tokenizer.encode(texts)
@@ -50,7 +50,7 @@ def _torch_intent_probs(model, config, texts):
 
 def _torch_duplicate_probs(model, config, pairs):
     from search_backends.pair_encoding import PairEncoder
-    from search_build.product_multitask import resolve_encoder_dir
+    from search_build.training.product_multitask import resolve_encoder_dir
 
     encoder = PairEncoder.from_dir(resolve_encoder_dir(config), max_length=config["duplicate"]["max_length"])
     out = []
@@ -163,7 +163,7 @@ def test_batch_scoring_job_through_triton_matches_direct_scores(triton, grpc_cli
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "scores.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "search_tools.batch_score", str(source), str(out), "--triton-url",
+    proc = subprocess.run([sys.executable, "-m", "search_tools.cli", "score", str(source), str(out), "--triton-url",
                            triton.grpc_url, "--rows-per-request", "16", "--in-flight", "4", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,7 +9,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import BATCH_TOLERANCE, ELEMENT_TOLERANCE, served_precision, string_input
-from search_build.sentence_checkpoint import default_embedding_checkpoint
+from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 
 ENCODER = "query_embedding_encoder"
 

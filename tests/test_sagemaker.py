@@ -19,8 +19,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import triton_to_np_dtype
 
 from search_build.pipelines import build_pipeline, pipeline_names
-from search_build.repository import write_repository
-from search_build.sagemaker_package import (EXECUTION_ENV_PATH, image_uri, load_plan, package, read_configs,
+from search_build.repository.writer import write_repository
+from search_build.deploy.sagemaker_package import (EXECUTION_ENV_PATH, image_uri, load_plan, package, read_configs,
                                             serve_arguments)
 from search_tools.sample_queries import MUSIC_QUERIES
 from search_tools.server import TritonServer, free_port
@@ -191,7 +191,7 @@ def test_query_embedding_invocations_match_sentence_transformers(endpoint):
         pytest.skip("sentence-transformers reference applies to query_embedding only")
     from sentence_transformers import SentenceTransformer
 
-    from search_build.sentence_checkpoint import default_embedding_checkpoint
+    from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 
     queries = MUSIC_QUERIES[:8]
     body = {"inputs": [{"name": "TEXT", "shape": [len(queries), 1], "datatype": "BYTES", "data": queries}]}

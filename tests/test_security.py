@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from reliability_support import registered, running_server, write_repo
 from search_build.pipelines import build_pipeline
-from search_build.spec import Batching
+from search_build.repository.spec import Batching
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("build", "python_backends", "tools", "scripts")
@@ -73,7 +73,7 @@ def test_no_pickled_weight_files_in_the_project():
 
 
 def test_embedding_checkpoint_has_safetensors_weights_only():
-    from search_build.sentence_checkpoint import default_embedding_checkpoint
+    from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 
     root = Path(default_embedding_checkpoint())
     files = [p for p in root.rglob("*") if p.is_file()]
@@ -91,12 +91,12 @@ def test_checked_out_model_repository_holds_only_safe_file_types():
     repo = PROJECT_ROOT / "model_repository"
     if not any(repo.glob("*/config.pbtxt")):
         pytest.skip("no model_repository built here (searchbar build)")
-    _assert_safe_repository(repo)
+    _assert_safe_repository(repo, allowed=frozenset({repo / "README.md"}))  # the committed description of the configs
 
 
 def _is_ctranslate2_weights(path: Path) -> bool:
     """CTranslate2's model.bin: its own flat binary format read by C++ (no pickle, no zip), in its folder."""
-    from search_backends.spell_contract import CT2_DIR, CT2_DONE_FILE
+    from search_backends.contracts.spell_correct import CT2_DIR, CT2_DONE_FILE
 
     if path.name != CT2_DONE_FILE or path.parent.name != CT2_DIR or not (path.parent / "config.json").exists():
         return False
@@ -108,7 +108,7 @@ def _is_ctranslate2_weights(path: Path) -> bool:
 def _is_catalog_data(path: Path) -> bool:
     """catalog_search's FAISS index (FAISS's own binary format, read by C++) and item store (Parquet: data only),
     each under its one name in the catalog folder, checked by their magic bytes."""
-    from search_backends import catalog_contract as C
+    from search_backends.contracts import search_bar as C
 
     if path.parent.name != C.CATALOG_DIR or path.name not in (C.INDEX_FILE, C.ITEMS_FILE):
         return False
@@ -119,8 +119,9 @@ def _is_catalog_data(path: Path) -> bool:
     return head in (b"IxFI", b"IHNf")  # IndexFlatIP, IndexHNSWFlat: the two kinds catalog_build writes
 
 
-def _assert_safe_repository(repo: Path) -> None:
+def _assert_safe_repository(repo: Path, allowed: frozenset[Path] = frozenset()) -> None:
     bad = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+           and p not in allowed
            and p.suffix.lower() not in REPOSITORY_SUFFIXES and not p.name.endswith((".onnx.data", ".onnx_data"))
            and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)  # kept by `searchbar sweep --apply`
            and not _is_ctranslate2_weights(p) and not _is_catalog_data(p)]
@@ -179,7 +180,7 @@ def test_batching_values_are_validated(field, value):
 
 
 def test_batching_override_file_errors_name_file_and_model(tmp_path):
-    from search_build.batching_overrides import load_overrides
+    from search_build.repository.batching_overrides import load_overrides
 
     path = tmp_path / "batching.json"
     path.write_text(json.dumps({"models": {"query_embedding_encoder": {"max_queue_size": -1}}}))
@@ -201,7 +202,7 @@ def test_analyzer_preset_values_are_validated():
 
 
 def test_model_parameters_are_parsed_with_clear_errors():
-    from search_backends.model_parameters import ConfigError, int_map_parameter, int_parameter
+    from search_backends.model_parameters import ConfigError, int_parameter
 
     assert int_parameter({"max_length": " 64 "}, "max_length", 128, minimum=2) == 64
     assert int_parameter({}, "max_length", 128) == 128
@@ -210,10 +211,6 @@ def test_model_parameters_are_parsed_with_clear_errors():
             int_parameter({"max_length": raw}, "max_length", 128)
     with pytest.raises(ConfigError, match="pad_to_multiple_of=0 must be >= 1"):
         int_parameter({"pad_to_multiple_of": "0"}, "pad_to_multiple_of", 8, minimum=1)
-    assert int_map_parameter({"pad_values": "input_ids=0, attention_mask=0"}, "pad_values") == {
-        "input_ids": 0, "attention_mask": 0}
-    with pytest.raises(ConfigError, match="pad_values"):
-        int_map_parameter({"pad_values": "input_ids"}, "pad_values")
 
 
 def test_invalid_model_parameter_stops_the_model_with_a_clear_error(tmp_path):

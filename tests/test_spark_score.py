@@ -11,7 +11,9 @@ import pytest
 pyspark = pytest.importorskip("pyspark", reason="pyspark is a project dependency: bash scripts/setup.sh")
 
 from search_tools import spark_score  # noqa: E402
-from search_tools.batch_score import FIELDS, OnnxScorer, score_file  # noqa: E402
+from search_tools.batch_scoring.readers import FIELDS  # noqa: E402
+from search_tools.batch_scoring.runner import score_file  # noqa: E402
+from search_tools.batch_scoring.scorers import OnnxScorer  # noqa: E402
 
 PAIRS = 240
 

@@ -9,6 +9,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from conftest import string_input
+from search_backends.contracts.spell_correct import LENGTH_PENALTY, MIN_LENGTH, NO_REPEAT_NGRAM_SIZE, NUM_BEAMS
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 
 pytestmark = pytest.mark.skipif("spell_correct" not in __import__("conftest").SERVED_PIPELINES,
@@ -87,8 +88,8 @@ def test_concurrent_mixed_requests_decode_together_and_match(http_client, hf):
 
 def test_controls_by_optional_inputs(grpc_client, hf):
     text = ["classcal music for studdy"]
-    inputs = [_int_input("NUM_BEAMS", 4), _int_input("NO_REPEAT_NGRAM_SIZE", 2), _int_input("MIN_LENGTH", 3),
-              _int_input("LENGTH_PENALTY", 0.5, "FP32", np.float32)]
+    inputs = [_int_input(NUM_BEAMS, 4), _int_input(NO_REPEAT_NGRAM_SIZE, 2), _int_input(MIN_LENGTH, 3),
+              _int_input(LENGTH_PENALTY, 0.5, "FP32", np.float32)]
     assert _correct(grpc_client, text, inputs=inputs) == hf(text, num_beams=4, no_repeat_ngram_size=2, min_length=3,
                                                              length_penalty=0.5)
     assert _correct(grpc_client, text, {"num_beams": 4, "max_new_tokens": 3}) == hf(text, num_beams=4, max_new_tokens=3)

@@ -16,7 +16,7 @@ pytest.importorskip("ctranslate2")
 
 from search_backends.spell_generation import GenerationDefaults, generate  # noqa: E402
 from search_backends.spell_generation.ct2_engine import CTranslate2Generation, inexact_control  # noqa: E402
-from search_build import spell_ct2, spell_export  # noqa: E402
+from search_build.export import spell_ct2, spell_export  # noqa: E402
 from test_spell_model import (GENERATION_OPTIONS, QUERIES, SPELL_DIR, hf_generate, onnx_runner,  # noqa: E402
                               padded_like, spell_inputs, spell_tokenizer)
 
@@ -140,9 +140,9 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
     import json
 
     from search_backends.spell_decoding import SpellDecoder
-    from search_build.configs import model_config, to_pbtxt
+    from search_build.repository.configs import model_config, to_pbtxt
     from search_build.pipelines import build_pipeline
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     pipeline = build_pipeline("spell_correct", fuse_text=False)
     spec = pipeline.model("spell_generate")
@@ -187,9 +187,9 @@ def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(
     from google.protobuf import json_format
 
     from search_backends.spell_corrector import SpellCorrector
-    from search_build.configs import model_config
+    from search_build.repository.configs import model_config
     from search_build.pipelines import build_pipeline
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     pipeline = build_pipeline("spell_correct")
     spec = pipeline.model("spell_generate")
@@ -229,9 +229,9 @@ def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_u
 
     from google.protobuf import json_format
 
-    from search_build.configs import model_config
+    from search_build.repository.configs import model_config
     from search_build.pipelines import build_pipeline
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     pipeline = build_pipeline("spell_correct", fuse_text=False)
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)

@@ -137,7 +137,7 @@ def test_repair_leaves_known_words_numbers_and_short_words(repairing_guard):
 
 
 def test_shipped_checkpoint_has_guard_files(spell_serving_dir):
-    from search_backends.spell_contract import BIGRAMS_FILE, LEXICON_FILE
+    from search_backends.contracts.spell_correct import BIGRAMS_FILE, LEXICON_FILE
 
     lexicon = read_lexicon(spell_serving_dir / LEXICON_FILE)
     assert len(lexicon) > 250_000 and {"metallica", "eilish", "weeknd", "beyonce"} <= set(lexicon)

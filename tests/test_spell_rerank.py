@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from search_backends.spell_contract import RERANKER_FILE, SERVING_FILES
+from search_backends.contracts.spell_correct import RERANKER_FILE, SERVING_FILES
 from search_backends.spell_guard import LexiconRepair, SpellGuard
 from search_backends.spell_rerank import FEATURES, Candidate, ErrorModel, WordReranker, candidate_features, edit_kinds, edit_ops
 

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from search_build.batching_overrides import apply_batching, load_overrides, save_overrides
-from search_build.configs import model_config, parse_pbtxt, to_pbtxt
+from search_build.repository.batching_overrides import apply_batching, load_overrides, save_overrides
+from search_build.repository.configs import model_config, parse_pbtxt, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
-from search_build.spec import Ensemble
-from search_tools import analyzer_config, cost_report, input_data, sweep
+from search_build.repository.spec import Ensemble
+from search_tools import analyzer_config, cost_report, input_data
+from search_tools.sweep import apply, candidates, choose, command, model_analyzer
 from search_tools.perf import LoadPoint, format_table, plot_latency_throughput
+from search_backends.contracts.product_search import PAIR_FIELDS
 
 PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct", "search_bar")
 # Ensemble inputs each pipeline's issue specifies (checked against the spec once it is registered).
 EXPECTED_INPUTS = {
     "query_embedding": {"TEXT"}, "query_intent": {"TEXT"}, "spell_correct": {"TEXT"}, "search_bar": {"TEXT"},
-    "product_duplicate": {"A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION"},
+    "product_duplicate": set(PAIR_FIELDS),
 }
 
 
@@ -62,10 +64,10 @@ def test_analyzer_config_names_real_models(name):
     assert set(ma.get("cpu_only_composing_models", [])) <= models
     assert set(ma.get("bls_composing_models", [])) <= models
     if isinstance(entry, Ensemble):
-        assert set(sweep.cpu_only_models(pipeline)) == models - {name}
+        assert set(model_analyzer.cpu_only_models(pipeline)) == models - {name}
     else:  # a BLS entry (search_bar): its stages are the models it calls, all in the pipeline
         assert entry.bls_calls and set(entry.bls_calls) <= models
-        assert set(sweep.cpu_only_models(pipeline)) == {m.name for m in pipeline.models if not isinstance(m, Ensemble)}
+        assert set(model_analyzer.cpu_only_models(pipeline)) == {m.name for m in pipeline.models if not isinstance(m, Ensemble)}
 
 
 def test_resolved_config_points_at_this_machine(tmp_path):
@@ -121,10 +123,10 @@ def test_choice_is_highest_throughput_within_budget():
     results = {"default": _points("default", [(1, 100, 8), (4, 300, 20), (8, 500, 60)]),
                "a": _points("a", [(1, 90, 9), (4, 380, 28), (8, 900, 31)]),
                "b": _points("b", [(1, 50, 40)])}
-    assert sweep.best_under_budget(results["a"], 30).throughput == 380
-    assert sweep.best_under_budget(results["b"], 30) is None
-    assert sweep.choose(results, 30) == "a"
-    assert sweep.choose(results, 5) is None
+    assert choose.best_under_budget(results["a"], 30).throughput == 380
+    assert choose.best_under_budget(results["b"], 30) is None
+    assert choose.choose(results, 30) == "a"
+    assert choose.choose(results, 5) is None
 
 
 def test_table_columns_line_up_with_long_candidate_names():
@@ -142,18 +144,18 @@ def _query_embedding():
 
 def test_queue_delay_variants_and_fallback_grid():
     base = _query_embedding()
-    grid = sweep.fallback_candidates(base, [1, 2], [8])
+    grid = candidates.fallback_candidates(base, [1, 2], [8])
     assert [c.batching["query_embedding_encoder"]["instance_count"] for c in grid] == [1, 2]
-    variants = sweep.with_queue_delays(grid, [0, 1000, 1000], base)
+    variants = candidates.with_queue_delays(grid, [0, 1000, 1000], base)
     assert len(variants) == 4
     assert {v.batching["query_embedding_tokenize"]["max_queue_delay_us"] for v in variants} == {0, 1000}
 
 
 def test_candidates_include_queue_delay_variants_of_the_default_settings():
     base = _query_embedding()
-    (proposed,) = sweep.fallback_candidates(base, [2], [8])
-    cands = sweep.candidate_list(base, [proposed], [0, 1000], max_candidates=3)
-    assert cands[0].name == sweep.DEFAULT_NAME and cands[0].batching == sweep.tuned_batching(base)
+    (proposed,) = candidates.fallback_candidates(base, [2], [8])
+    cands = candidates.candidate_list(base, [proposed], [0, 1000], max_candidates=3)
+    assert cands[0].name == candidates.DEFAULT_NAME and cands[0].batching == candidates.tuned_batching(base)
     default_settings = {m: (b["instance_count"], b["max_batch_size"]) for m, b in cands[0].batching.items()}
     rest = cands[1:]
     assert len(rest) == 3 and len({c.name for c in cands}) == 4
@@ -165,12 +167,12 @@ def test_candidates_include_queue_delay_variants_of_the_default_settings():
     # a variant equal to the default is not measured twice
     zero = apply_batching(base, {m: {"max_queue_delay_us": 0} for m in cands[0].batching})
     encoder = zero.model("query_embedding_encoder")
-    assert [c.name for c in sweep.candidate_list(zero, [], [0, 1000], 4)] == [
-        sweep.DEFAULT_NAME, f"tokenize x1 b64 d1000, encoder x1 b64 d1000 {encoder.engine}-{encoder.precision}"]
+    assert [c.name for c in candidates.candidate_list(zero, [], [0, 1000], 4)] == [
+        candidates.DEFAULT_NAME, f"tokenize x1 b64 d1000, encoder x1 b64 d1000 {encoder.engine}-{encoder.precision}"]
 
 
 def _repo_with_configs(pipeline, root: Path) -> Path:
-    for name, text in sweep.render_configs(pipeline).items():
+    for name, text in candidates.render_configs(pipeline).items():
         (root / name).mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(text)
     return root
@@ -179,17 +181,17 @@ def _repo_with_configs(pipeline, root: Path) -> Path:
 def test_dry_run_shows_diff_and_apply_keeps_backup(tmp_path):
     base = _query_embedding()
     repo = _repo_with_configs(base, tmp_path / "repo")
-    chosen = sweep.Candidate("c", {"query_embedding_encoder": {"max_batch_size": 8, "instance_count": 2,
+    chosen = candidates.Candidate("c", {"query_embedding_encoder": {"max_batch_size": 8, "instance_count": 2,
                                                                "max_queue_delay_us": 1000}})
     path = repo / "query_embedding_encoder" / "config.pbtxt"
     before = path.read_text()
 
-    changes = sweep.apply_to_repository(chosen.pipeline(base), repo, dry_run=True)
+    changes = apply.apply_to_repository(chosen.pipeline(base), repo, dry_run=True)
     assert {c.model for c in changes} == {"query_embedding_encoder", "query_embedding"}  # ensemble clamped to 8
     assert "+  count: 2" in next(c.diff for c in changes if c.model == "query_embedding_encoder")
     assert path.read_text() == before and not list(repo.rglob("*.bak"))
 
-    changes = sweep.apply_to_repository(chosen.pipeline(base), repo, dry_run=False, stamp="t1")
+    changes = apply.apply_to_repository(chosen.pipeline(base), repo, dry_run=False, stamp="t1")
     assert (repo / "query_embedding_encoder" / "config.pbtxt.t1.bak").read_text() == before
     written = parse_pbtxt(path.read_text())
     expected = chosen.pipeline(base)
@@ -197,12 +199,12 @@ def test_dry_run_shows_diff_and_apply_keeps_backup(tmp_path):
     assert written.instance_group[0].count == 2 and written.max_batch_size == 8
     assert written.dynamic_batching.max_queue_delay_microseconds == 1000
     assert parse_pbtxt((repo / "query_embedding" / "config.pbtxt").read_text()).max_batch_size == 8
-    assert sweep.apply_to_repository(expected, repo, dry_run=False, stamp="t2") == []  # idempotent
+    assert apply.apply_to_repository(expected, repo, dry_run=False, stamp="t2") == []  # idempotent
 
 
 def test_apply_refuses_a_repository_without_the_pipeline(tmp_path):
     with pytest.raises(FileNotFoundError, match="searchbar build"):
-        sweep.apply_to_repository(_query_embedding(), tmp_path, dry_run=True)
+        apply.apply_to_repository(_query_embedding(), tmp_path, dry_run=True)
 
 
 def test_overrides_file_round_trips_into_the_spec(tmp_path):
@@ -214,7 +216,7 @@ def test_overrides_file_round_trips_into_the_spec(tmp_path):
     assert set(loaded) == {"other_model", "query_embedding_tokenize"}
     rebuilt = apply_batching(base, loaded)
     assert to_pbtxt(model_config(rebuilt.model("query_embedding_tokenize"), "local")) == \
-        sweep.render_configs(sweep.Candidate("c", chosen).pipeline(base))["query_embedding_tokenize"]
+        candidates.render_configs(candidates.Candidate("c", chosen).pipeline(base))["query_embedding_tokenize"]
     assert rebuilt.model("query_embedding_encoder") == base.model("query_embedding_encoder")
     path.write_text(json.dumps({"models": {"m": {"max_batch": 4}}}))
     with pytest.raises(ValueError, match="unknown batching fields"):
@@ -222,16 +224,16 @@ def test_overrides_file_round_trips_into_the_spec(tmp_path):
 
 
 def test_build_accepts_batching_overrides_flag():
-    from search_build import build_repository
+    from search_build.repository import build_command
 
     parser = argparse.ArgumentParser()
-    build_repository.add_arguments(parser)
+    build_command.add_arguments(parser)
     assert parser.parse_args(["--batching-overrides", "x.json"]).batching_overrides == Path("x.json")
     assert parser.parse_args(["--no-batching-overrides"]).no_batching_overrides
 
 
 def test_build_reads_the_sweep_result_for_the_local_target_only(tmp_path):
-    from search_build.batching_overrides import overrides_for_build
+    from search_build.repository.batching_overrides import overrides_for_build
 
     tuned = tmp_path / "batching_overrides.json"
     assert overrides_for_build(None, "local", tuned=tuned) is None  # no sweep applied yet
@@ -265,11 +267,11 @@ def _apply_args(tmp_path, results, **kw):
 def test_apply_from_results_needs_a_verified_win_or_force(tmp_path, capsys):
     config = tmp_path / "repo" / "query_embedding_encoder" / "config.pbtxt"
     args = _apply_args(tmp_path, _sweep_report(tmp_path, beats_default=False))
-    assert sweep.run(args) == 0
+    assert command.run(args) == 0
     assert "not applying" in capsys.readouterr().out and not args.overrides.exists()
     assert parse_pbtxt(config.read_text()).dynamic_batching.max_queue_delay_microseconds == 500
 
-    assert sweep.run(_apply_args(tmp_path, _sweep_report(tmp_path, beats_default=True))) == 0
+    assert command.run(_apply_args(tmp_path, _sweep_report(tmp_path, beats_default=True))) == 0
     assert parse_pbtxt(config.read_text()).dynamic_batching.max_queue_delay_microseconds == 0
     assert list(config.parent.glob("config.pbtxt.*.bak"))
     saved = json.loads(args.overrides.read_text())
@@ -298,9 +300,9 @@ def test_model_analyzer_results_become_candidates(tmp_path):
         (out / "output_repository" / variant).mkdir(parents=True)
         (out / "output_repository" / variant / "config.pbtxt").write_text(
             to_pbtxt(model_config(base.model("query_embedding_encoder"), "local")))
-    rows = sweep.read_model_analyzer_results(out)
+    rows = model_analyzer.read_model_analyzer_results(out)
     assert [r.satisfies for r in rows] == [False, True] and rows[1].p99_ms == 24.4
-    (c,) = sweep.analyzer_candidates(rows, base, limit=3)
+    (c,) = model_analyzer.analyzer_candidates(rows, base, limit=3)
     assert c.batching["query_embedding_tokenize"] == {"max_batch_size": 4, "instance_count": 2, "max_queue_delay_us": 100}
     assert c.batching["query_embedding_encoder"]["max_batch_size"] == 16
 
@@ -337,8 +339,8 @@ def test_plot_is_written(tmp_path):
 def test_bls_composing_models_come_from_the_spec(tmp_path):
     from search_build.pipelines.spell_correct import spell_correct_pipeline
 
-    assert sweep.bls_composing_models(build_pipeline("spell_correct")) == []  # engine_mode "inprocess"
-    assert sweep.bls_composing_models(spell_correct_pipeline(engine_mode="bls")) == ["spell_decoder", "spell_encoder"]
+    assert model_analyzer.bls_composing_models(build_pipeline("spell_correct")) == []  # engine_mode "inprocess"
+    assert model_analyzer.bls_composing_models(spell_correct_pipeline(engine_mode="bls")) == ["spell_decoder", "spell_encoder"]
     cfg = dict(analyzer_config.load("spell_correct").model_analyzer, bls_composing_models=["stale"])
     kw = dict(model_repository=tmp_path, export_dir=tmp_path / "ma")
     assert "bls_composing_models" not in analyzer_config.resolve_for_this_machine(cfg, bls_composing=[], **kw)
@@ -346,13 +348,13 @@ def test_bls_composing_models_come_from_the_spec(tmp_path):
 
 
 def test_applying_a_shared_model_names_the_other_pipelines():
-    shared = sweep.shared_models(build_pipeline("query_intent", fuse_text=False), ["product_encoder", "query_intent_head"])
+    shared = apply.shared_models(build_pipeline("query_intent", fuse_text=False), ["product_encoder", "query_intent_head"])
     assert shared == {"product_encoder": ["product_duplicate"]}
-    assert sweep.shared_models(build_pipeline("query_embedding"), ["query_embedding_encoder"]) == {}
+    assert apply.shared_models(build_pipeline("query_embedding"), ["query_embedding_encoder"]) == {}
 
 
 def test_loop_guard_fires_only_on_a_run_of_revisits():
-    guard = sweep.AnalyzerLoopGuard(limit=3)
+    guard = model_analyzer.AnalyzerLoopGuard(limit=3)
     skip = "[Model Analyzer] Existing measurement found for run config. Skipping profile"
     lines = [skip, skip, "[Model Analyzer] Profiling query_embedding_config_5: concurrency=8", skip, skip]
     assert not any(guard.looping(line) for line in lines)  # a new profile resets the count
@@ -362,7 +364,7 @@ def test_loop_guard_fires_only_on_a_run_of_revisits():
 def test_reports_only_config_is_a_one_point_search_on_the_same_checkpoint(tmp_path):
     cfg = analyzer_config.resolve_for_this_machine(analyzer_config.load("query_embedding", "quick").model_analyzer,
                                                    model_repository=tmp_path, export_dir=tmp_path / "ma")
-    again = sweep.reports_only_config(cfg)
+    again = model_analyzer.reports_only_config(cfg)
     assert again["run_config_search_max_instance_count"] == 1
     assert again["run_config_search_max_model_batch_size"] == cfg["run_config_search_min_model_batch_size"]
     assert again["checkpoint_directory"] == cfg["checkpoint_directory"] and again["export_path"] == cfg["export_path"]
@@ -372,8 +374,8 @@ def test_reports_only_config_is_a_one_point_search_on_the_same_checkpoint(tmp_pa
 
 def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
     base = _query_embedding()
-    (proposed,) = sweep.fallback_candidates(base, [2], [4])
-    kept = sweep.keep_request_rows(proposed, base)
+    (proposed,) = candidates.fallback_candidates(base, [2], [4])
+    kept = candidates.keep_request_rows(proposed, base)
     enc = kept.batching["query_embedding_encoder"]
     assert enc["max_batch_size"] == 64 and enc["preferred_batch_sizes"] == [4] and enc["instance_count"] == 2
     assert kept.name == f"tokenize x2 b64 p4 d100, encoder x2 b64 p4 d500 {enc['engine']}-{enc['precision']}"
@@ -382,44 +384,44 @@ def test_smaller_batches_become_preferred_sizes_so_requests_keep_their_rows():
     cfg = model_config(served.model("query_embedding_encoder"), "local")
     assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [4]
     # the candidates the sweep measures are all converted
-    assert all(b["max_batch_size"] == 64 for c in sweep.candidate_list(base, [proposed], [0], 3) for b in c.batching.values())
-    assert sweep.keep_request_rows(sweep.Candidate("d", sweep.tuned_batching(base)), base).name == "d"
+    assert all(b["max_batch_size"] == 64 for c in candidates.candidate_list(base, [proposed], [0], 3) for b in c.batching.values())
+    assert candidates.keep_request_rows(candidates.Candidate("d", candidates.tuned_batching(base)), base).name == "d"
 
 
 def test_apply_refuses_to_retune_a_model_another_pipeline_was_tuned_with(tmp_path, capsys, monkeypatch):
     # On triton-cpu/gpu both product ensembles serve the one product_encoder (on local, query_intent has its own
     # fused copy, so nothing is shared there): the sharing those targets have.
-    monkeypatch.setattr(sweep, "shared_models", lambda base, models: {"product_encoder": ["query_intent"]}
+    monkeypatch.setattr(apply, "shared_models", lambda base, models: {"product_encoder": ["query_intent"]}
                         if base.name == "product_duplicate" else {"product_encoder": ["product_duplicate"]})
     intent_choice = {"product_encoder": {"instance_count": 1, "max_batch_size": 64, "max_queue_delay_us": 0,
                                          "preferred_batch_sizes": []}}
     overrides = save_overrides(tmp_path / "overrides.json", intent_choice, source={"query_intent": {"candidate": "d0"}})
     duplicate = build_pipeline("product_duplicate")
     same = {"product_encoder": dict(intent_choice["product_encoder"])}
-    assert sweep.tuning_conflicts(duplicate, same, overrides) == []
+    assert apply.tuning_conflicts(duplicate, same, overrides) == []
     other = {"product_encoder": {**intent_choice["product_encoder"], "instance_count": 2, "preferred_batch_sizes": [4]}}
-    (clash,) = sweep.tuning_conflicts(duplicate, other, overrides)
+    (clash,) = apply.tuning_conflicts(duplicate, other, overrides)
     assert "product_encoder was tuned for query_intent" in clash and "x2 b64 p4 d0" in clash
     # re-tuning the pipeline that owns the setting is no conflict
-    assert sweep.tuning_conflicts(build_pipeline("query_intent", fuse_text=False), other, overrides) == []
+    assert apply.tuning_conflicts(build_pipeline("query_intent", fuse_text=False), other, overrides) == []
 
     repo = _repo_with_configs(duplicate, tmp_path / "repo")
     before = (repo / "product_encoder" / "config.pbtxt").read_text()
     args = argparse.Namespace(pipeline="product_duplicate", apply=True, dry_run=False, force=False,
                               repository=repo, overrides=overrides)
-    assert sweep._apply(duplicate, sweep.Candidate("c", other), args) == 0
+    assert apply.apply_choice(duplicate, candidates.Candidate("c", other), args) == 0
     assert "not applying" in capsys.readouterr().out
     assert (repo / "product_encoder" / "config.pbtxt").read_text() == before
     assert json.loads(overrides.read_text())["models"]["product_encoder"] == intent_choice["product_encoder"]
     args.force = True
-    sweep._apply(duplicate, sweep.Candidate("c", other), args)
+    apply.apply_choice(duplicate, candidates.Candidate("c", other), args)
     assert parse_pbtxt((repo / "product_encoder" / "config.pbtxt").read_text()).instance_group[0].count == 2
 
 
 # ----------------------------------------------------------------------- engine and precision in the sweep
 
 def test_engine_entries_apply_only_to_their_engine():
-    from search_build.batching_overrides import apply_batching, stale_entries
+    from search_build.repository.batching_overrides import apply_batching, stale_entries
 
     base = build_pipeline("query_intent", engine="openvino", precision="fp32", fuse_text=False)
     legacy = {"product_encoder": {"max_batch_size": 8}, "query_intent_head": {"max_batch_size": 16}}
@@ -435,7 +437,7 @@ def test_engine_entries_apply_only_to_their_engine():
 
 
 def test_overrides_file_checks_engine_fields(tmp_path):
-    from search_build.batching_overrides import load_overrides
+    from search_build.repository.batching_overrides import load_overrides
 
     path = tmp_path / "batching.json"
     for entry, message in (({"engine": "openvino"}, "precision"), ({"engine": "openvino", "precision": "int8"}, "int8"),
@@ -448,14 +450,14 @@ def test_overrides_file_checks_engine_fields(tmp_path):
 def test_engine_variants_are_gated(tmp_path):
     """query_intent's shared encoder: OpenVINO bf16 fails the heads' gate, so it is never a candidate."""
     from search_backends.graph_engines import openvino_available
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     if not openvino_available():
         pytest.skip("openvino not installed")
     base = build_pipeline("query_intent", engine="openvino", precision="fp32", fuse_text=False)
     repo = write_repository([base], tmp_path / "repo", "local", progress=lambda _: None)
     messages = []
-    variants = sweep.engine_variants(base, repo, messages.append)
+    variants = candidates.engine_variants(base, repo, messages.append)
     engines = {(c.batching["product_encoder"]["engine"], c.batching["product_encoder"]["precision"]) for c in variants}
     assert engines == {("onnxruntime", "fp32")}
     assert all("engine" not in c.batching["query_intent_head"] for c in variants)

@@ -13,13 +13,13 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from search_build.configs import model_config, to_pbtxt
+from search_build.repository.configs import model_config, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
-from search_build.repository import served_model, write_repository, without_artifact_digest
-from search_build.spec import EngineModel, OptimizationProfile
-from search_build.tensorrt_engines import (TensorRTUnavailable, engine_builder_for, int64_inputs_to_int32,
+from search_build.repository.writer import served_model, write_repository, without_artifact_digest
+from search_build.repository.spec import EngineModel, OptimizationProfile
+from search_build.export.tensorrt_engines import (TensorRTUnavailable, engine_builder_for, int64_inputs_to_int32,
                                            profile_shapes)
-from search_build.quantize import output_drift, quantize_int8, synthetic_feeds
+from search_build.export.quantize import output_drift, quantize_int8, synthetic_feeds
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16: mc.TYPE_FP16,
@@ -210,8 +210,8 @@ def test_cpu_targets_reject_tensorrt_precisions(tmp_path):
 def test_int8_build_goes_through_the_gate(tmp_path, capsys):
     """`searchbar build --precision int8` quantizes, measures drift against FP32 on real queries, and is refused
     when retrieval would change (top-10 overlap below the gate), naming the measurement and the way out."""
-    from search_build import engine_parity as P
-    from search_build.quantize import quantize_int8
+    from search_build.export import engine_parity as P
+    from search_build.export.quantize import quantize_int8
     from search_tools.cli import main
 
     fp32 = write_repository([build_pipeline("query_embedding", engine="onnxruntime", precision="fp32")],
@@ -262,7 +262,7 @@ def _reachable(configs, manifest):
 @pytest.fixture(scope="module")
 def configs_only_repositories(tmp_path_factory):
     """`searchbar build --pipelines all --configs-only` for every target (no TensorRT needed)."""
-    from search_build.spec import TARGETS
+    from search_build.repository.spec import TARGETS
     from search_tools.cli import main
 
     out = {}
@@ -278,7 +278,7 @@ def configs_only_repositories(tmp_path_factory):
 def test_configs_only_repository_wires_exactly_what_the_target_builds(configs_only_repositories, target):
     import json
 
-    from search_build.sagemaker_package import read_configs
+    from search_build.deploy.sagemaker_package import read_configs
 
     repo = configs_only_repositories[target]
     configs = read_configs(repo)  # strict protobuf parse of every config.pbtxt
@@ -308,7 +308,7 @@ def test_configs_only_repository_wires_exactly_what_the_target_builds(configs_on
 
 
 def test_configs_only_gpu_repository_is_refused_by_serve_and_sagemaker(configs_only_repositories, tmp_path, capsys):
-    from search_build.sagemaker_package import package
+    from search_build.deploy.sagemaker_package import package
     from search_tools.cli import main
 
     repo = configs_only_repositories["triton-gpu"]

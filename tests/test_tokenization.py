@@ -6,7 +6,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from search_backends.tokenization import CHARS_PER_TOKEN_LIMIT, BatchTokenizer
-from search_build.sentence_checkpoint import default_embedding_checkpoint
+from search_build.export.sentence_checkpoint import default_embedding_checkpoint
 
 
 @pytest.fixture(scope="module")

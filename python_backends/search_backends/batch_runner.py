@@ -15,37 +15,26 @@ from .graph_engines import GraphEngine
 class BatchRunner:
     """Runs several requests as one engine call and splits the outputs back.
 
-    Inputs of rank >= 2 whose last axis differs between requests are right-padded to the longest
-    (``pad_values`` per input, default 0: attention masks pad with 0 so padding is inert).
-    Outputs are split along axis 0 by each request's batch size and, for ``sequence_outputs`` (axis 1
-    follows the padded sequence axis), cut back to that request's own length.
+    Inputs of rank >= 2 whose last axis differs between requests are right-padded with 0 to the longest
+    (attention masks pad with 0, so padding is inert). Outputs are split along axis 0 by each request's
+    batch size (the served encoders pool, so no output follows the padded sequence axis).
     """
 
-    def __init__(self, engine: GraphEngine, pad_values: Mapping[str, float | int] | None = None,
-                 sequence_outputs: Sequence[str] = ()):
+    def __init__(self, engine: GraphEngine):
         self.engine = engine
         self.input_names = list(engine.input_names)
         self.output_names = list(engine.output_names)
-        self.pad_values = dict(pad_values or {})
-        self.sequence_outputs = set(sequence_outputs)
 
     def run(self, requests: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         if not requests:
             return []
         sizes = [len(next(iter(r.values()))) for r in requests]
-        lengths = [max((a.shape[-1] for a in r.values() if a.ndim >= 2), default=0) for r in requests]
         feeds = {name: self._stack(name, [r[name] for r in requests]) for name in self.input_names}
         outputs = self.engine.infer(feeds)
         results: list[dict[str, np.ndarray]] = []
         start = 0
-        for size, length in zip(sizes, lengths):
-            part = {}
-            for name, value in zip(self.output_names, outputs):
-                piece = value[start:start + size]
-                if name in self.sequence_outputs:
-                    piece = piece[:, :length]
-                part[name] = piece
-            results.append(part)
+        for size in sizes:
+            results.append({name: value[start:start + size] for name, value in zip(self.output_names, outputs)})
             start += size
         return results
 
@@ -56,8 +45,7 @@ class BatchRunner:
             return arrays[0]
         if arrays[0].ndim >= 2:
             width = max(a.shape[-1] for a in arrays)
-            pad = self.pad_values.get(name, 0)
             arrays = [a if a.shape[-1] == width else
-                      np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=pad)
+                      np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=0)
                       for a in arrays]
         return np.concatenate(arrays, axis=0)

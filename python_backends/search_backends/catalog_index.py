@@ -1,7 +1,7 @@
 """Searching a built catalog: FAISS in the model folder, or a Milvus collection; the same answer shape for both.
 
 Triton-free: the catalog_search adapter, the in-process reference in the tests and the benchmarks all call
-:func:`open_catalog`. Building lives in ``search_build.catalog_build``.
+:func:`open_catalog`. Building lives in ``search_build.catalog.indexing``.
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, cast
 
 import numpy as np
 
-from . import catalog_contract as C
+from .contracts import search_bar as C
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class FaissCatalog:
         faiss.omp_set_num_threads(max(1, threads))
         self.index = faiss.read_index(str(folder / C.INDEX_FILE))
         if manifest["index"]["kind"] == C.INDEX_HNSW:
-            self.index.hnsw.efSearch = int(manifest["index"]["ef_search"])
+            # read_index returns the concrete class (IndexHNSWFlat here); faiss's stubs say Index.
+            cast("faiss.IndexHNSW", self.index).hnsw.efSearch = int(manifest["index"]["ef_search"])
         self.items = ItemStore(folder / C.ITEMS_FILE)
         self.size, self.dim = self.index.ntotal, self.index.d
         if self.size != len(self.items):

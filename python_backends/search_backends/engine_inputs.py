@@ -12,6 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .contracts.product_search import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
+from .model_parameters import int_parameter
 from .text_input import InputError
 
 RANGES_PARAMETER, MAX_LENGTH_PARAMETER = "value_ranges", "max_sequence_length"
@@ -29,11 +31,21 @@ class EngineInputRules:
             name, _, bounds = item.partition("=")
             low, _, high = bounds.partition(":")
             ranges[name.strip()] = (int(low), int(high))
-        return cls(int(params.get(MAX_LENGTH_PARAMETER, "0") or 0), ranges)
+        return cls(int_parameter(params, MAX_LENGTH_PARAMETER, 0, minimum=0), ranges)
 
     def to_parameters(self) -> dict[str, str]:
         return {MAX_LENGTH_PARAMETER: str(self.max_sequence_length),
                 RANGES_PARAMETER: ",".join(f"{k}={lo}:{hi}" for k, (lo, hi) in self.ranges.items())}
+
+    def request_feed(self, values: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+        """One request's engine inputs by name, checked: InputError for a missing input or a broken rule."""
+        feed: dict[str, np.ndarray] = {}
+        for name, value in values.items():
+            if value is None:
+                raise InputError(f"{name}: missing input")
+            feed[name] = value
+        self.check(feed)
+        return feed
 
     def check(self, feed: Mapping[str, np.ndarray]) -> None:
         """Raise InputError naming the tensor when one request's inputs break a rule."""
@@ -54,5 +66,5 @@ class EngineInputRules:
 
 def bert_input_ranges(config: Mapping) -> dict[str, tuple[int, int]]:
     """The value ranges of a BERT-style encoder's inputs from its Hugging Face ``config.json``."""
-    return {"input_ids": (0, int(config["vocab_size"])), "attention_mask": (0, 2),
-            "token_type_ids": (0, int(config.get("type_vocab_size", 2)))}
+    return {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2),
+            TOKEN_TYPE_IDS: (0, int(config.get("type_vocab_size", 2)))}

@@ -5,20 +5,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .contracts.spell_correct import CONTROL_INPUTS
 from .text_input import InputError
-
-# Optional Triton input name -> generate() option. Request parameters use the lower-case option names.
-CONTROL_INPUTS = {
-    "NUM_BEAMS": "num_beams",
-    "MAX_NEW_TOKENS": "max_new_tokens",
-    "MIN_LENGTH": "min_length",
-    "LENGTH_PENALTY": "length_penalty",
-    "NO_REPEAT_NGRAM_SIZE": "no_repeat_ngram_size",
-    "EARLY_STOPPING": "early_stopping",
-}
-# Triton data type of each optional control input (shape [1]); the pipeline specs declare them from here.
-CONTROL_DTYPES = {"NUM_BEAMS": "INT32", "MAX_NEW_TOKENS": "INT32", "MIN_LENGTH": "INT32", "LENGTH_PENALTY": "FP32",
-                  "NO_REPEAT_NGRAM_SIZE": "INT32", "EARLY_STOPPING": "STRING"}
 
 
 @dataclass(frozen=True)

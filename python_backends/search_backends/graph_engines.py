@@ -19,12 +19,14 @@ import numpy as np
 
 ENGINE_ONNXRUNTIME, ENGINE_OPENVINO = "onnxruntime", "openvino"
 CPU_ENGINES = (ENGINE_OPENVINO, ENGINE_ONNXRUNTIME)
-# What each engine can run: int8 graphs are quantized before serving (search_build.quantize), bf16 is a
+# What each engine can run: int8 graphs are quantized before serving (search_build.export.quantize), bf16 is a
 # compile-time hint of OpenVINO (AMX / AVX512_BF16 kernels).
 ENGINE_PRECISIONS = {ENGINE_ONNXRUNTIME: ("fp32", "int8"), ENGINE_OPENVINO: ("fp32", "bf16")}
 _OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
-# Config parameters of the local target's engine models (written by search_build.configs, read by the runner).
+# Config parameters of the local target's engine models (written by search_build.repository.configs, read by the runner).
 ENGINE_PARAMETER, PRECISION_PARAMETER, GRAPH_FILE_PARAMETER = "engine", "precision", "onnx_file"
+GRAPH_FILE = "model.onnx"  # an engine model's graph in its version folder (the default of GRAPH_FILE_PARAMETER)
+THREADS_PARAMETER = "intra_op_threads"  # engine threads per instance; 0: the cores shared between instances
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class OnnxRuntimeEngine:
         self.precision = precision  # an int8 graph is already quantized: the session runs what it is given
         self.session = make_session(model_path, intra_op_threads=threads, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.input_dtypes = {i.name: ORT_TO_NUMPY.get(i.type) for i in self.session.get_inputs()}
+        # Inputs of other types are fed as given (BatchRunner reads a missing entry as "no conversion").
+        self.input_dtypes = {i.name: np.dtype(ORT_TO_NUMPY[i.type]) for i in self.session.get_inputs()
+                             if i.type in ORT_TO_NUMPY}
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -6,6 +6,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .contracts.product_search import (DEFAULT_TOP_K, HEAD_FILE, HEAD_FILE_PARAMETER, LABEL, LABELS_FILE,
+                                       LABELS_FILE_PARAMETER, PROBABILITIES, TOP_K, TOP_K_PARAMETER, TOP_LABELS,
+                                       TOP_PROBABILITIES)
+from .model_parameters import int_parameter
+
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax in float32 (shifting by the max keeps exp from overflowing)."""
@@ -41,8 +46,8 @@ class IntentPredictions:
     def outputs(self) -> dict[str, np.ndarray]:
         """The served intent outputs (labels as UTF-8 bytes), by tensor name."""
         encode = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
-        return {"LABEL": encode(self.labels).reshape(-1, 1), "PROBABILITIES": self.probabilities,
-                "TOP_LABELS": encode(self.top_labels), "TOP_PROBABILITIES": self.top_probabilities}
+        return {LABEL: encode(self.labels).reshape(-1, 1), PROBABILITIES: self.probabilities,
+                TOP_LABELS: encode(self.top_labels), TOP_PROBABILITIES: self.top_probabilities}
 
 
 def classify(logits: np.ndarray, id2label: Mapping[int | str, str] | Sequence[str], top_k: int = 1
@@ -90,6 +95,12 @@ class IntentHead:
             raise ValueError(f"top_k must be between 1 and {self.num_labels}, got {default_top_k}")
         self.default_top_k = default_top_k
 
+    @classmethod
+    def from_parameters(cls, folder, params: Mapping[str, str]) -> "IntentHead":
+        """The head a model's config parameters name (files relative to its version ``folder``)."""
+        return cls(folder / params.get(HEAD_FILE_PARAMETER, HEAD_FILE), folder / params.get(LABELS_FILE_PARAMETER, LABELS_FILE),
+                   int_parameter(params, TOP_K_PARAMETER, DEFAULT_TOP_K, minimum=1))
+
     def top_k(self, value) -> int:
         """A request's TOP_K (None: the default), or InputError naming the field."""
         from .text_input import InputError
@@ -98,13 +109,32 @@ class IntentHead:
             return self.default_top_k
         values = np.asarray(value).reshape(-1)
         if values.size == 0 or values.dtype.kind not in "iu":
-            raise InputError(f"TOP_K must be one integer, got {values.tolist()!r}")
+            raise InputError(f"{TOP_K} must be one integer, got {values.tolist()!r}")
         k = int(values[0])
         if not 1 <= k <= self.num_labels:
-            raise InputError(f"TOP_K must be between 1 and {self.num_labels}, got {k}")
+            raise InputError(f"{TOP_K} must be between 1 and {self.num_labels}, got {k}")
         return k
 
     def predict(self, pooled: np.ndarray, spans: Sequence[tuple[int, int, int]]) -> list[IntentPredictions]:
         """One head call for the whole batch; ``spans`` are (start, stop, k) rows per request."""
         logits = self.session.run(None, {self.input_name: np.ascontiguousarray(pooled, dtype=np.float32)})[0]
         return [classify(logits[start:stop], self.id2label, top_k=k) for start, stop, k in spans]
+
+
+class DuplicateHead:
+    """The duplicate head graph over pooled pair embeddings (the product_duplicate_head model)."""
+
+    def __init__(self, head_path):
+        from .onnx_runner import make_session
+
+        self.session = make_session(head_path, intra_op_threads=1)
+        self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def from_parameters(cls, folder, params: Mapping[str, str]) -> "DuplicateHead":
+        return cls(folder / params.get(HEAD_FILE_PARAMETER, HEAD_FILE))
+
+    def predict(self, pooled: np.ndarray) -> np.ndarray:
+        """P(duplicate), float32 [B, 1], for a whole batch in one head call."""
+        logits = self.session.run(None, {self.input_name: np.asarray(pooled, dtype=np.float32)})[0]
+        return duplicate_probability(logits).reshape(-1, 1)

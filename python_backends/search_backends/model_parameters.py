@@ -27,21 +27,3 @@ def int_parameter(params: Mapping[str, str], key: str, default: int, *, minimum:
     if maximum is not None and value > maximum:
         raise ConfigError(f"model parameter {key}={value} must be <= {maximum}")
     return value
-
-
-def int_map_parameter(params: Mapping[str, str], key: str) -> dict[str, int]:
-    """``"a=1,b=2"`` -> ``{"a": 1, "b": 2}``; empty or missing -> ``{}``."""
-    out: dict[str, int] = {}
-    for item in filter(None, (part.strip() for part in str(params.get(key, "") or "").split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"model parameter {key}: {item!r} is not NAME=INTEGER")
-        try:
-            out[name.strip()] = int(value.strip())
-        except ValueError:
-            raise ConfigError(f"model parameter {key}: {item!r} is not NAME=INTEGER") from None
-    return out
-
-
-def list_parameter(params: Mapping[str, str], key: str) -> list[str]:
-    return [s.strip() for s in str(params.get(key, "") or "").split(",") if s.strip()]

@@ -21,14 +21,56 @@ right-padded to the longest row rounded up to ``pad_to_multiple_of``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from .contracts.product_search import A_TITLE, B_TITLE, FIELDS_PER_PRODUCT, PAIR_FIELDS
+from .text_input import InputError, decode_text
 from .tokenization import CHARS_PER_TOKEN_LIMIT, EncodedBatch, round_up
 
+
+class ProductRecord(Protocol):
+    """The fields of one listing that :meth:`PairEncoder.encode_records` reads."""
+    @property
+    def product_type(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+
 FIELDS = ("type", "title", "description")
+
+
+def pair_columns(values: Sequence[np.ndarray | None]) -> list[list[str]]:
+    """One request's six field inputs (in ``PAIR_FIELDS`` order; None = not sent) -> six equally long columns of
+    stripped text, a missing field as "". Raises :class:`InputError` for columns of different lengths, a request
+    with no field at all, or a row where a product has no non-empty field."""
+    if len(values) != len(PAIR_FIELDS):
+        raise ValueError(f"expected {len(PAIR_FIELDS)} field inputs ({', '.join(PAIR_FIELDS)}), got {len(values)}")
+    columns: list[list[str] | None] = []
+    rows = None
+    for name, value in zip(PAIR_FIELDS, values):
+        if value is None:
+            columns.append(None)
+            continue
+        column = [decode_text(v, field=name, allow_empty=True).strip() for v in np.asarray(value).reshape(-1)]
+        if rows is not None and len(column) != rows:
+            raise InputError(f"{name}: {len(column)} rows, other fields have {rows}")
+        rows = len(column)
+        columns.append(column)
+    if rows is None:
+        raise InputError(f"a product pair needs at least one field per product ({A_TITLE}, {B_TITLE}, ...): "
+                         f"all of {', '.join(PAIR_FIELDS)} are missing")
+    full = [c if c is not None else [""] * rows for c in columns]
+    for r in range(rows):
+        for side in (0, FIELDS_PER_PRODUCT):
+            if not any(full[c][r] for c in range(side, side + FIELDS_PER_PRODUCT)):
+                names = PAIR_FIELDS[side:side + FIELDS_PER_PRODUCT]
+                raise InputError(f"row {r}: product {names[0][0]} has no text: {', '.join(names)} are all "
+                                 "missing or empty; each product needs at least one non-empty field")
+    return full
 
 
 def fair_allocate(lengths: Sequence[int], budget: int) -> list[int]:
@@ -112,7 +154,13 @@ class PairEncoder:
             token_type_ids[i, len(first):total] = 1
         return EncodedBatch(input_ids, attention_mask, token_type_ids)
 
-    def encode_records(self, pairs: Sequence[tuple[object, object]], pad_to: int | None = None) -> EncodedBatch:
+    def request_rows(self, batch: EncodedBatch, start: int, stop: int) -> EncodedBatch:
+        """Rows [start, stop) of a batch, cut to the width they would have had encoded on their own."""
+        width = round_up(max(int(batch.attention_mask[start:stop].sum(axis=1).max()), 1), self.pad_to_multiple_of)
+        return batch.rows(start, stop, width)
+
+    def encode_records(self, pairs: Sequence[tuple[ProductRecord, ProductRecord]],
+                       pad_to: int | None = None) -> EncodedBatch:
         """Pairs of objects with ``product_type``, ``title`` and ``description`` attributes."""
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]
         return self.encode([r.product_type for r in a], [r.title for r in a], [r.description for r in a],

@@ -2,8 +2,8 @@
 
 Mirrors the Triton ensembles (``query_intent`` and ``product_duplicate``) without a server, for
 offline scoring, throughput baselines and the parity tests. An export directory holds:
-``product_encoder.onnx``, ``query_intent_head.onnx``, ``product_duplicate_head.onnx``,
-``tokenizer.json`` and ``product_models.json`` (the heads' config: labels, max lengths).
+the three graphs, ``tokenizer.json`` and the heads' config (labels, max lengths); their names are in
+``search_backends.contracts.product_search``.
 """
 from __future__ import annotations
 
@@ -13,19 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .contracts.product_search import (CONFIG_FILE, DEFAULT_MAX_TYPE_TOKENS, DUPLICATE_HEAD_FILE, ENCODER_FILE, IDS,
+                                       INTENT_HEAD_FILE, POOLED_EMBEDDING)
 from .graph_engines import ENGINE_ONNXRUNTIME, GraphEngine, OnnxRuntimeEngine, open_engine
 from .heads import IntentPredictions, classify, duplicate_probability
 from .onnx_runner import make_session
 from .pair_encoding import PairEncoder
 from .tokenization import BatchTokenizer, EncodedBatch
-
-ENCODER_FILE = "product_encoder.onnx"
-INTENT_HEAD_FILE = "query_intent_head.onnx"
-DUPLICATE_HEAD_FILE = "product_duplicate_head.onnx"
-CONFIG_FILE = "product_models.json"
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Not "embedding": the dynamo exporter already gives that name to the word-embedding Gather.
-EMBEDDING = "pooled_embedding"
 
 
 class ProductOnnxModels:
@@ -46,20 +40,19 @@ class ProductOnnxModels:
         self.queries = BatchTokenizer(export_dir, max_length=self.config["intent"]["max_length"])
         dup = self.config["duplicate"]
         self.pairs = PairEncoder.from_dir(export_dir, max_length=dup["max_length"],
-                                          max_type_tokens=dup.get("max_type_tokens", 16),
+                                          max_type_tokens=dup.get("max_type_tokens", DEFAULT_MAX_TYPE_TOKENS),
                                           field_separator=dup.get("field_separator", "|"))
         self.id2label = self.config["intent"]["id2label"]
 
     def embed(self, batch: EncodedBatch) -> np.ndarray:
-        feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                 "token_type_ids": batch.token_type_ids}
-        return dict(zip(self.encoder.output_names, self.encoder.infer(feeds)))[EMBEDDING]
+        feeds = {name: getattr(batch, name) for name in IDS}
+        return dict(zip(self.encoder.output_names, self.encoder.infer(feeds)))[POOLED_EMBEDDING]
 
     def intent_logits(self, embedding: np.ndarray) -> np.ndarray:
-        return self.intent_head.run(None, {EMBEDDING: embedding})[0]
+        return self.intent_head.run(None, {POOLED_EMBEDDING: embedding})[0]
 
     def duplicate_logits(self, embedding: np.ndarray) -> np.ndarray:
-        return self.duplicate_head.run(None, {EMBEDDING: embedding})[0]
+        return self.duplicate_head.run(None, {POOLED_EMBEDDING: embedding})[0]
 
     def classify_queries(self, texts: Sequence[str], top_k: int = 1) -> IntentPredictions:
         return classify(self.intent_logits(self.embed(self.queries.encode(list(texts)))), self.id2label, top_k)

@@ -13,7 +13,7 @@ from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
-from . import catalog_contract as C
+from .contracts import search_bar as C
 from .catalog_index import top_k_of_request
 from .text_input import InputError, decode_text
 

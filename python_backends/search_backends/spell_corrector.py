@@ -1,4 +1,4 @@
-"""In-process spell correction: text in, corrected text out, over the two ONNX graphs of search_build.spell_export.
+"""In-process spell correction: text in, corrected text out, over the two ONNX graphs of search_build.export.spell_export.
 
 Input rules (documented behaviour, relied on by the Triton adapter and the tests):
 - Text is normalised first: lower-cased (`lowercase=True`, the trained model only knows lowercase) and runs of
@@ -23,8 +23,8 @@ from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-expo
 from .spell_generation import GenerationDefaults, generate
 from .spell_guard import SpellGuard
 
-from .spell_contract import DECODER_FILE, ENCODER_FILE
-
+from .contracts.spell_correct import (ATTENTION_MASK, DECODER_FILE, DECODER_INPUT_IDS, ENCODER_ATTENTION_MASK,
+                                      ENCODER_FILE, INPUT_IDS, LOGITS, GraphNames)
 
 
 class OnnxSpellModel:
@@ -34,18 +34,18 @@ class OnnxSpellModel:
         model_dir = Path(model_dir)
         self.encoder = make_session(model_dir / ENCODER_FILE, intra_op_threads=intra_op_threads, providers=providers)
         self.decoder = make_session(model_dir / DECODER_FILE, intra_op_threads=intra_op_threads, providers=providers)
-        self.cross_names = [o.name for o in self.encoder.get_outputs() if o.name.startswith("cross_")]
-        self.past_names = [i.name for i in self.decoder.get_inputs() if i.name.startswith("past_")]
-        self.present_names = [o.name for o in self.decoder.get_outputs() if o.name.startswith("present_")]
+        # The encoder's outputs: the hidden states, then a key and a value per decoder layer.
+        names = GraphNames((len(self.encoder.get_outputs()) - 1) // 2)
+        self.cross_names, self.past_names, self.present_names = names.cross(), names.past(), names.present()
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> list[np.ndarray]:
-        return self.encoder.run(self.cross_names, {"input_ids": input_ids, "attention_mask": attention_mask})
+        return self.encoder.run(self.cross_names, {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask})
 
     def decode_step(self, decoder_input_ids, encoder_attention_mask, past, cross):
-        feed = {"decoder_input_ids": decoder_input_ids, "encoder_attention_mask": encoder_attention_mask}
+        feed = {DECODER_INPUT_IDS: decoder_input_ids, ENCODER_ATTENTION_MASK: encoder_attention_mask}
         feed.update(zip(self.past_names, past))
         feed.update(zip(self.cross_names, cross))
-        logits, *present = self.decoder.run(["logits", *self.present_names], feed)
+        logits, *present = self.decoder.run([LOGITS, *self.present_names], feed)
         return logits, present
 
 

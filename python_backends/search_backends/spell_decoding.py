@@ -14,8 +14,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .spell_contract import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR, ENGINE_BLS,
-                             ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES, INPUT_IDS)
+from .contracts.spell_correct import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
+                                      DECODER_MODEL_PARAMETER, ENCODER_MODEL_PARAMETER, ENGINE_BLS, ENGINE_CT2,
+                                      ENGINE_MODE_PARAMETER, ENGINE_MODES, INPUT_IDS, MAX_NEW_TOKENS_LIMIT_PARAMETER,
+                                      MAX_NUM_BEAMS_PARAMETER)
 from .engine_inputs import EngineInputRules
 from .generation_controls import ControlLimits, parse_controls
 from .model_parameters import int_parameter
@@ -79,12 +81,15 @@ class ServedDecoding:
         if mode == ENGINE_BLS:
             if bls_engines is None:
                 raise ValueError("engine_mode 'bls' needs the adapter's BLS engines")
-            engines = bls_engines(params["encoder_model"], params["decoder_model"], int(config["decoder_layers"]))
+            engines = bls_engines(params[ENCODER_MODEL_PARAMETER], params[DECODER_MODEL_PARAMETER],
+                                  int(config["decoder_layers"]))
         decoder = SpellDecoder(mode, model_dir, threads=threads, engines=engines,
                                compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
                                device=params.get(CT2_DEVICE_PARAMETER, "cpu"))
-        limits = ControlLimits(max_num_beams=int_parameter(params, "max_num_beams", 8, minimum=1),
-                               max_new_tokens=int_parameter(params, "max_new_tokens_limit", 64, minimum=1))
+        defaults = ControlLimits()
+        limits = ControlLimits(
+            max_num_beams=int_parameter(params, MAX_NUM_BEAMS_PARAMETER, defaults.max_num_beams, minimum=1),
+            max_new_tokens=int_parameter(params, MAX_NEW_TOKENS_LIMIT_PARAMETER, defaults.max_new_tokens, minimum=1))
         # A direct caller's ids must fit the vocabulary and the model's positions (the codec's never exceed them).
         rules = EngineInputRules(int(config["max_position_embeddings"]),
                                  {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2)})
@@ -101,6 +106,32 @@ class ServedDecoding:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         return resolved
+
+    def token_rows(self, input_ids: np.ndarray | None, attention_mask: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """A request's token input (direct callers send it too) as int64 rows, or InputError saying what is wrong."""
+        if input_ids is None or attention_mask is None:
+            raise InputError(f"{INPUT_IDS}/{ATTENTION_MASK}: missing input")
+        ids, mask = np.asarray(input_ids).astype(np.int64), np.asarray(attention_mask).astype(np.int64)
+        problem = request_rows_error(ids, mask)
+        if problem:
+            raise InputError(problem)
+        self.rules.check({INPUT_IDS: ids, ATTENTION_MASK: mask})
+        return ids, mask
+
+    def decode_requests(self, requests: Sequence[tuple[np.ndarray, np.ndarray, GenerationParams]]) -> list[np.ndarray]:
+        """Every request's rows (``(ids, mask, params)`` from :meth:`token_rows` / :meth:`request_params`) in one
+        decoding call, padded together; each request's output ids back, right-padded to its own longest row."""
+        ids_rows = [row for ids, _, _ in requests for row in ids]
+        mask_rows = [row for _, mask, _ in requests for row in mask]
+        row_params = [params for ids, _, params in requests for _ in range(len(ids))]
+        outputs = self.decoder.decode(pad_rows(ids_rows, self.pad_id), pad_rows(mask_rows, 0), row_params) \
+            if ids_rows else []
+        results, start = [], 0
+        for ids, _, _ in requests:
+            results.append(pad_rows(outputs[start:start + len(ids)], self.pad_id))
+            start += len(ids)
+        return results
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .spell_contract import BIGRAMS_FILE, GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE, RERANKER_FILE
+from .contracts.spell_correct import BIGRAMS_FILE, GUARD_INPUT, GUARD_PARAMETER, LEXICON_FILE, RERANKER_FILE
 from .spell_rerank import Candidate, WordReranker
 
 
@@ -66,10 +66,10 @@ def _cached_repair(path: str, mtime_ns: int, options: tuple) -> "LexiconRepair":
     and process."""
     bigrams = read_bigrams(Path(path).with_name(BIGRAMS_FILE))
     reranker_path = Path(path).with_name(RERANKER_FILE)
-    options = dict(options)
-    if options.pop("use_reranker", True) and reranker_path.exists():
-        options["reranker"] = WordReranker.load(reranker_path)
-    return LexiconRepair(_cached_lexicon(path, mtime_ns), bigrams, **options)
+    settings = dict(options)
+    if settings.pop("use_reranker", True) and reranker_path.exists():
+        settings["reranker"] = WordReranker.load(reranker_path)
+    return LexiconRepair(_cached_lexicon(path, mtime_ns), bigrams, **settings)
 
 
 def write_bigrams(path: str | Path, bigrams) -> None:
@@ -179,7 +179,7 @@ class LexiconRepair:
         def context(word: str) -> float:
             return self.context_bonus * self.in_context(word, left, right)
 
-        scored = {}
+        scored: dict[str, float] = {}
         for source in sources:
             if source in self.lexicon:  # a known rare word competes as itself
                 scored[source] = max(self.lexicon[source] + context(source), scored.get(source, float("-inf")))

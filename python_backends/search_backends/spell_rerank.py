@@ -8,7 +8,7 @@ vowel, a keyboard neighbour, a doubled or dropped letter, a swap, a changed firs
 forms a known two-word phrase with a neighbour. A linear score over them (a conditional logit: softmax over
 one word's candidates) picks the winner.
 
-The weights are fitted by `search_build.spell_rerank_train` on the training distribution of the spell data
+The weights are fitted by `search_build.training.spell_rerank_train` on the training distribution of the spell data
 (training-split real misspellings and synthetic noise, fresh seeds), never on an evaluation file, and shipped
 with the checkpoint as `word_reranker.json`. Without that file the repair uses its hand-set formula.
 """
@@ -106,7 +106,7 @@ class ErrorModel:
 
     `log_prob(ops)` sums, over the edits, log((count(edit) + 0.5) / (count(its context) + 0.5 * 27)), the
     context being the intended letter (substitution), the letter before (insertion), the intended pair
-    (deletion, transposition). Fitted by `search_build.spell_rerank_train` on the training split only.
+    (deletion, transposition). Fitted by `search_build.training.spell_rerank_train` on the training split only.
     """
 
     edits: dict[str, int]

@@ -1,7 +1,7 @@
 """Validation of raw text arriving as Triton BYTES tensors."""
 from __future__ import annotations
 
-from typing import Iterable
+from .contracts.query_embedding import TEXT
 
 # Longer inputs are rejected before tokenization: tokenizing megabytes only to truncate them
 # to a few hundred tokens would stall every other request in the dynamic batch.
@@ -12,7 +12,7 @@ class InputError(ValueError):
     """A problem with one request's input; reported to that request only."""
 
 
-def decode_text(value: object, *, field: str = "TEXT", allow_empty: bool = False,
+def decode_text(value: object, *, field: str = TEXT, allow_empty: bool = False,
                 max_bytes: int = MAX_TEXT_BYTES) -> str:
     """Turn one BYTES element into a clean ``str`` or raise :class:`InputError`."""
     if isinstance(value, str):
@@ -32,7 +32,3 @@ def decode_text(value: object, *, field: str = "TEXT", allow_empty: bool = False
     if not allow_empty and not text.strip():
         raise InputError(f"{field}: text is empty")
     return text
-
-
-def decode_texts(values: Iterable[object], **kwargs) -> list[str]:
-    return [decode_text(v, **kwargs) for v in values]

@@ -4,9 +4,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 from tokenizers import Tokenizer
+
+from .contracts.query_embedding import (DEFAULT_MAX_LENGTH, DEFAULT_PAD_TO_MULTIPLE, MAX_LENGTH_PARAMETER,
+                                        PAD_TO_MULTIPLE_PARAMETER, TOKENIZER_DIR, TOKENIZER_DIR_PARAMETER)
+from .model_parameters import int_parameter
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,22 @@ class BatchTokenizer:
             types[row, :n] = enc.type_ids
         return EncodedBatch(ids, mask, types)
 
+    @classmethod
+    def from_parameters(cls, folder: str | Path, params: Mapping[str, str]) -> "BatchTokenizer":
+        """The tokenizer a model's config parameters describe (its folder relative to the version ``folder``)."""
+        return cls(Path(folder) / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
+                   max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=2),
+                   pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE,
+                                                    minimum=1))
+
     def padded_length(self, batch: EncodedBatch, row: int) -> int:
         """The length a row would have been padded to on its own (keeps requests independent)."""
         n = int(batch.attention_mask[row].sum())
         return max(self.pad_to_multiple_of, round_up(n, self.pad_to_multiple_of))
+
+    def request_rows(self, batch: EncodedBatch, start: int, stop: int) -> EncodedBatch:
+        """Rows [start, stop) of a batch (one request's), cut to the width they would have had on their own."""
+        return batch.rows(start, stop, max(self.padded_length(batch, r) for r in range(start, stop)))
 
 
 def _model_max_length(tokenizer_dir: Path) -> int | None:
@@ -95,6 +112,7 @@ def _pad_id(tokenizer: Tokenizer, tokenizer_dir: Path) -> int:
         if isinstance(pad_token, dict):
             pad_token = pad_token.get("content")
     for candidate in (pad_token, "[PAD]", "<pad>"):
-        if candidate and tokenizer.token_to_id(candidate) is not None:
-            return tokenizer.token_to_id(candidate)
+        token_id = tokenizer.token_to_id(candidate) if candidate else None
+        if token_id is not None:
+            return token_id
     return 0

@@ -1,107 +1,82 @@
-"""`searchbar` command line: build, serve, query, doctor, demo and the operator tools."""
+"""`searchbar` command line: build, serve, query, doctor, demo, training, exports and the operator tools."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 
+# (name, module, help): each module defines ``run(args)`` and, when it takes options, ``add_arguments(parser)``.
+# A two-word name is a subcommand of a group. Modules are imported only for the command that runs (or shows its
+# --help), so `searchbar --help` stays fast.
+COMMANDS = (
+    ("build", "search_build.repository.build_command", "write the model repository (configs, tokenizers, engines)"),
+    ("serve", "search_tools.serve", "serve a model repository on a local tritonserver"),
+    ("hops", "search_tools.hops", "per-hop breakdown of served latency (queue, stub copies, execution, transport)"),
+    ("query", "search_tools.query", "send text to a pipeline and print the result"),
+    ("index", "search_tools.index", "build the catalog index catalog_search and search_bar search"),
+    ("demo", "search_tools.demo", "build the default repository, serve it and query every pipeline"),
+    ("doctor", "search_tools.doctor", "check that tritonserver, the Python stub and perf_analyzer run here"),
+    ("eval-spell", "search_tools.spell_eval", "spell-correction quality on query<TAB>expected files, beside SymSpell"),
+    ("sweep", "search_tools.sweep.command",
+     "Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching"),
+    ("cost-report", "search_tools.cost_report", "cost per million requests from sweep results, side by side"),
+    ("load-test", "search_tools.load_test", "open-loop load at a fixed rate, with p99 budgets for served and rejected"),
+    ("soak", "search_tools.soak", "steady load for a bounded time while server and stub memory is sampled"),
+    ("score", "search_tools.batch_scoring.command",
+     "duplicate scoring of a pairs file on one machine (resumable; Triton or in-process ONNX)"),
+    ("score-spark", "search_tools.spark_score", "duplicate scoring of Parquet pairs on Spark (local[2] here, any cluster)"),
+    ("submit-spark-sagemaker", "search_tools.sagemaker_processing", "run the Spark scoring job as a SageMaker Processing job"),
+    ("package-sagemaker", "search_build.deploy.sagemaker_package", "write model.tar.gz for a SageMaker Triton endpoint"),
+    ("deploy-sagemaker", "search_tools.sagemaker_deploy", "upload model.tar.gz and create an autoscaled SageMaker endpoint"),
+    ("train spell", "search_build.training.spell_train", "train the spelling model (models/spell_bart)"),
+    ("train reranker", "search_build.training.spell_rerank_train", "fit the spelling repair's word reranker"),
+    ("train product", "search_build.training.product_train", "train the product heads (models/product_heads)"),
+    ("data spell", "search_build.training.spell_data", "write the spelling held-out file, or print training pairs"),
+    ("data lexicon", "search_build.training.spell_sources", "write the spell guard's lexicon and bigrams into a checkpoint"),
+    ("data perf-inputs", "search_tools.input_data", "write every pipeline's perf_analyzer input data"),
+    ("export spell", "search_build.export.spell_export", "export the spelling checkpoint to ONNX (encoder + decoder)"),
+    ("export product", "search_build.export.product_export", "export the product heads checkpoint to ONNX"),
+)
+GROUPS = {"train": "train the project's default models", "data": "write the project's seeded data files",
+          "export": "export a checkpoint to ONNX"}
+
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="searchbar", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    from search_build import build_repository
-    p = sub.add_parser("build", help="write the model repository (configs, tokenizers, engines)")
-    build_repository.add_arguments(p)
-    p.set_defaults(func=build_repository.run)
-
-    from . import serve
-    p = sub.add_parser("serve", help="serve a model repository on a local tritonserver")
-    serve.add_arguments(p)
-    p.set_defaults(func=serve.run)
-
-    from . import hops
-    p = sub.add_parser("hops", help="per-hop breakdown of served latency (queue, stub copies, execution, transport)")
-    hops.add_arguments(p)
-    p.set_defaults(func=hops.run)
-
-    from . import query
-    p = sub.add_parser("query", help="send text to a pipeline and print the result")
-    query.add_arguments(p)
-    p.set_defaults(func=query.run)
-
-    from . import index
-    p = sub.add_parser("index", help="build the catalog index catalog_search and search_bar search")
-    index.add_arguments(p)
-    p.set_defaults(func=index.run)
-
-    from . import demo
-    p = sub.add_parser("demo", help="build the default repository, serve it and query every pipeline")
-    demo.add_arguments(p)
-    p.set_defaults(func=demo.run)
-
-    from . import doctor
-    p = sub.add_parser("doctor", help="check that tritonserver, the Python stub and perf_analyzer run here")
-    p.set_defaults(func=doctor.run)
-
-    from . import spell_eval
-    p = sub.add_parser("eval-spell", help="spell-correction quality on query<TAB>expected files, beside SymSpell")
-    spell_eval.add_arguments(p)
-    p.set_defaults(func=spell_eval.run)
-
-    from . import sweep
-    p = sub.add_parser("sweep", help="Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching")
-    sweep.add_arguments(p)
-    p.set_defaults(func=sweep.run)
-
-    from . import cost_report
-    p = sub.add_parser("cost-report", help="cost per million requests from sweep results, side by side")
-    cost_report.add_arguments(p)
-    p.set_defaults(func=cost_report.run)
-
-    from . import soak
-    p = sub.add_parser("soak", help="steady load for a bounded time while server and stub memory is sampled")
-    soak.add_arguments(p)
-    p.set_defaults(func=soak.run)
-
-    from search_build import sagemaker_package
-    p = sub.add_parser("package-sagemaker", help="write model.tar.gz for a SageMaker Triton endpoint")
-    sagemaker_package.add_arguments(p)
-    p.set_defaults(func=sagemaker_package.run)
-
-    from . import sagemaker_deploy
-    p = sub.add_parser("deploy-sagemaker", help="upload model.tar.gz and create an autoscaled SageMaker endpoint")
-    sagemaker_deploy.add_arguments(p)
-    p.set_defaults(func=sagemaker_deploy.run)
-
-    from . import spark_score
-    p = sub.add_parser("score-spark", help="duplicate scoring of Parquet pairs on Spark (local[2] here, any cluster)")
-    spark_score.add_arguments(p)
-    p.set_defaults(func=lambda a: spark_score.main(_spark_argv(a)))
-
-    from . import sagemaker_processing
-    p = sub.add_parser("submit-spark-sagemaker", help="run the Spark scoring job as a SageMaker Processing job")
-    sagemaker_processing.add_arguments(p)
-    p.set_defaults(func=sagemaker_processing.run)
-
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict = {}  # group name -> its subparsers
+    for name, module, summary in COMMANDS:
+        *group, word = name.split()
+        if group and group[0] not in groups:
+            group_parser = commands.add_parser(group[0], help=GROUPS[group[0]], description=GROUPS[group[0]])
+            groups[group[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
+        p = (groups[group[0]] if group else commands).add_parser(word, help=summary, description=summary)
+        p.set_defaults(command_module=module)
+        if argv[:len(name.split())] == name.split():
+            _add_arguments(p, importlib.import_module(module))
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers a command started (sweep, demo, soak) are stopped by
     # their context managers instead of being left running without a parent.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    result = args.func(args)
+    result = importlib.import_module(args.command_module).run(args)
     return result if isinstance(result, int) else 0
 
 
-def _spark_argv(args) -> list[str]:
-    """The score-spark namespace back as spark_score's own argv (one parser, two entry points)."""
-    argv = [args.input, args.output]
-    for flag, value in (("--triton-url", args.triton_url), ("--onnx-dir", args.onnx_dir), ("--model", args.model),
-                        ("--master", args.master), ("--batch-size", args.batch_size),
-                        ("--rows-per-request", args.rows_per_request), ("--threads", args.threads),
-                        ("--partitions", args.partitions)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
+def _add_arguments(parser: argparse.ArgumentParser, module) -> None:
+    """The module's own options, and its docstring as the command's --help text."""
+    if module.__doc__:
+        parser.description = module.__doc__
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+
+
+def run_as_main(module: str) -> None:
+    """``python -m <module>``: the same as its `searchbar` command."""
+    (name,) = [name for name, m, _ in COMMANDS if m == module]
+    sys.exit(main([*name.split(), *sys.argv[1:]]))
 
 
 def _exit_on_sigterm(signum, frame):

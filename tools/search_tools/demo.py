@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from search_backends.contracts.product_search import A_TITLE, A_TYPE, B_TITLE, B_TYPE
+
 from .server import TritonServer
 
 EXAMPLES = {
@@ -18,10 +20,10 @@ EXAMPLES = {
     "search_bar": ["metalica enter sandman", "master of pupets", "bohemian rapsody", "wireless hedphones"],
 }
 PAIRS = [
-    ({"A_TYPE": "headphones", "A_TITLE": "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
-      "B_TYPE": "headphones", "B_TITLE": "sony wh1000xm4 noise-cancelling wireless headphones (black)"}),
-    ({"A_TYPE": "phone case", "A_TITLE": "iPhone 13 silicone case blue",
-      "B_TYPE": "laptop", "B_TITLE": "Lenovo ThinkPad X1 Carbon 14 inch 16GB"}),
+    ({A_TYPE: "headphones", A_TITLE: "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
+      B_TYPE: "headphones", B_TITLE: "sony wh1000xm4 noise-cancelling wireless headphones (black)"}),
+    ({A_TYPE: "phone case", A_TITLE: "iPhone 13 silicone case blue",
+      B_TYPE: "laptop", B_TITLE: "Lenovo ThinkPad X1 Carbon 14 inch 16GB"}),
 ]
 
 
@@ -29,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--pipelines", nargs="+", default=None, help="default: every pipeline with examples")
     parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--specs-only", action="store_true",
+                        help="write only the config.pbtxt of every model the demo builds, as the specs render them "
+                             "(nothing exported; what model_repository/ commits), and stop")
     parser.add_argument("--log", type=Path, default=Path("out") / "tritonserver-demo.log",
                         help="server log (kept outside the model repository, which holds model files only)")
 
@@ -75,7 +80,7 @@ def show_spell_correct(client) -> None:
 
 
 def show_search_bar(client) -> None:
-    from search_backends import catalog_contract as C
+    from search_backends.contracts import search_bar as C
 
     from .search_bar_view import format_results
 
@@ -92,13 +97,21 @@ SHOWS = {"query_embedding": show_query_embedding, "query_intent": show_query_int
          "search_bar": show_search_bar}
 
 
+def build_args(pipelines: list[str], repository: Path, *, specs_only: bool = False) -> argparse.Namespace:
+    """The `searchbar build` the demo runs: target local, fp32 (the same engines on every CPU), sweep batching."""
+    return argparse.Namespace(pipelines=pipelines, target="local", out=repository, embedding_checkpoint=None,
+                              precision="fp32", specs_only=specs_only)
+
+
 def run(args) -> int:
-    from search_build import build_repository
+    from search_build.repository import build_command
 
     pipelines = args.pipelines or list(SHOWS)
+    if getattr(args, "specs_only", False):
+        build_command.run(build_args(pipelines, args.repository, specs_only=True))
+        return 0
     if not args.skip_build:
-        build_repository.run(argparse.Namespace(pipelines=pipelines, target="local", out=args.repository,
-                                                embedding_checkpoint=None, precision="fp32"))
+        build_command.run(build_args(pipelines, args.repository))
     log = args.log.resolve()
     if log.is_relative_to(args.repository.resolve()):
         raise SystemExit(f"--log {log} is inside the model repository {args.repository}: keep logs outside it")

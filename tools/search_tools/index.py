@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="index_command", required=True)
     p = sub.add_parser("build", help="embed every catalog item and write the index into the model repository")
-    from search_build.build_repository import add_catalog_arguments
+    from search_build.repository.build_command import add_catalog_arguments
 
     add_catalog_arguments(p)
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -26,9 +26,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from search_build.build_repository import catalog_options
+    from search_build.repository.build_command import catalog_options
     from search_build.pipelines import build_pipeline
-    from search_build.repository import MANIFEST_FILE, write_repository
+    from search_build.repository.writer import MANIFEST_FILE, write_repository
 
     manifest = args.repository / MANIFEST_FILE
     target = args.target or (json.loads(manifest.read_text())["target"] if manifest.exists() else "local")

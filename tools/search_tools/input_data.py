@@ -1,6 +1,6 @@
 """perf_analyzer / Model Analyzer input data for every pipeline, from the project's sample texts.
 
-Regenerate the committed files with ``python -m search_tools.input_data`` (or ``searchbar sweep``,
+Regenerate the committed files with ``searchbar data perf-inputs`` (or ``searchbar sweep``,
 which writes the file of the pipeline it profiles when it is missing).
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _intent_controls() -> dict[str, int]:
 
 def _spell_controls() -> dict[str, str | int | float | bool]:
     """The checkpoint's generation defaults (generation_config.json over Hugging Face's), guard on."""
-    from search_backends.spell_contract import GUARD_INPUT
+    from search_backends.contracts.spell_correct import (EARLY_STOPPING, GUARD_INPUT, LENGTH_PENALTY, MAX_NEW_TOKENS,
+                                                         MIN_LENGTH, NO_REPEAT_NGRAM_SIZE, NUM_BEAMS)
     from search_backends.spell_generation.params import HF_DEFAULTS, GenerationDefaults
     from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 
@@ -40,10 +41,10 @@ def _spell_controls() -> dict[str, str | int | float | bool]:
     max_length = int(v["max_length"])
     if "max_length" not in d.values and d.max_position_embeddings is not None:
         max_length = min(max_length + 1, d.max_position_embeddings)
-    return {"NUM_BEAMS": int(v["num_beams"]), "MAX_NEW_TOKENS": int(v.get("max_new_tokens") or max_length - 1),
-            "MIN_LENGTH": int(v["min_length"]), "LENGTH_PENALTY": float(v["length_penalty"]),
-            "NO_REPEAT_NGRAM_SIZE": int(v["no_repeat_ngram_size"]),
-            "EARLY_STOPPING": str(v["early_stopping"]).lower(), GUARD_INPUT: True}
+    return {NUM_BEAMS: int(v["num_beams"]), MAX_NEW_TOKENS: int(v.get("max_new_tokens") or max_length - 1),
+            MIN_LENGTH: int(v["min_length"]), LENGTH_PENALTY: float(v["length_penalty"]),
+            NO_REPEAT_NGRAM_SIZE: int(v["no_repeat_ngram_size"]),
+            EARLY_STOPPING: str(v["early_stopping"]).lower(), GUARD_INPUT: True}
 
 
 def _pairs() -> Iterator[dict[str, str]]:
@@ -80,6 +81,12 @@ def write_all(directory: Path = INPUT_DATA_DIR) -> list[Path]:
     return [write_pipeline_input_data(name, directory) for name in ROWS]
 
 
-if __name__ == "__main__":
+def run(args) -> None:
     for path in write_all():
         print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    from search_tools.cli import run_as_main
+
+    run_as_main(__spec__.name)

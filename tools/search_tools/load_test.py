@@ -6,19 +6,17 @@ down with the server and never overloads it. The run is bounded by ``duration_s`
 ``max_requests``; the addresses are restricted to loopback so it can never load someone else's
 server by mistake.
 
-    python -m search_tools.load_test --url 127.0.0.1:8001 --model query_embedding --rate 400 --duration 10
+    searchbar load-test --url 127.0.0.1:8001 --model query_embedding --rate 400 --duration 10
 
 The verdict: served requests' p99 stays within ``--budget-ms`` and rejections (UNAVAILABLE:
 "Exceeds maximum queue size" or "Request timeout expired") come back quickly.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import json
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -181,18 +179,19 @@ def run_load(url: str, model: str, *, rate: float, duration_s: float, max_reques
     return summarise(model, rate, outcomes), outcomes
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a loopback tritonserver")
-    p.add_argument("--model", default="query_embedding")
-    p.add_argument("--rate", type=float, default=400.0, help="requests per second offered (open loop)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
-    p.add_argument("--max-requests", type=int, default=20_000)
-    p.add_argument("--timeout", type=float, default=10.0, help="client deadline per request (s)")
-    p.add_argument("--budget-ms", type=float, default=1500.0, help="p99 budget for served requests")
-    p.add_argument("--reject-budget-ms", type=float, default=500.0, help="p99 budget for rejections")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = p.parse_args(argv)
+def add_arguments(parser) -> None:
+    parser.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a loopback tritonserver")
+    parser.add_argument("--model", default="query_embedding")
+    parser.add_argument("--rate", type=float, default=400.0, help="requests per second offered (open loop)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
+    parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--timeout", type=float, default=10.0, help="client deadline per request (s)")
+    parser.add_argument("--budget-ms", type=float, default=1500.0, help="p99 budget for served requests")
+    parser.add_argument("--reject-budget-ms", type=float, default=500.0, help="p99 budget for rejections")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args) -> int:
     report, _ = run_load(args.url, args.model, rate=args.rate, duration_s=args.duration,
                          max_requests=args.max_requests, timeout_s=args.timeout)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
@@ -204,4 +203,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from search_tools.cli import run_as_main
+
+    run_as_main(__spec__.name)

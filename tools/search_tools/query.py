@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 
 
 def add_arguments(parser) -> None:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_build.sagemaker_package import CONTAINER_INFO, DEFAULT_IMAGE_TAG, image_uri
+from search_build.deploy.sagemaker_package import CONTAINER_INFO, DEFAULT_IMAGE_TAG, image_uri
 
 
 @dataclass(frozen=True)

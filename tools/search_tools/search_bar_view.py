@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 
 
 def _text(value) -> str:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from search_build.repository import ENGINES_NOT_BUILT, MANIFEST_FILE
+from search_build.repository.writer import ENGINES_NOT_BUILT, MANIFEST_FILE
 
 from .server import ADMIN_HEADER, LOOPBACK, TritonServer
 
@@ -32,8 +32,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if not (args.repository / MANIFEST_FILE).exists() and not any(args.repository.glob("*/config.pbtxt")):
-        print(f"{args.repository} holds no models; run `searchbar build` first", file=sys.stderr)
+    # A model folder without a version folder is a config only (the checkout's model_repository/ holds just those).
+    if not any(p.is_dir() and p.name.isdigit() for p in args.repository.glob("*/*")):
+        print(f"{args.repository} holds no built models; run `searchbar build` first", file=sys.stderr)
         return 2
     manifest = args.repository / MANIFEST_FILE
     not_built = json.loads(manifest.read_text(encoding="utf-8")).get(ENGINES_NOT_BUILT) if manifest.exists() else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -220,7 +219,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from search_build.pipelines import build_pipeline
-    from search_build.repository import write_repository
+    from search_build.repository.writer import write_repository
 
     bounds = dict(max_growth_pct=args.max_growth_pct, min_growth_mb=args.min_growth_mb,
                   max_rejected_pct=args.max_rejected_pct)
@@ -242,14 +241,7 @@ def run(args) -> int:
     return 0 if report["verdict"] == "PASS" else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="searchbar soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from search_tools.cli import run_as_main
+
+    run_as_main(__spec__.name)

@@ -1,7 +1,7 @@
 """Duplicate scoring at catalog scale on Spark: ``predict_batch_udf`` over Parquet, the pair id carried through.
 
-    python -m search_tools.spark_score pairs.parquet scores.parquet --onnx-dir DIR            # in-process engine
-    python -m search_tools.spark_score pairs.parquet scores.parquet --triton-url host:8001    # a Triton server
+    searchbar score-spark pairs.parquet scores.parquet --onnx-dir DIR            # in-process engine
+    searchbar score-spark pairs.parquet scores.parquet --triton-url host:8001    # a Triton server
     spark-submit tools/search_tools/spark_score.py s3://.../pairs/ s3://.../scores/ --master yarn --triton-url ...
 
 Input: Parquet with ``id`` and the six product fields (a_type, a_title, a_description, b_type, b_title,
@@ -19,6 +19,7 @@ Spark's commit protocol: whole, or not at all.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -27,9 +28,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 # Absolute: spark-submit runs this file as a script (the package is installed where it runs).
-from search_tools.batch_score import FIELDS, ID_COLUMN, TRITON_OUTPUT, triton_pair_inputs
+from search_backends.contracts.product_search import SCORE, DUPLICATE
+from search_tools.batch_scoring.journal import SCORE_COLUMN
+from search_tools.batch_scoring.readers import FIELDS, ID_COLUMN
+from search_tools.batch_scoring.scorers import triton_pair_inputs
 
-SCORE_COLUMN = "score"
 SPARK_CONF_ENV = "SEARCHBAR_SPARK_CONF"  # extra Spark settings as JSON (set by the SageMaker Processing submission)
 
 
@@ -40,9 +43,12 @@ def _text(value) -> str | None:
 
 
 def _six_inputs(score: Callable[[list], np.ndarray]) -> Callable[..., np.ndarray]:
-    """predict_batch_udf reads the function's signature: one named parameter per input column."""
-    def predict(a_type, a_title, a_description, b_type, b_title, b_description):
-        return score([a_type, a_title, a_description, b_type, b_title, b_description])
+    """predict_batch_udf counts the parameters of the function's signature: one per input column (FIELDS)."""
+    def predict(*columns):
+        return score(list(columns))
+
+    predict.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(f, inspect.Parameter.POSITIONAL_OR_KEYWORD) for f in FIELDS])
     return predict
 
 
@@ -71,9 +77,9 @@ def make_predict_fn(backend: dict) -> Callable[[], Callable[..., np.ndarray]]:
                 out = np.zeros(rows, dtype=np.float32)
                 for start in range(0, rows, step):
                     inputs = triton_pair_inputs(grpcclient, [[_text(v) for v in c[start:start + step]] for c in columns])
-                    result = client.infer(backend.get("model", "product_duplicate"), inputs,
+                    result = client.infer(backend.get("model", DUPLICATE), inputs,
                                           client_timeout=float(backend.get("timeout_s", 120)))
-                    out[start:start + step] = result.as_numpy(TRITON_OUTPUT).reshape(-1)
+                    out[start:start + step] = result.as_numpy(SCORE).reshape(-1)
                 return out
 
             return _six_inputs(score)
@@ -143,7 +149,7 @@ def add_arguments(parser) -> None:
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--triton-url", help="gRPC address of a server serving product_duplicate")
     backend.add_argument("--onnx-dir", help="in-process engine: the product_export folder, on every executor")
-    parser.add_argument("--model", default="product_duplicate")
+    parser.add_argument("--model", default=DUPLICATE)
     parser.add_argument("--master", default=None,
                         help="Spark master (default: local[2] when run with python, the cluster's under spark-submit)")
     parser.add_argument("--batch-size", type=int, default=256, help="rows per predict_batch_udf call")
@@ -155,7 +161,10 @@ def add_arguments(parser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    return run(parser.parse_args(argv))
+
+
+def run(args) -> int:
     import os
 
     # spark-submit exports SPARK_ENV_LOADED: the cluster's master applies there; plain python runs local[2].

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from search_backends.spell_codec import normalize_query
-from search_build.spell_data import read_pairs  # noqa: F401 - part of this module's API
+from search_build.training.spell_data import read_pairs  # noqa: F401 - part of this module's API
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..spec import TARGETS, Pipeline, Target
+from search_build.repository.spec import TARGETS, Pipeline, Target
 
 # name -> factory(**options) -> Pipeline; filled by the pipeline modules below.
 REGISTRY: dict[str, Callable[..., Pipeline]] = {}
@@ -25,8 +25,8 @@ def register(name: str):
 def build_pipeline(name: str, *, target: Target = "local", precision: str = "auto", engine: str = "auto",
                    **options) -> Pipeline:
     """``engine``/``precision`` "auto": the fastest engine of the target that keeps parity
-    (:mod:`search_build.engine_choice`)."""
-    from ..engine_choice import choose_engine, with_engine
+    (:mod:`search_build.repository.engine_choice`)."""
+    from search_build.repository.engine_choice import choose_engine, with_engine
 
     _load_all()
     if name not in REGISTRY:

@@ -14,33 +14,36 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
-from ..spec import (Artifact, Batching, EngineModel, Ensemble, FusedHead, FusedTokenizer, OptimizationProfile,
+from search_backends.contracts import product_search as P
+from search_backends.contracts.query_embedding import (MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER, TEXT,
+                                                       TOKENIZER_DIR, TOKENIZER_DIR_PARAMETER)
+from search_backends.graph_engines import GRAPH_FILE
+
+from search_build.repository.artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
+from search_build.repository.spec import (Artifact, Batching, EngineModel, Ensemble, FusedHead, FusedTokenizer, OptimizationProfile,
                     Pipeline, PythonModel, Step, Target, TensorSpec)
-from . import register
-from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
+from search_build.pipelines import register
+from search_build.pipelines.query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "product_heads"
-ENCODER = "product_encoder"
-INTENT_TOKENIZE, INTENT_HEAD, INTENT = "query_intent_tokenize", "query_intent_head", "query_intent"
-INTENT_ENCODER = "query_intent_encoder"  # the local target's fused tokenizer + encoder + head
-PAIR_TOKENIZE, DUPLICATE_HEAD, DUPLICATE = "product_pair_tokenize", "product_duplicate_head", "product_duplicate"
-FIELDS = ("A_TYPE", "A_TITLE", "A_DESCRIPTION", "B_TYPE", "B_TITLE", "B_DESCRIPTION")
-IDS = ("input_ids", "attention_mask", "token_type_ids")
+ENCODER, INTENT, INTENT_TOKENIZE, INTENT_HEAD = P.ENCODER, P.INTENT, P.INTENT_TOKENIZE, P.INTENT_HEAD
+INTENT_ENCODER = P.INTENT_ENCODER  # the local target's fused tokenizer + encoder + head
+PAIR_TOKENIZE, DUPLICATE_HEAD, DUPLICATE = P.PAIR_TOKENIZE, P.DUPLICATE_HEAD, P.DUPLICATE
+FIELDS, IDS, POOLED = P.PAIR_FIELDS, P.IDS, P.POOLED_EMBEDDING
 
 
 def exported_models(checkpoint: Path) -> Path:
     """Encoder + both head graphs + tokenizer + product_models.json, exported once per checkpoint content."""
-    from ..product_multitask import load_config, resolve_encoder_dir
+    from search_build.training.product_multitask import load_config, resolve_encoder_dir
 
     encoder_dir = resolve_encoder_dir(load_config(checkpoint))
 
     def export(dest: Path) -> None:
-        from ..product_export import export_product_models
+        from search_build.export.product_export import export_product_models
         export_product_models(checkpoint, dest)
 
     return cached_folder(f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}", export,
-                         "product_models.json")
+                         P.CONFIG_FILE)
 
 
 def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str] | None = None):
@@ -58,7 +61,7 @@ def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str
 
 def _labels(checkpoint: Path):
     def build(dest: Path) -> None:
-        config = json.loads((exported_models(checkpoint) / "product_models.json").read_text())
+        config = json.loads((exported_models(checkpoint) / P.CONFIG_FILE).read_text())
         dest.write_text(json.dumps(config["intent"]["id2label"], indent=1) + "\n")
     return build
 
@@ -76,12 +79,12 @@ def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> E
     from search_backends.engine_inputs import bert_input_ranges
     from search_backends.tokenization import round_up
 
-    from ..product_multitask import load_config, resolve_encoder_dir
+    from search_build.training.product_multitask import load_config, resolve_encoder_dir
 
     encoder_config = json.loads((resolve_encoder_dir(load_config(checkpoint)) / "config.json").read_text(encoding="utf-8"))
     return EngineModel(
-        ENCODER, Artifact("model.onnx", _from_export(checkpoint, ("product_encoder.onnx",))),
-        _ids(), (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
+        ENCODER, Artifact(GRAPH_FILE, _from_export(checkpoint, (P.ENCODER_FILE,))),
+        _ids(), (TensorSpec(POOLED, "FP32", (hidden,)),),
         max_sequence_length=round_up(max_length, 8), value_ranges=bert_input_ranges(encoder_config),
         parity_feeds=parity[0], parity_probe=parity[1],
         batching=Batching(max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0),
@@ -104,7 +107,7 @@ def _parity(checkpoint: Path):
         return loaded["models"]
 
     def feeds() -> dict:
-        from ..product_data import make_intent_splits, make_product_pair_splits
+        from search_build.training.product_data import make_intent_splits, make_product_pair_splits
 
         models, config = product_models(), _product_config(checkpoint)
         data = json.loads((checkpoint / "heldout_report.json").read_text())["data"]
@@ -119,7 +122,7 @@ def _parity(checkpoint: Path):
     def probe(batch: str, outputs: dict) -> dict:
         from search_backends.heads import duplicate_probability, softmax
 
-        pooled = outputs["pooled_embedding"]
+        pooled = outputs[POOLED]
         if batch == "intent_queries":
             return {"intent_probabilities": softmax(product_models().intent_logits(pooled))}
         return {"duplicate_probability": duplicate_probability(product_models().duplicate_logits(pooled))[:, None]}
@@ -149,21 +152,23 @@ def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Targe
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
     num_classes = len(config["intent"]["id2label"])
     tokenize = PythonModel(
-        INTENT_TOKENIZE, "text_tokenizer", (TensorSpec("TEXT", "STRING", (1,)),), _ids(),
+        INTENT_TOKENIZE, "text_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), _ids(),
         batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=100,
                                                 max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
-        parameters={"tokenizer_dir": "tokenizer", "max_length": str(intent_len), "pad_to_multiple_of": "8"},
-        artifacts=(Artifact("tokenizer", _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+        parameters={TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR, MAX_LENGTH_PARAMETER: str(intent_len),
+                    PAD_TO_MULTIPLE_PARAMETER: "8"},
+        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
     head = PythonModel(
         INTENT_HEAD, "intent_head",
-        (TensorSpec("pooled_embedding", "FP32", (hidden,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)),
-        (TensorSpec("LABEL", "STRING", (1,)), TensorSpec("PROBABILITIES", "FP32", (num_classes,)),
-         TensorSpec("TOP_LABELS", "STRING", (-1,)), TensorSpec("TOP_PROBABILITIES", "FP32", (-1,))),
+        (TensorSpec(POOLED, "FP32", (hidden,)), TensorSpec(P.TOP_K, "INT32", (1,), optional=True)),
+        (TensorSpec(P.LABEL, "STRING", (1,)), TensorSpec(P.PROBABILITIES, "FP32", (num_classes,)),
+         TensorSpec(P.TOP_LABELS, "STRING", (-1,)), TensorSpec(P.TOP_PROBABILITIES, "FP32", (-1,))),
         batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
-        parameters={"head_file": "head.onnx", "labels_file": "labels.json", "top_k": str(min(top_k, num_classes))},
-        artifacts=(Artifact("head.onnx", _from_export(checkpoint, ("query_intent_head.onnx",))),
-                   Artifact("labels.json", _labels(checkpoint))))
-    text, top_k_input = TensorSpec("TEXT", "STRING", (1,)), TensorSpec("TOP_K", "INT32", (1,), optional=True)
+        parameters={P.HEAD_FILE_PARAMETER: P.HEAD_FILE, P.LABELS_FILE_PARAMETER: P.LABELS_FILE,
+                    P.TOP_K_PARAMETER: str(min(top_k, num_classes))},
+        artifacts=(Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.INTENT_HEAD_FILE,))),
+                   Artifact(P.LABELS_FILE, _labels(checkpoint))))
+    text, top_k_input = TensorSpec(TEXT, "STRING", (1,)), TensorSpec(P.TOP_K, "INT32", (1,), optional=True)
     encoder = _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues)
     fuse = target == "local" if fuse_text is None else fuse_text
     if fuse:
@@ -175,18 +180,19 @@ def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Targe
                             max_batch_size=64, max_queue_delay_us=0,
                             max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
                         tokenizer=FusedTokenizer(text, tokenize.artifacts[0],
-                                                 {k: tokenize.parameters[k] for k in ("max_length", "pad_to_multiple_of")}),
+                                                 {k: tokenize.parameters[k]
+                                                  for k in (MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER)}),
                         head=FusedHead((top_k_input,), head.outputs, head.artifacts, dict(head.parameters)))
         ensemble = Ensemble(INTENT, (text, top_k_input), head.outputs,
-                            (Step(INTENT_ENCODER, {"TEXT": "TEXT", "TOP_K": "TOP_K"},
+                            (Step(INTENT_ENCODER, {TEXT: TEXT, P.TOP_K: P.TOP_K},
                                   {t.name: t.name for t in head.outputs}),))
         return Pipeline(INTENT, "query -> intent label and probabilities", (fused, ensemble), INTENT)
     ensemble = Ensemble(
         INTENT, (text, top_k_input),
         head.outputs,
-        (Step(INTENT_TOKENIZE, {"TEXT": "TEXT"}, {n: n for n in IDS}),
-         Step(ENCODER, {n: n for n in IDS}, {"pooled_embedding": "pooled_embedding"}),
-         Step(INTENT_HEAD, {"pooled_embedding": "pooled_embedding", "TOP_K": "TOP_K"},
+        (Step(INTENT_TOKENIZE, {TEXT: TEXT}, {n: n for n in IDS}),
+         Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
+         Step(INTENT_HEAD, {POOLED: POOLED, P.TOP_K: P.TOP_K},
               {t.name: t.name for t in head.outputs})))
     return Pipeline(INTENT, "query -> intent label and probabilities", (tokenize, encoder, head, ensemble), INTENT)
 
@@ -203,20 +209,21 @@ def product_duplicate_pipeline(checkpoint: str | Path | None = None, *, target: 
         PAIR_TOKENIZE, "pair_tokenizer", fields, _ids(),
         batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=1000,
                                                 max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
-        parameters={"tokenizer_dir": "tokenizer", "max_length": str(pair_len), "pad_to_multiple_of": "8",
-                    "max_type_tokens": str(dup.get("max_type_tokens", 16))},
-        artifacts=(Artifact("tokenizer", _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+        parameters={TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR, MAX_LENGTH_PARAMETER: str(pair_len),
+                    PAD_TO_MULTIPLE_PARAMETER: "8",
+                    P.MAX_TYPE_TOKENS_PARAMETER: str(dup.get("max_type_tokens", P.DEFAULT_MAX_TYPE_TOKENS))},
+        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
     head = PythonModel(
-        DUPLICATE_HEAD, "duplicate_head", (TensorSpec("pooled_embedding", "FP32", (hidden,)),),
-        (TensorSpec("SCORE", "FP32", (1,)),),
+        DUPLICATE_HEAD, "duplicate_head", (TensorSpec(POOLED, "FP32", (hidden,)),),
+        (TensorSpec(P.SCORE, "FP32", (1,)),),
         batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
-        parameters={"head_file": "head.onnx"},
-        artifacts=(Artifact("head.onnx", _from_export(checkpoint, ("product_duplicate_head.onnx",))),))
+        parameters={P.HEAD_FILE_PARAMETER: P.HEAD_FILE},
+        artifacts=(Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.DUPLICATE_HEAD_FILE,))),))
     ensemble = Ensemble(
         DUPLICATE, fields, head.outputs,
         (Step(PAIR_TOKENIZE, {f: f for f in FIELDS}, {n: n for n in IDS}),
-         Step(ENCODER, {n: n for n in IDS}, {"pooled_embedding": "pooled_embedding"}),
-         Step(DUPLICATE_HEAD, {"pooled_embedding": "pooled_embedding"}, {"SCORE": "SCORE"})))
+         Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
+         Step(DUPLICATE_HEAD, {POOLED: POOLED}, {P.SCORE: P.SCORE})))
     return Pipeline(DUPLICATE, "product pair -> duplicate probability",
                     (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
                     DUPLICATE)

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import TOKENIZER_FILES, copy_tree_files, fingerprint
-from ..engine_parity import query_feeds
-from ..sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
-from ..spec import (Artifact, Batching, EngineModel, Ensemble, FusedTokenizer, OptimizationProfile, Pipeline,
-                    PythonModel, Step, Target, TensorSpec)
-from . import register
+from search_backends.contracts.query_embedding import (ATTENTION_MASK, EMBEDDING, ENCODER, INPUT_IDS,
+                                                       MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER, QUERY_EMBEDDING,
+                                                       SENTENCE_EMBEDDING, TEXT, TEXT_INPUT_PARAMETER, TOKENIZE,
+                                                       TOKENIZER_DIR, TOKENIZER_DIR_PARAMETER)
+from search_backends.graph_engines import GRAPH_FILE
 
-TOKENIZE, ENCODER, ENSEMBLE = "query_embedding_tokenize", "query_embedding_encoder", "query_embedding"
+from search_build.repository.artifacts import TOKENIZER_FILES, copy_tree_files, fingerprint
+from search_build.export.engine_parity import query_feeds
+from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint
+from search_build.repository.spec import (Artifact, Batching, EngineModel, Ensemble, FusedTokenizer, OptimizationProfile, Pipeline,
+                    PythonModel, Step, Target, TensorSpec)
+from search_build.pipelines import register
+
+ENSEMBLE = QUERY_EMBEDDING
 
 # Overload policy (docs/reliability.md), one for every pipeline: with ``bounded_queues=True`` every
 # dynamically batched stage gets a bounded queue that rejects at once when full (UNAVAILABLE "Exceeds maximum
@@ -47,22 +53,22 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
     ck = SentenceCheckpoint.load(checkpoint or default_embedding_checkpoint())
     max_length = min(max_length, ck.max_seq_length)
     key = fingerprint(ck.path, extra=f"embedding|{ck.pooling}|{ck.normalize}")
-    ids = TensorSpec("input_ids", "INT64", (-1,))
-    mask = TensorSpec("attention_mask", "INT64", (-1,))
-    embedding = TensorSpec("sentence_embedding", "FP32", (ck.embedding_dim,))
+    ids = TensorSpec(INPUT_IDS, "INT64", (-1,))
+    mask = TensorSpec(ATTENTION_MASK, "INT64", (-1,))
+    embedding = TensorSpec(SENTENCE_EMBEDDING, "FP32", (ck.embedding_dim,))
 
     def export(dest: Path) -> None:
-        from ..embedding_export import export_embedding_encoder
+        from search_build.export.embedding_export import export_embedding_encoder
         export_embedding_encoder(ck.path, dest)
 
-    text = TensorSpec("TEXT", "STRING", (1,))
-    tokenizer_files = Artifact("tokenizer", copy_tree_files(ck.transformer_dir, TOKENIZER_FILES))
-    tokenizer_parameters = {"max_length": str(max_length), "pad_to_multiple_of": "8"}
+    text = TensorSpec(TEXT, "STRING", (1,))
+    tokenizer_files = Artifact(TOKENIZER_DIR, copy_tree_files(ck.transformer_dir, TOKENIZER_FILES))
+    tokenizer_parameters = {MAX_LENGTH_PARAMETER: str(max_length), PAD_TO_MULTIPLE_PARAMETER: "8"}
     tokenize = PythonModel(
         name=TOKENIZE, adapter="text_tokenizer",
         inputs=(text,), outputs=(ids, mask),
         batching=tokenizer_batching or _batching(100, ENTRY_QUEUE_SIZE, bounded_queues),
-        parameters={"tokenizer_dir": "tokenizer", **tokenizer_parameters, "text_input": "TEXT"},
+        parameters={TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR, **tokenizer_parameters, TEXT_INPUT_PARAMETER: TEXT},
         artifacts=(tokenizer_files,),
     )
     # Fused, the encoder is the entry stage: no queue delay (at concurrency 1 a 500 us delay is 500 us of latency;
@@ -84,19 +90,18 @@ def query_embedding_pipeline(checkpoint: str | Path | None = None, *, target: Ta
         value_ranges={t.name: ranges[t.name] for t in (ids, mask)},
         parity_feeds=query_feeds(ck.transformer_dir, max_length, (ids.name, mask.name)),
         tokenizer=FusedTokenizer(text, tokenizer_files, tokenizer_parameters) if fuse else None,
-        onnx=Artifact("model.onnx", export, cache_key=f"{ENCODER}-{key}"),
+        onnx=Artifact(GRAPH_FILE, export, cache_key=f"{ENCODER}-{key}"),
         inputs=(ids, mask), outputs=(embedding,),
         batching=encoder_batching or encoder_default,
         profiles=(OptimizationProfile(
-            min={"input_ids": (1, 1), "attention_mask": (1, 1)},
-            opt={"input_ids": (max(1, max_batch // 2), 16), "attention_mask": (max(1, max_batch // 2), 16)},
-            max={"input_ids": (max_batch, max_length), "attention_mask": (max_batch, max_length)}),),
+            min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
+            opt={INPUT_IDS: (max(1, max_batch // 2), 16), ATTENTION_MASK: (max(1, max_batch // 2), 16)},
+            max={INPUT_IDS: (max_batch, max_length), ATTENTION_MASK: (max_batch, max_length)}),),
     )
-    encode = Step(ENCODER, {"input_ids": "input_ids", "attention_mask": "attention_mask"},
-                  {"sentence_embedding": "EMBEDDING"})
-    steps = ((Step(ENCODER, {"TEXT": "TEXT"}, encode.output_map),) if fuse else
-             (Step(TOKENIZE, {"TEXT": "TEXT"}, {"input_ids": "input_ids", "attention_mask": "attention_mask"}), encode))
-    ensemble = Ensemble(name=ENSEMBLE, inputs=(text,), outputs=(TensorSpec("EMBEDDING", "FP32", (ck.embedding_dim,)),),
+    encode = Step(ENCODER, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK}, {SENTENCE_EMBEDDING: EMBEDDING})
+    steps = ((Step(ENCODER, {TEXT: TEXT}, encode.output_map),) if fuse else
+             (Step(TOKENIZE, {TEXT: TEXT}, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK}), encode))
+    ensemble = Ensemble(name=ENSEMBLE, inputs=(text,), outputs=(TensorSpec(EMBEDDING, "FP32", (ck.embedding_dim,)),),
                         steps=steps, max_batch_size=64)
     models = (encoder, ensemble) if fuse else (tokenize, encoder, ensemble)
     return Pipeline(ENSEMBLE, "text -> normalised sentence embedding", models, ENSEMBLE)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 
-from ..spec import Artifact, Batching, Pipeline, PythonModel, Target, TensorSpec
-from . import build_pipeline, register
-from .query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
+from search_build.repository.spec import Artifact, Batching, Pipeline, PythonModel, Target, TensorSpec
+from search_build.pipelines import build_pipeline, register
+from search_build.pipelines.query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
 DEMO_CATALOG_KEY = "dbpedia-demo-v1"
 CATALOG_ENV = "SEARCHBAR_CATALOG"  # default catalog file when a build names none (else the demo catalog)
@@ -28,7 +28,7 @@ def _results(k: int = -1) -> tuple[TensorSpec, ...]:
 
 
 def _index_settings(backend: str, index_kind: str, milvus_uri: str | None, milvus_collection: str | None):
-    from ..catalog_build import IndexSettings
+    from search_build.catalog.indexing import IndexSettings
 
     return IndexSettings(backend=backend, kind=index_kind, milvus_uri=milvus_uri,
                          milvus_collection=milvus_collection or IndexSettings.milvus_collection)  # it validates
@@ -42,7 +42,7 @@ def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Tar
                             bounded_queues: bool = False) -> Pipeline:
     import os
 
-    from ..artifacts import file_sha256
+    from search_build.repository.artifacts import file_sha256
 
     catalog = catalog or os.environ.get(CATALOG_ENV) or None
     settings = _index_settings(catalog_backend, index_kind, milvus_uri, milvus_collection)
@@ -53,8 +53,8 @@ def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Tar
     encoder_key = next(m.onnx.cache_key for m in embedding.models if hasattr(m, "onnx"))
 
     def build(dest: Path) -> None:
-        from ..catalog_build import build_catalog
-        from ..catalog_items import demo_catalog, read_catalog
+        from search_build.catalog.indexing import build_catalog
+        from search_build.catalog.items import demo_catalog, read_catalog
 
         build_catalog(dest, read_catalog(catalog or demo_catalog()), embedding, settings)
 

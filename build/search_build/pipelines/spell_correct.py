@@ -17,21 +17,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
-from ..spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
+from search_build.repository.artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
+from search_build.repository.spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
                     Target, TensorSpec)
-from search_backends.generation_controls import CONTROL_DTYPES, CONTROL_INPUTS
-from search_backends.spell_contract import (ATTENTION_MASK, CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER,
-                                             CT2_DIR, DECODER_FILE, DECODER_INPUT_IDS, ENCODER_ATTENTION_MASK,
-                                             ENCODER_FILE, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES,
-                                             GUARD_INPUT, INPUT_IDS, LOGITS, OUTPUT_IDS, SERVING_FILES, SOURCE, TAIL,
-                                             TEXT, GraphNames)
+from search_backends.contracts.spell_correct import (
+    ATTENTION_MASK, CONTROL_DTYPES, CONTROL_INPUTS, CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
+    DECODER, DECODER_FILE, DECODER_INPUT_IDS, DECODER_MODEL_PARAMETER, DETOKENIZE, ENCODER, ENCODER_ATTENTION_MASK,
+    ENCODER_FILE, ENCODER_MODEL_PARAMETER, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES, GENERATE,
+    GUARD_INPUT, INPUT_IDS, LOGITS, MAX_NEW_TOKENS_LIMIT_PARAMETER, MAX_NUM_BEAMS_PARAMETER, MODEL_DIR,
+    MODEL_DIR_PARAMETER, OUTPUT_IDS, SERVING_FILES, SOURCE, SPELL_CORRECT, TAIL, TEXT, TOKENIZE, GraphNames)
+from search_backends.graph_engines import GRAPH_FILE, THREADS_PARAMETER
 
-from . import register
-from .query_embedding import ENTRY_QUEUE_SIZE
+from search_build.pipelines import register
+from search_build.pipelines.query_embedding import ENTRY_QUEUE_SIZE
 
-TOKENIZE, GENERATE, DETOKENIZE = "spell_tokenize", "spell_generate", "spell_detokenize"
-ENCODER, DECODER, ENSEMBLE = "spell_encoder", "spell_decoder", "spell_correct"
+ENSEMBLE = SPELL_CORRECT
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "spell_bart"
 CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for name in CONTROL_INPUTS)
 
@@ -39,7 +39,7 @@ CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for
 def exported_graphs(checkpoint: Path) -> Path:
     """Both ONNX graphs + serving files for ``checkpoint``, exported once and cached by content."""
     def export(dest: Path) -> None:
-        from ..spell_export import export_checkpoint  # torch only when the cache misses
+        from search_build.export.spell_export import export_checkpoint  # torch only when the cache misses
         export_checkpoint(checkpoint, dest)
 
     return cached_folder(f"spell-onnx-{fingerprint(checkpoint, extra='spell')}", export, DECODER_FILE)
@@ -66,7 +66,7 @@ def default_engine_mode(target: Target) -> str:
 
 def _ct2_model(checkpoint: Path):
     def build(dest: Path) -> None:
-        from ..spell_ct2 import converted_model  # ctranslate2 only when building
+        from search_build.export.spell_ct2 import converted_model  # ctranslate2 only when building
         place(converted_model(checkpoint), dest)
     return build
 
@@ -76,7 +76,7 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
         raise ValueError(f"engine_mode must be one of {', '.join(ENGINE_MODES)}, got {engine_mode!r}")
     if engine_mode != ENGINE_CT2:
         return {}  # the loop's graphs get the target's precision from the repository writer (engine models)
-    from ..spell_ct2 import compute_type
+    from search_build.export.spell_ct2 import compute_type
 
     device = "cuda" if target == "triton-gpu" else "cpu"
     if device == "cpu" and precision == "bf16":
@@ -86,7 +86,7 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
     # One CTranslate2 thread per instance: on the 2-core machine 2 threads ran a batch of 8 at 0.7x the speed of
     # one (and 0.15x under OMP_WAIT_POLICY=PASSIVE); concurrency comes from instances instead.
     return {CT2_DEVICE_PARAMETER: device, CT2_COMPUTE_TYPE_PARAMETER: compute_type(precision, device),
-            "intra_op_threads": "1"}
+            THREADS_PARAMETER: "1"}
 
 
 def _generate_batching(engine_mode: str, queue: int) -> Batching:
@@ -124,38 +124,40 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     kv = (heads, -1, head_dim)
     cross, past, present = (tuple(TensorSpec(n, "FP32", kv) for n in group)
                             for group in (names.cross(), names.past(), names.present()))
-    serving = Artifact("spell_model", _serving_dir(checkpoint, with_graphs=False))
+    serving = Artifact(MODEL_DIR, _serving_dir(checkpoint, with_graphs=False))
     # Same overload policy as query_embedding (see there): bounded queues only on request.
     queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
     # No queue delay: a byte tokenizer is cheap per row, so waiting to fill a batch only adds latency; requests
     # queued while an instance is busy still batch (measured with benchmarks/bench_spell_correct.py).
     entry_batching = Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=1, max_queue_size=queue)
     tokenize = PythonModel(TOKENIZE, "spell_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), (ids, mask, tail, source),
-                           batching=entry_batching, artifacts=(serving,), parameters={"model_dir": "spell_model"})
-    generate_artifacts = [Artifact("spell_model", _serving_dir(checkpoint, with_graphs=engine_mode != ENGINE_BLS))]
+                           batching=entry_batching, artifacts=(serving,), parameters={MODEL_DIR_PARAMETER: MODEL_DIR})
+    generate_artifacts = [Artifact(MODEL_DIR, _serving_dir(checkpoint, with_graphs=engine_mode != ENGINE_BLS))]
     if engine_mode == ENGINE_CT2:
-        generate_artifacts.append(Artifact(f"spell_model/{CT2_DIR}", _ct2_model(checkpoint)))
+        generate_artifacts.append(Artifact(f"{MODEL_DIR}/{CT2_DIR}", _ct2_model(checkpoint)))
     generate = PythonModel(
         GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (output_ids,),
         batching=generate_batching or _generate_batching(engine_mode, queue),
-        parameters={"model_dir": "spell_model", ENGINE_MODE_PARAMETER: engine_mode, **engine_parameters,
-                    **({"encoder_model": ENCODER, "decoder_model": DECODER} if engine_mode == ENGINE_BLS else {}),
-                    "max_num_beams": "8", "max_new_tokens_limit": str(max_pos - 1)},
+        parameters={MODEL_DIR_PARAMETER: MODEL_DIR, ENGINE_MODE_PARAMETER: engine_mode, **engine_parameters,
+                    **({ENCODER_MODEL_PARAMETER: ENCODER, DECODER_MODEL_PARAMETER: DECODER}
+                       if engine_mode == ENGINE_BLS else {}),
+                    MAX_NUM_BEAMS_PARAMETER: "8", MAX_NEW_TOKENS_LIMIT_PARAMETER: str(max_pos - 1)},
         artifacts=tuple(generate_artifacts), ragged_inputs=True,
         bls_calls=(ENCODER, DECODER) if engine_mode == ENGINE_BLS else ())
     detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (output_ids, tail, source, guard),
                              (TensorSpec(CORRECTED, "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
-                             artifacts=(serving,), parameters={"model_dir": "spell_model"}, ragged_inputs=True)
+                             artifacts=(serving,), parameters={MODEL_DIR_PARAMETER: MODEL_DIR},
+                             ragged_inputs=True)
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
     engine_batching = Batching(max_batch_size=256, dynamic=False)
     encoder = EngineModel(
-        ENCODER, Artifact("model.onnx", _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
+        ENCODER, Artifact(GRAPH_FILE, _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
         batching=engine_batching, ragged=False, follows_build_engine=False,
         profiles=(OptimizationProfile(min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
                                       opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
                                       max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)}),))
     decoder = EngineModel(
-        DECODER, Artifact("model.onnx", _graph(checkpoint, DECODER_FILE)),
+        DECODER, Artifact(GRAPH_FILE, _graph(checkpoint, DECODER_FILE)),
         (TensorSpec(DECODER_INPUT_IDS, "INT64", (1,)), TensorSpec(ENCODER_ATTENTION_MASK, "INT64", (-1,)),
          *past, *cross),
         (TensorSpec(LOGITS, "FP32", (int(config["vocab_size"]),)), *present),

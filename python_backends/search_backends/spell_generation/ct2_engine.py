@@ -83,9 +83,9 @@ class CTranslate2Generation:
         input_ids, attention_mask = np.asarray(input_ids), np.asarray(attention_mask)
         for p in set(params):
             self.check(p)
-        outputs: list[list[int] | None] = [None] * len(params)
+        outputs: dict[int, list[int]] = {}  # row -> tokens; every row is filled below
         groups: dict[GenerationParams, list[int]] = defaultdict(list)
-        to_exact = []
+        to_exact: list[int] = []
         for row, p in enumerate(params):
             (to_exact if inexact_control(p) else groups[p]).append(row)
         for p, rows in groups.items():  # one translate_batch per distinct setting (usually one)
@@ -95,11 +95,12 @@ class CTranslate2Generation:
                 else:
                     outputs[row] = tokens
         if to_exact:
+            assert self.exact is not None  # check() refused inexact controls without it; capped rows need it
             to_exact.sort()
             exact = self.exact(input_ids[to_exact], attention_mask[to_exact], [params[r] for r in to_exact])
             for row, tokens in zip(to_exact, exact):
                 outputs[row] = list(tokens)
-        return outputs
+        return [outputs[row] for row in range(len(params))]
 
     def _translate(self, input_ids, attention_mask, p: GenerationParams):
         source = [[self.vocabulary[t] for t in ids[mask.astype(bool)]] for ids, mask in zip(input_ids, attention_mask)]

@@ -28,10 +28,11 @@ def parameters(config: dict) -> dict[str, str]:
 def engine_threads(config: dict) -> int:
     """ONNX Runtime intra-op threads for one instance of this model: the ``intra_op_threads``
     parameter, or with 0 ("auto") the cores shared between its instances (each its own stub)."""
+    from search_backends.graph_engines import THREADS_PARAMETER
     from search_backends.onnx_runner import threads_per_instance  # not at import: tokenizer stubs need no ONNX Runtime
 
     instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
-    return threads_per_instance(int_parameter(parameters(config), "intra_op_threads", 0, minimum=0), instances)
+    return threads_per_instance(int_parameter(parameters(config), THREADS_PARAMETER, 0, minimum=0), instances)
 
 
 def version_dir(args: dict) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 from search_backends.catalog_index import check_queries, open_catalog, padded, top_k_of_request
 from search_backends.model_parameters import int_parameter
 from triton_helpers import (utf8, guarded, input_error_response, model_config, output_dtypes, parameters, respond,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from search_backends import catalog_contract as C
+from search_backends.contracts import search_bar as C
 from search_backends.model_parameters import int_parameter
 from search_backends.search_bar import Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
@@ -45,18 +45,18 @@ class TritonPythonModel:
         return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs}
 
     async def _spell(self, texts: list[str]) -> list[str]:
-        inputs = [_strings("TEXT", texts)]
+        inputs = [_strings(C.SPELL_INPUT, texts)]
         if self.spell_beams:
-            inputs.append(pb_utils.Tensor("NUM_BEAMS", np.full((len(texts), 1), self.spell_beams, np.int32)))
+            inputs.append(pb_utils.Tensor(C.SPELL_NUM_BEAMS, np.full((len(texts), 1), self.spell_beams, np.int32)))
         out = await self._call(C.SPELL_ENTRY, inputs, [C.SPELL_OUTPUT])
         return _text(out[C.SPELL_OUTPUT].reshape(-1)).tolist()
 
     async def _intent(self, texts: list[str]):
-        out = await self._call(C.INTENT_ENTRY, [_strings("TEXT", texts)], [C.INTENT_LABEL, C.INTENT_PROBS])
+        out = await self._call(C.INTENT_ENTRY, [_strings(C.INTENT_INPUT, texts)], [C.INTENT_LABEL, C.INTENT_PROBS])
         return _text(out[C.INTENT_LABEL].reshape(-1)).tolist(), out[C.INTENT_PROBS]
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
-        out = await self._call(C.EMBEDDING_ENTRY, [_strings("TEXT", texts)], [C.EMBEDDING_OUTPUT])
+        out = await self._call(C.EMBEDDING_ENTRY, [_strings(C.EMBEDDING_INPUT, texts)], [C.EMBEDDING_OUTPUT])
         return out[C.EMBEDDING_OUTPUT]
 
     async def _search(self, vectors: np.ndarray, k: int) -> dict[str, np.ndarray]:

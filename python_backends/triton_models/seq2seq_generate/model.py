@@ -13,9 +13,9 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from search_backends.generation_controls import CONTROL_INPUTS
-from search_backends.spell_contract import ATTENTION_MASK, INPUT_IDS, OUTPUT_IDS, GraphNames
-from search_backends.spell_decoding import ServedDecoding, pad_rows, request_rows_error
+from search_backends.contracts.spell_correct import (ATTENTION_MASK, CONTROL_INPUTS, INPUT_IDS, MODEL_DIR,
+                                                     MODEL_DIR_PARAMETER, OUTPUT_IDS, GraphNames)
+from search_backends.spell_decoding import ServedDecoding
 from search_backends.text_input import InputError
 from triton_helpers import (engine_threads, guarded, input_error_response, model_config, output_dtypes, parameters,
                             respond, tensor_or_none, version_dir)
@@ -52,33 +52,24 @@ class TritonPythonModel:
         config = model_config(args)
         self.dtypes = output_dtypes(config)
         params = parameters(config)
-        self.decoding = ServedDecoding.from_parameters(version_dir(args) / params.get("model_dir", "spell_model"),
+        self.decoding = ServedDecoding.from_parameters(version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR),
                                                        params, threads=engine_threads(config), bls_engines=BlsEngines)
 
     @guarded
     def execute(self, requests):
-        responses = [None] * len(requests)
-        ids_rows, mask_rows, row_params, spans = [], [], [], []
+        responses, kept, work = [None] * len(requests), [], []
         for i, request in enumerate(requests):
             try:
                 params = self.decoding.request_params({name: tensor_or_none(request, name) for name in CONTROL_INPUTS},
                                                       json.loads(request.parameters() or "{}"))
-                ids = tensor_or_none(request, INPUT_IDS).astype(np.int64)
-                mask = tensor_or_none(request, ATTENTION_MASK).astype(np.int64)
-                problem = request_rows_error(ids, mask)
-                if problem:
-                    raise InputError(problem)
-                self.decoding.rules.check({INPUT_IDS: ids, ATTENTION_MASK: mask})
+                ids, mask = self.decoding.token_rows(tensor_or_none(request, INPUT_IDS),
+                                                     tensor_or_none(request, ATTENTION_MASK))
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue
-            spans.append((i, len(ids_rows), len(ids_rows) + len(ids)))
-            ids_rows.extend(ids)
-            mask_rows.extend(mask)
-            row_params.extend([params] * len(ids))
-        if ids_rows:  # every request of the batch in one decoding call
-            pad_id = self.decoding.pad_id
-            outputs = self.decoding.decoder.decode(pad_rows(ids_rows, pad_id), pad_rows(mask_rows, 0), row_params)
-            for i, start, stop in spans:
-                responses[i] = respond({OUTPUT_IDS: pad_rows(outputs[start:stop], pad_id)}, self.dtypes)
+            kept.append(i)
+            work.append((ids, mask, params))
+        if work:  # every request of the batch in one decoding call
+            for i, output_ids in zip(kept, self.decoding.decode_requests(work)):
+                responses[i] = respond({OUTPUT_IDS: output_ids}, self.dtypes)
         return responses

@@ -10,9 +10,10 @@ import json
 
 import numpy as np
 
-from search_backends.generation_controls import CONTROL_INPUTS
+from search_backends.contracts.spell_correct import (CONTROL_INPUTS, CORRECTED, GUARD_INPUT, MODEL_DIR,
+                                                     MODEL_DIR_PARAMETER, TEXT)
+from search_backends.request_rows import pack_spans
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.spell_contract import CORRECTED, GUARD_INPUT, TEXT
 from search_backends.spell_corrector import correct_batch
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.spell_guard import SpellGuard, guard_switch
@@ -20,12 +21,13 @@ from search_backends.text_input import InputError
 from triton_helpers import (engine_threads, gather_texts, guarded, input_error_response, model_config, output_dtypes,
                             parameters, respond, tensor_or_none, utf8, version_dir)
 
+
 class TritonPythonModel:
     def initialize(self, args):
         config = model_config(args)
         params = parameters(config)
         self.dtypes = output_dtypes(config)
-        model_dir = version_dir(args) / params.get("model_dir", "spell_model")
+        model_dir = version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
         self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(config))
         self.codec = SpellTextCodec(model_dir)
         self.guard = SpellGuard.from_model_dir(model_dir)
@@ -47,13 +49,9 @@ class TritonPythonModel:
             kept.append((i, start, stop))
             row_params += [params] * (stop - start)
             switches += [switch] * (stop - start)
-        rows = [t for _, start, stop in kept for t in texts[start:stop]]
+        rows, ranges = pack_spans(texts, [(start, stop) for _, start, stop in kept])
         if rows:  # one tokenizer, decoder and detokenizer call for every kept request of the batch
             corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
-            offset = 0
-            for i, start, stop in kept:
-                n = stop - start
-                responses[i] = respond({CORRECTED: utf8(np.array(corrected[offset:offset + n])).reshape(n, 1)},
-                                       self.dtypes)
-                offset += n
+            for (i, *_), (a, b) in zip(kept, ranges):
+                responses[i] = respond({CORRECTED: utf8(np.array(corrected[a:b])).reshape(b - a, 1)}, self.dtypes)
         return responses

@@ -7,7 +7,8 @@ import json
 import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.spell_contract import CORRECTED, GUARD_INPUT, SOURCE, TAIL
+from search_backends.contracts.spell_correct import (CORRECTED, GUARD_INPUT, MODEL_DIR, MODEL_DIR_PARAMETER, OUTPUT_IDS,
+                                                     SOURCE, TAIL)
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
 from triton_helpers import (guarded, input_error_response, model_config, output_dtypes, parameters, respond,
@@ -22,7 +23,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = model_config(args)
         self.dtypes = output_dtypes(config)
-        model_dir = version_dir(args) / parameters(config).get("model_dir", "spell_model")
+        model_dir = version_dir(args) / parameters(config).get(MODEL_DIR_PARAMETER, MODEL_DIR)
         self.codec = SpellTextCodec(model_dir)
         self.guard = SpellGuard.from_model_dir(model_dir)
 
@@ -36,7 +37,7 @@ class TritonPythonModel:
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue
-            ids = tensor_or_none(request, "output_ids")
+            ids = tensor_or_none(request, OUTPUT_IDS)
             spans.append((i, len(rows), len(rows) + len(ids)))
             rows.extend(ids.tolist())
             tails.extend(_texts(tensor_or_none(request, TAIL)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.spell_contract import SOURCE, TAIL, TEXT
+from search_backends.contracts.spell_correct import (ATTENTION_MASK, INPUT_IDS, MODEL_DIR, MODEL_DIR_PARAMETER, SOURCE,
+                                                     TAIL, TEXT)
 from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
 
 
@@ -14,7 +15,7 @@ class TritonPythonModel:
         config = model_config(args)
         params = parameters(config)
         self.dtypes = output_dtypes(config)
-        self.codec = SpellTextCodec(version_dir(args) / params.get("model_dir", "spell_model"))
+        self.codec = SpellTextCodec(version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR))
 
     @guarded
     def execute(self, requests):
@@ -26,6 +27,6 @@ class TritonPythonModel:
                 width = max(int(mask[start:stop].sum(axis=1).max()), 1)
                 tails = np.array([[tail.encode()] for _, tail in prepared[start:stop]], dtype=np.object_)
                 sources = np.array([[head.encode()] for head, _ in prepared[start:stop]], dtype=np.object_)
-                responses[i] = respond({"input_ids": ids[start:stop, :width], "attention_mask": mask[start:stop, :width],
+                responses[i] = respond({INPUT_IDS: ids[start:stop, :width], ATTENTION_MASK: mask[start:stop, :width],
                                         TAIL: tails, SOURCE: sources}, self.dtypes)
         return responses

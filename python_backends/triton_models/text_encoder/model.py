@@ -7,9 +7,11 @@ call, and the request's optional TOP_K applies.
 """
 from __future__ import annotations
 
-from search_backends.graph_engines import (ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE_PARAMETER,
+from search_backends.contracts.product_search import HEAD_FILE_PARAMETER, TOP_K
+from search_backends.contracts.query_embedding import TEXT, TEXT_INPUT_PARAMETER
+from search_backends.graph_engines import (ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE, GRAPH_FILE_PARAMETER,
                                            PRECISION_PARAMETER, open_engine)
-from search_backends.model_parameters import int_parameter
+from search_backends.request_rows import pack_spans
 from search_backends.text_input import InputError
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import (engine_threads, gather_texts, guarded, input_error_response, model_config, output_dtypes,
@@ -21,52 +23,48 @@ class TritonPythonModel:
         config = model_config(args)
         params = parameters(config)
         folder = version_dir(args)
-        self.text_input = params.get("text_input", "TEXT")
+        self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
         self.dtypes = output_dtypes(config)
-        self.tokenizer = BatchTokenizer(folder / params.get("tokenizer_dir", "tokenizer"),
-                                        max_length=int_parameter(params, "max_length", 128, minimum=2),
-                                        pad_to_multiple_of=int_parameter(params, "pad_to_multiple_of", 8, minimum=1))
+        self.tokenizer = BatchTokenizer.from_parameters(folder, params)
         self.engine = open_engine(params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-                                  folder / params.get(GRAPH_FILE_PARAMETER, "model.onnx"),
+                                  folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
                                   threads=engine_threads(config), precision=params.get(PRECISION_PARAMETER, "fp32"))
         self.outputs = [name for name in self.engine.output_names if name in self.dtypes]
         self.head = None
-        if params.get("head_file"):
+        if params.get(HEAD_FILE_PARAMETER):
             from search_backends.heads import IntentHead
 
-            self.head = IntentHead(folder / params["head_file"], folder / params.get("labels_file", "labels.json"),
-                                   int_parameter(params, "top_k", 3, minimum=1))
+            self.head = IntentHead.from_parameters(folder, params)
 
     @guarded
     def execute(self, requests):
         texts, spans, responses = gather_texts(requests, self.text_input)
+        top_ks = None
         if self.head is not None:
-            spans = self._with_top_k(requests, spans, responses)
-        rows = [t for _, start, stop, *_ in spans for t in texts[start:stop]]
+            spans, top_ks = self._with_top_k(requests, spans, responses)
+        rows, ranges = pack_spans(texts, [(start, stop) for _, start, stop in spans])
         if not rows:
             return responses
         batch = self.tokenizer.encode(rows)  # one tokenizer call and one engine call for the Triton batch
         feeds = {name: getattr(batch, name) for name in self.engine.input_names}
         outputs = dict(zip(self.engine.output_names, self.engine.infer(feeds)))
-        offsets, offset = [], 0
-        for _, start, stop, *_ in spans:
-            offsets.append((offset, offset + stop - start))
-            offset += stop - start
         if self.head is None:
-            for (i, *_), (a, b) in zip(spans, offsets):
+            for (i, *_), (a, b) in zip(spans, ranges):
                 responses[i] = respond({name: outputs[name][a:b] for name in self.outputs}, self.dtypes)
             return responses
         pooled = outputs[self.engine.output_names[0]]
-        predictions = self.head.predict(pooled, [(a, b, k) for (_, _, _, k), (a, b) in zip(spans, offsets)])
+        predictions = self.head.predict(pooled, [(a, b, k) for (a, b), k in zip(ranges, top_ks)])
         for (i, *_), prediction in zip(spans, predictions):
             responses[i] = respond(prediction.outputs(), self.dtypes)
         return responses
 
     def _with_top_k(self, requests, spans, responses):
-        kept = []
+        """The spans whose TOP_K is valid, and their k; the others get their error response."""
+        kept, top_ks = [], []
         for i, start, stop in spans:
             try:
-                kept.append((i, start, stop, self.head.top_k(tensor_or_none(requests[i], "TOP_K"))))
+                top_ks.append(self.head.top_k(tensor_or_none(requests[i], TOP_K)))
+                kept.append((i, start, stop))
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
-        return kept
+        return kept, top_ks

@@ -1,7 +1,8 @@
 """Triton adapter: BYTES text -> token ids for an encoder (logic in search_backends.tokenization)."""
 from __future__ import annotations
 
-from search_backends.model_parameters import int_parameter
+from search_backends.contracts.product_search import IDS
+from search_backends.contracts.query_embedding import TEXT, TEXT_INPUT_PARAMETER
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
 
@@ -10,11 +11,10 @@ class TritonPythonModel:
     def initialize(self, args):
         config = model_config(args)
         params = parameters(config)
-        self.text_input = params.get("text_input", "TEXT")
+        self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
         self.dtypes = output_dtypes(config)
-        self.tokenizer = BatchTokenizer(version_dir(args) / params.get("tokenizer_dir", "tokenizer"),
-                                        max_length=int_parameter(params, "max_length", 128, minimum=2),
-                                        pad_to_multiple_of=int_parameter(params, "pad_to_multiple_of", 8, minimum=1))
+        self.outputs = [name for name in IDS if name in self.dtypes]  # token_type_ids only where the encoder takes them
+        self.tokenizer = BatchTokenizer.from_parameters(version_dir(args), params)
 
     @guarded
     def execute(self, requests):
@@ -22,9 +22,6 @@ class TritonPythonModel:
         if texts:
             batch = self.tokenizer.encode(texts)  # one call for the whole Triton batch
             for i, start, stop in spans:
-                width = max(self.tokenizer.padded_length(batch, r) for r in range(start, stop))
-                rows = batch.rows(start, stop, width)
-                responses[i] = respond({"input_ids": rows.input_ids, "attention_mask": rows.attention_mask,
-                                        **({"token_type_ids": rows.token_type_ids} if "token_type_ids" in self.dtypes else {})},
-                                       self.dtypes)
+                rows = self.tokenizer.request_rows(batch, start, stop)
+                responses[i] = respond({name: getattr(rows, name) for name in self.outputs}, self.dtypes)
         return responses

@@ -1,0 +1,164 @@
+"""Build-time parity gate: the engine and precision a build chose must reproduce the FP32 graph.
+
+The reference is ONNX Runtime FP32 on the exported graph (itself checked against PyTorch when exported);
+the candidate is the served engine at the served precision on the served graph (int8: the quantized one).
+
+    fp32 / bf16   every float output row at cosine >= 0.9999 to FP32
+    int8          drift reported; the rows' top-10 neighbours (each row against all others, the retrieval
+                  the embeddings serve) must overlap FP32's by >= 0.95 on average
+    every one     what clients see through a head (``EngineModel.parity_probe``: intent and duplicate
+                  probabilities) within 1e-3 of FP32, the same argmax on every row
+
+Failing, the build stops -- unless the precision was chosen automatically, then that model is built at
+its fallback precision (fp32) instead and the report says why. Inputs: the factory's real ones
+(``EngineModel.parity_feeds``: tokenized queries and product pairs from the training split, never the held-out
+sets the tests and benchmarks use) plus synthetic rows at the longest sequence the model accepts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from search_build.repository.spec import EngineModel
+
+MIN_COSINE = 0.9999
+MIN_TOP10_OVERLAP = 0.95
+MAX_PROBE_DIFF = 1e-3
+TOP_K = 10
+LONGEST = "longest_sequence"  # the synthetic batch at the model's longest accepted sequence
+
+
+class ParityGateError(RuntimeError):
+    pass
+
+
+def needs_gate(model: EngineModel) -> bool:
+    return (model.engine, model.precision) != ("onnxruntime", "fp32")
+
+
+def gate_feeds(model: EngineModel, onnx_path: Path) -> dict[str, dict[str, np.ndarray]]:
+    from search_build.export.quantize import synthetic_feeds
+
+    batches = dict(model.parity_feeds()) if model.parity_feeds is not None else {
+        "synthetic": synthetic_feeds(model, onnx_path, batch=32)}
+    if model.max_sequence_length:
+        batches[LONGEST] = synthetic_feeds(model, onnx_path, batch=2, length=model.max_sequence_length, seed=1)
+    return batches
+
+
+def query_feeds(tokenizer_dir: Path, max_length: int, input_names: tuple[str, ...]):
+    """``parity_feeds`` for a BERT encoder: the project's sample music queries, tokenized as served."""
+    def feeds() -> dict[str, dict[str, np.ndarray]]:
+        from search_backends.tokenization import BatchTokenizer
+        from search_tools.sample_queries import MUSIC_QUERIES
+
+        batch = BatchTokenizer(tokenizer_dir, max_length=max_length).encode(list(MUSIC_QUERIES))
+        return {"music_queries": {name: getattr(batch, name) for name in input_names}}
+    return feeds
+
+
+def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = TOP_K) -> float:
+    """Mean share of each row's k nearest rows (cosine, itself excluded) that both embeddings agree on."""
+    def neighbours(x: np.ndarray) -> np.ndarray:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        sims = x @ x.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1)[:, :k]
+
+    k = min(k, len(reference) - 1)
+    if k < 1:
+        return 1.0
+    want, got = neighbours(reference), neighbours(candidate)
+    return float(np.mean([len(set(w) & set(g)) / k for w, g in zip(want, got)]))
+
+
+def _compare(stats: dict, want: np.ndarray, got: np.ndarray, *, overlap: bool) -> None:
+    w64, g64 = np.asarray(want, np.float64), np.asarray(got, np.float64)
+    stats["rows"] = stats.get("rows", 0) + len(w64)
+    stats["max_abs"] = max(stats.get("max_abs", 0.0), float(np.abs(w64 - g64).max(initial=0.0)))
+    if np.issubdtype(np.asarray(want).dtype, np.floating) and w64.ndim >= 2:
+        from search_build.export.quantize import row_cosines
+
+        a, b = w64.reshape(len(w64), -1), g64.reshape(len(g64), -1)
+        stats["min_cosine"] = min(stats.get("min_cosine", 1.0), float(row_cosines(a, b).min()))
+        if a.shape[1] > 1:
+            stats["argmax_agreement"] = min(stats.get("argmax_agreement", 1.0),
+                                            float(np.mean(a.argmax(1) == b.argmax(1))))
+        if overlap and len(a) > TOP_K:
+            stats["top10_overlap"] = min(stats.get("top10_overlap", 1.0), top_k_overlap(a, b))
+
+
+def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> dict:
+    """Served engine vs ONNX Runtime FP32 on the gate's batches: per output and per probed output."""
+    from search_backends.graph_engines import OnnxRuntimeEngine, open_engine
+
+    reference = OnnxRuntimeEngine(fp32_onnx)
+    candidate = open_engine(model.engine, served_onnx, precision=model.precision)
+    outputs: dict[str, dict] = {}
+    probed: dict[str, dict] = {}
+    for batch_name, feeds in gate_feeds(model, fp32_onnx).items():
+        want = dict(zip(reference.output_names, reference.infer(feeds)))
+        got = dict(zip(candidate.output_names, candidate.infer(feeds)))
+        for name in want:
+            _compare(outputs.setdefault(name, {}), want[name], got[name], overlap=batch_name != LONGEST)
+        if model.parity_probe is not None and batch_name != LONGEST:
+            want_seen, got_seen = model.parity_probe(batch_name, want), model.parity_probe(batch_name, got)
+            for name in want_seen:
+                _compare(probed.setdefault(name, {}), want_seen[name], got_seen[name], overlap=False)
+    return {"engine": model.engine, "precision": candidate.precision, "outputs": outputs, "probed": probed}
+
+
+def failures(report: dict, precision: str) -> list[str]:
+    found = []
+    for name, stats in report["outputs"].items():
+        if "min_cosine" not in stats:
+            continue
+        if precision == "int8":
+            if stats.get("top10_overlap", 1.0) < MIN_TOP10_OVERLAP:
+                found.append(f"{name}: top-10 overlap {stats['top10_overlap']:.3f} < {MIN_TOP10_OVERLAP}")
+        elif stats["min_cosine"] < MIN_COSINE:
+            found.append(f"{name}: min cosine {stats['min_cosine']:.6f} < {MIN_COSINE}")
+    for name, stats in report.get("probed", {}).items():
+        if stats["max_abs"] > MAX_PROBE_DIFF:
+            found.append(f"{name}: max |diff| {stats['max_abs']:.2e} > {MAX_PROBE_DIFF}")
+        if stats.get("argmax_agreement", 1.0) < 1.0:
+            found.append(f"{name}: argmax agrees on {stats['argmax_agreement']:.1%} of rows")
+    return found
+
+
+def check_parity(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> tuple[EngineModel, dict]:
+    """Run the gate. Returns the model as it will be served (its fallback precision when the chosen one failed
+    and was chosen automatically) and the report; raises :class:`ParityGateError` otherwise."""
+    from dataclasses import replace
+
+    report = measure(model, fp32_onnx, served_onnx)
+    found = failures(report, model.precision)
+    if found and model.fallback_precision and model.fallback_precision != model.precision:
+        fallback = replace(model, precision=model.fallback_precision, fallback_precision=None)
+        served, report = check_parity(fallback, fp32_onnx, served_onnx)
+        report["fell_back"] = {"from": model.precision, "because": found}
+        return served, report
+    report["passed"] = not found
+    if found:
+        raise ParityGateError(f"{model.name} on {model.engine} {model.precision} fails the parity gate against "
+                              f"FP32: {'; '.join(found)} (build with --precision fp32 or --engine onnxruntime)")
+    return model, report
+
+
+def summary(name: str, report: dict) -> str:
+    parts = []
+    for output, s in report["outputs"].items():
+        text = f"{output} max|diff| {s['max_abs']:.2e}"
+        if "min_cosine" in s:
+            text += f", min cosine {s['min_cosine']:.6f}"
+        if "top10_overlap" in s:
+            text += f", top-10 overlap {s['top10_overlap']:.3f}"
+        parts.append(text)
+    for probed, s in report.get("probed", {}).items():
+        parts.append(f"{probed} max|diff| {s['max_abs']:.2e}")
+    line = f"parity {name} ({report['engine']} {report['precision']}): " + "; ".join(parts)
+    if "fell_back" in report:
+        line += f" -- {report['fell_back']['from']} failed ({'; '.join(report['fell_back']['because'])}), built " \
+                f"{report['precision']}"
+    return line
