@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from catalog_support import catalog_for_tests  # noqa: E402
+from support.catalog import catalog_for_tests  # noqa: E402
 
 # Every build in the tests that names no catalog gets the small test catalog, not the 120k-item demo one.
 os.environ.setdefault("SEARCHBAR_CATALOG", str(catalog_for_tests()))
@@ -20,11 +19,7 @@ from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
-# Pipelines served by the session server; each test module asks for the ones it needs.
-from search_build.pipelines import pipeline_names  # noqa: E402
-
-# Every registered pipeline is served by the one session server unless narrowed for a quick run.
-SERVED_PIPELINES = [p for p in os.environ.get("SEARCHBAR_TEST_PIPELINES", ",".join(pipeline_names())).split(",") if p]
+from support.serving import SERVED_PIPELINES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -61,33 +56,12 @@ def http_client(triton):
     return httpclient.InferenceServerClient(triton.http_url, concurrency=16)
 
 
-def served_precision(client, model: str) -> str:
-    """The precision the build gave a served engine model (its ``precision`` parameter; fp32 when absent)."""
-    config = client.get_model_config(model, as_json=True)["config"]
-    return config.get("parameters", {}).get("precision", {}).get("string_value", "fp32")
-
-
-# Largest element difference a served encoder may show: FP32 engines agree with the oracle to float rounding;
-# bf16 ones are held to the build's parity gate (cosine >= 0.9999), element differences reach ~1e-3.
-ELEMENT_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-3}
-# The same row in different batches (other padding, other kernel blocking).
-BATCH_TOLERANCE = {"fp32": 1e-5, "bf16": 5e-3}
-
-
-def string_input(module, name: str, values, *, raw: bool = False):
-    """A [N, 1] BYTES input; ``raw`` sends the given bytes untouched (for invalid UTF-8 tests)."""
-    data = np.array([[v if raw else v.encode("utf-8")] for v in values], dtype=np.object_)
-    tensor = module.InferInput(name, list(data.shape), "BYTES")
-    tensor.set_data_from_numpy(data)
-    return tensor
-
-
 @pytest.fixture
 def mocked_pb_utils(monkeypatch):
     """The stand-in pb_utils module installed for one test; `.load_adapter(name)` imports an adapter."""
     import sys
 
-    import mock_pb_utils
+    from support import mock_pb_utils
 
     for name in ("triton_python_backend_utils", "triton_helpers"):  # restored (or removed) after the test
         monkeypatch.setitem(sys.modules, name, sys.modules.get(name))
@@ -102,3 +76,15 @@ def spell_serving_dir() -> Path:
     from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 
     return Path(DEFAULT_CHECKPOINT)
+
+
+# Test layers, one folder each; a test is marked with its folder's layer (`pytest -m unit` runs the fast layer).
+LAYERS = ("unit", "export", "serving", "ops")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        layer = item.path.parent.name
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.path}: every test module lives in one of tests/{{{','.join(LAYERS)}}}/")
+        item.add_marker(layer)

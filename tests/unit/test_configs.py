@@ -1,0 +1,87 @@
+"""Generated configs parse with Triton's own protobuf and ensembles are wired to real tensors."""
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from search_build.repository.configs import model_config, to_pbtxt
+from search_build.pipelines import build_pipeline, pipeline_names
+from search_build.repository.spec import TARGETS, Ensemble
+
+
+def _configs(pipeline, target):
+    return {m.name: text_format.Parse(to_pbtxt(model_config(m, target)), mc.ModelConfig()) for m in pipeline.models}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", pipeline_names())
+def test_ensemble_maps_name_real_tensors(name, target):
+    pipeline = build_pipeline(name, target=target)
+    configs = _configs(pipeline, target)
+    for cfg in configs.values():
+        if cfg.platform != "ensemble":
+            continue
+        available = {t.name: t for t in cfg.input}
+        for step in cfg.ensemble_scheduling.step:
+            assert step.model_name in configs, f"{cfg.name}: step calls unknown model {step.model_name}"
+            callee = configs[step.model_name]
+            callee_inputs = {t.name: t for t in callee.input}
+            callee_outputs = {t.name: t for t in callee.output}
+            for model_input, tensor in step.input_map.items():
+                assert model_input in callee_inputs, f"{step.model_name} has no input {model_input}"
+                assert tensor in available, f"{cfg.name}: {tensor} is used before anything produces it"
+                assert available[tensor].data_type == callee_inputs[model_input].data_type, (step.model_name, model_input)
+            for model_output, tensor in step.output_map.items():
+                assert model_output in callee_outputs, f"{step.model_name} has no output {model_output}"
+                available[tensor] = callee_outputs[model_output]
+            required = {t.name for t in callee.input if not t.optional}
+            assert required <= set(step.input_map), f"{step.model_name}: unmapped inputs {required - set(step.input_map)}"
+            assert callee.max_batch_size >= cfg.max_batch_size or callee.max_batch_size == 0
+        for out in cfg.output:
+            assert out.name in available, f"{cfg.name}: output {out.name} is never produced"
+            assert list(available[out.name].dims) == list(out.dims)
+
+
+@pytest.mark.parametrize("name", pipeline_names())
+def test_target_specific_engines(name):
+    # The unfused shape (the local target fuses query_embedding's tokenizer into its engine: test below).
+    pipeline = build_pipeline(name, target="triton-cpu")
+    local, cpu, gpu = (_configs(pipeline, t) for t in TARGETS)
+    engine_specs = {m.name: m for m in pipeline.models if type(m).__name__ == "EngineModel"}
+    engines = list(engine_specs)
+    for engine in engines:
+        assert local[engine].backend == "python"
+        assert all(i.allow_ragged_batch == engine_specs[engine].ragged for i in local[engine].input)
+        if engine_specs[engine].engine == "openvino":  # Triton's openvino backend reads the converted IR
+            assert cpu[engine].backend == "openvino" and cpu[engine].default_model_filename == "model.xml"
+        else:
+            assert cpu[engine].platform == "onnxruntime_onnx" and cpu[engine].default_model_filename == "model.onnx"
+        assert local[engine].parameters["engine"].string_value == engine_specs[engine].engine
+        assert gpu[engine].platform == "tensorrt_plan" and gpu[engine].default_model_filename == "model.plan"
+        assert gpu[engine].instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+        assert all(i.data_type != mc.TYPE_INT64 for i in gpu[engine].input), "TensorRT takes int32 indices"
+    # Everything but the engines is the same on every target (tokenizers, loops, ensembles).
+    for m in pipeline.models:
+        if m.name not in engines:
+            if not any(t.data_type == mc.TYPE_INT64 for t in [*local[m.name].input, *local[m.name].output]):
+                assert local[m.name] == cpu[m.name] == gpu[m.name]
+    assert any(isinstance(m, Ensemble) for m in pipeline.models) or pipeline.entry
+
+
+def test_local_query_embedding_is_one_stub():
+    """Local: TEXT goes straight into the encoder's stub (tokenizer fused); other targets keep the tokenizer stub
+    in front of a native engine that takes ids."""
+    local, cpu = (build_pipeline("query_embedding", target=t) for t in ("local", "triton-cpu"))
+    assert [m.name for m in local.models] == ["query_embedding_encoder", "query_embedding"]
+    assert [m.name for m in cpu.models] == ["query_embedding_tokenize", "query_embedding_encoder", "query_embedding"]
+    encoder = _configs(local, "local")["query_embedding_encoder"]
+    assert [i.name for i in encoder.input] == ["TEXT"] and encoder.input[0].data_type == mc.TYPE_STRING
+    assert encoder.parameters["tokenizer_dir"].string_value == "tokenizer"
+    assert encoder.dynamic_batching.max_queue_delay_microseconds == 0  # the entry stage: no added wait
+    native = _configs(cpu, "triton-cpu")["query_embedding_encoder"]
+    assert [i.name for i in native.input] == ["input_ids", "attention_mask"]
+    with pytest.raises(ValueError, match="fuse_tokenizer"):
+        build_pipeline("query_embedding", target="triton-cpu", fuse_tokenizer=True)
+
+
