@@ -19,10 +19,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from search_backends.contracts.product_search import DUPLICATE  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_models  # noqa: E402
 from search_build.training.product_data import make_product_pair_splits  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
+from search_tools.batch_scoring.readers import FIELDS, ID_COLUMN  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +45,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     export_dir = exported_models(DEFAULT_CHECKPOINT)
     _, heldout = make_product_pair_splits(0, 3000, 800)
-    rows = [{"id": f"p{i:06d}", "a_type": p.a.product_type, "a_title": p.a.title, "a_description": p.a.description,
-             "b_type": p.b.product_type, "b_title": p.b.title, "b_description": p.b.description}
+    rows = [{ID_COLUMN: f"p{i:06d}", **dict(zip(FIELDS, (p.a.product_type, p.a.title, p.a.description,
+                                                          p.b.product_type, p.b.title, p.b.description)))}
             for i, p in enumerate((heldout * (args.pairs // len(heldout) + 1))[:args.pairs])]
     py = sys.executable
     results: dict[str, float] = {}
@@ -62,7 +64,7 @@ def main() -> None:
                       "--no-progress"])
         results["Spark local[2], in-process ONNX Runtime (1 thread/worker)"] = timed(
             spark + [str(tmp / "b"), "--onnx-dir", str(export_dir), "--master", "local[2]", "--partitions", "2"])
-        repo = write_repository([build_pipeline("product_duplicate")], tmp / "repo", "local", progress=lambda _: None)
+        repo = write_repository([build_pipeline(DUPLICATE)], tmp / "repo", "local", progress=lambda _: None)
         with TritonServer(repo, log_path=tmp / "server.log") as server:
             results["single-machine job, Triton (32 pairs/request, 8 in flight)"] = timed(
                 single + [str(tmp / "c.csv"), "--triton-url", server.grpc_url, "--in-flight", "8", "--no-progress"])

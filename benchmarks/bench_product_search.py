@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from search_backends.contracts import product_search as P  # noqa: E402
 from search_backends.product_onnx import ProductOnnxModels  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, exported_models  # noqa: E402
@@ -30,8 +31,9 @@ from search_build.training.product_data import make_intent_splits, make_product_
 from search_build.training.product_multitask import load_product_model  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
 from search_tools import cli  # noqa: E402
-from search_tools.perf import (INPUT_DATA_DIR, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
-                               time_batches)
+from search_tools.batch_scoring.readers import FIELDS  # noqa: E402
+from search_tools.input_data import input_data_path  # noqa: E402
+from search_tools.perf import format_table, plot_latency_throughput, run_perf_analyzer, time_batches  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 BUDGET_MS = 10.0
@@ -68,20 +70,19 @@ def main() -> None:
     _, intents = make_intent_splits(0, 2400, 800)
     _, heldout_pairs = make_product_pair_splits(0, 3000, 800)
     queries = [e.text for e in intents]
-    pair_rows = [{"a_type": p.a.product_type, "a_title": p.a.title, "a_description": p.a.description,
-                  "b_type": p.b.product_type, "b_title": p.b.title, "b_description": p.b.description}
+    pair_rows = [dict(zip(FIELDS, (p.a.product_type, p.a.title, p.a.description,
+                                   p.b.product_type, p.b.title, p.b.description)))
                  for p in (heldout_pairs * (args.pairs // len(heldout_pairs) + 1))[:args.pairs]]
     intent_points, duplicate = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        repo = write_repository([build_pipeline("query_intent"), build_pipeline("product_duplicate")], tmp / "repo",
+        repo = write_repository([build_pipeline(P.INTENT), build_pipeline(P.DUPLICATE)], tmp / "repo",
                                 "local", progress=lambda _: None)
         pairs_file = tmp / "pairs.jsonl"
         pairs_file.write_text("".join(json.dumps(r) + "\n" for r in pair_rows))
         with TritonServer(repo, log_path=tmp / "server.log") as server:
             for level in tqdm(args.levels, desc="query_intent via perf_analyzer"):
-                intent_points += run_perf_analyzer("query_intent", server.grpc_url, [level],
-                                                   INPUT_DATA_DIR / "query_intent.json",
+                intent_points += run_perf_analyzer(P.INTENT, server.grpc_url, [level], input_data_path(P.INTENT),
                                                    measurement_ms=int(args.seconds * 1000), label="triton query_intent",
                                                    extra=NOISY_MACHINE_FLAGS)
             duplicate["triton batch job (32 pairs/request, 8 in flight)"] = run_batch_job(
@@ -111,8 +112,7 @@ def main() -> None:
     with torch.inference_mode():
         for i in tqdm(range(0, len(pair_rows), 32), desc="HF PyTorch pairs"):
             chunk = pair_rows[i:i + 32]
-            enc = onnx.pairs.encode(*[[r[k] for r in chunk] for k in ("a_type", "a_title", "a_description",
-                                                                     "b_type", "b_title", "b_description")])
+            enc = onnx.pairs.encode(*[[r[k] for r in chunk] for k in FIELDS])
             model.duplicate_logit(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids)))
     duplicate["HF PyTorch (batch 32)"] = len(pair_rows) / (time.perf_counter() - started)
 
@@ -129,7 +129,7 @@ def main() -> None:
     for label, rate in duplicate.items():
         print(f"  {label:52} {rate:8.1f} pairs/s  x{rate / ort:.2f} vs in-process ORT")
     (args.out / "product_search.json").write_text(json.dumps(
-        {"query_intent": [p.as_dict() for p in intent_points], "budget_ms": BUDGET_MS,
+        {P.INTENT: [p.as_dict() for p in intent_points], "budget_ms": BUDGET_MS,
          "product_duplicate_pairs_per_s": duplicate}, indent=2))
     png = plot_latency_throughput(intent_points, args.out / "query_intent.png", "query_intent on this machine", BUDGET_MS)
     print(f"\nwrote {args.out / 'product_search.json'} and {png}")

@@ -26,14 +26,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tqdm import tqdm  # noqa: E402
 
-from search_backends.graph_engines import open_engine  # noqa: E402
+from search_backends.contracts import query_embedding as Q  # noqa: E402
+from search_backends.graph_engines import GRAPH_FILE, open_engine  # noqa: E402
 from search_backends.tokenization import BatchTokenizer  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
-from search_build.pipelines.query_embedding import ENCODER  # noqa: E402
 from search_build.repository.writer import served_model, write_repository  # noqa: E402
 from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
-from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, plot_latency_throughput,  # noqa: E402
-                               run_perf_analyzer, time_batches, write_input_data)
+from search_tools.input_data import write_pipeline_input_data  # noqa: E402
+from search_tools.perf import (LoadPoint, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
+                               time_batches)
 from search_tools.sample_queries import MUSIC_QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
@@ -61,13 +62,13 @@ def main() -> None:
     st_model.max_seq_length = 128
     measured: dict[tuple[str, int], list[LoadPoint]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = build_pipeline("query_embedding")
+        pipeline = build_pipeline(Q.QUERY_EMBEDDING)
         repo = write_repository([pipeline], Path(tmp) / "repo", "local", progress=lambda _: None)
-        encoder = served_model(pipeline.model(ENCODER), repo)
+        encoder = served_model(pipeline.model(Q.ENCODER), repo)
         served_label = f"served query_embedding ({encoder.engine} {encoder.precision})"
-        graph = repo / ENCODER / "1" / "model.onnx"
+        graph = repo / Q.ENCODER / "1" / GRAPH_FILE
         tokenizer = BatchTokenizer(default_embedding_checkpoint(), max_length=128)
-        data = write_input_data(({"TEXT": q} for q in MUSIC_QUERIES), INPUT_DATA_DIR / "query_embedding.json")
+        data = write_pipeline_input_data(Q.QUERY_EMBEDDING)  # the committed perf_analyzer input file
         engines = {f"in-process {encoder.engine} {encoder.precision}": open_engine(encoder.engine, graph,
                                                                                  precision=encoder.precision),
                    "in-process onnxruntime FP32": open_engine("onnxruntime", graph)}
@@ -75,13 +76,13 @@ def main() -> None:
         def embed_with(engine):
             def embed(batch):
                 enc = tokenizer.encode(batch)
-                return engine.infer({"input_ids": enc.input_ids, "attention_mask": enc.attention_mask})[0]
+                return engine.infer({Q.INPUT_IDS: enc.input_ids, Q.ATTENTION_MASK: enc.attention_mask})[0]
             return embed
 
         for round_ in range(args.rounds):
             with TritonServer(repo, log_path=Path(tmp) / "server.log") as server:
                 for level in tqdm(args.levels, desc=f"round {round_ + 1}: served (perf_analyzer)"):
-                    point = run_perf_analyzer("query_embedding", server.grpc_url, [level], data,
+                    point = run_perf_analyzer(Q.QUERY_EMBEDDING, server.grpc_url, [level], data,
                                               measurement_ms=int(args.seconds * 1000), label=served_label)[0]
                     measured.setdefault((served_label, level), []).append(point)
             for label, engine in engines.items():

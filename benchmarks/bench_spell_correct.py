@@ -41,11 +41,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from search_backends.contracts.spell_correct import (CORRECTED, ENGINE_CT2, ENGINE_INPROCESS,  # noqa: E402
+                                                     ENGINE_MODES, GUARD_INPUT, GUARD_PARAMETER, NUM_BEAMS,
+                                                     SPELL_CORRECT, TEXT)
 from search_backends.spell_codec import SpellTextCodec  # noqa: E402
 from search_backends.spell_corrector import SpellCorrector  # noqa: E402
 from search_build.export.spell_ct2 import converted_model  # noqa: E402
-from search_backends.contracts.spell_correct import (ENGINE_MODES, GUARD_INPUT, GUARD_PARAMETER, NUM_BEAMS,  # noqa: E402
-                                                     SPELL_CORRECT, TEXT)
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
@@ -118,7 +119,7 @@ class CT2System:
 
     def correct(self, texts, num_beams: int) -> list[str]:
         prepared = self.codec.prepare(texts)
-        source = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(head)["input_ids"]) for head, _ in prepared]
+        source = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(head).input_ids) for head, _ in prepared]
         results = self.translator.translate_batch(
             source, beam_size=num_beams, max_batch_size=0, patience=1,
             max_decoding_length=self.params.max_length - (2 if self.params.forced_eos_token_ids else 1),
@@ -141,7 +142,7 @@ def triton_correct(url: str, texts, num_beams: int) -> list[str]:
         beams = grpcclient.InferInput(NUM_BEAMS, [1, 1], "INT32")
         beams.set_data_from_numpy(np.array([[num_beams]], dtype=np.int32))
         result = client.infer(SPELL_CORRECT, [data, beams], parameters={GUARD_PARAMETER: False})  # raw, vs HF
-        out.append(result.as_numpy("CORRECTED")[0][0].decode("utf-8"))
+        out.append(result.as_numpy(CORRECTED)[0][0].decode("utf-8"))
     client.close()
     return out
 
@@ -159,12 +160,12 @@ def perf_level(url: str, level: int, data: Path, seconds: float, label: str, rel
     """perf_analyzer at one concurrency; when its stability check fails (shared, noisy CPUs), measure once more
     over a doubled window with the check relaxed, and note it."""
     try:
-        return run_perf_analyzer("spell_correct", url, [level], data, measurement_ms=int(seconds * 1000), label=label)
+        return run_perf_analyzer(SPELL_CORRECT, url, [level], data, measurement_ms=int(seconds * 1000), label=label)
     except RuntimeError as exc:
         if "stable measurement" not in str(exc):
             raise
     relaxed.append(f"{label} {mode} N={level}")
-    return run_perf_analyzer("spell_correct", url, [level], data, measurement_ms=int(seconds * 2000), label=label,
+    return run_perf_analyzer(SPELL_CORRECT, url, [level], data, measurement_ms=int(seconds * 2000), label=label,
                              extra=("--stability-percentage", "1000", "--max-trials", "3"))
 
 
@@ -242,7 +243,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8],
                         help="Triton concurrencies = in-process batch sizes")
     parser.add_argument("--num-beams", type=int, nargs="+", default=[1, 4], help="decoding modes (1 = greedy)")
-    parser.add_argument("--engine-modes", nargs="+", default=["ctranslate2", "inprocess"], choices=ENGINE_MODES,
+    parser.add_argument("--engine-modes", nargs="+", default=[ENGINE_CT2, ENGINE_INPROCESS], choices=ENGINE_MODES,
                         help="served engine modes of spell_generate; the first is also measured with the guard on")
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement time per level and system")
     parser.add_argument("--thread-options", type=int, nargs="+", default=None,
@@ -265,7 +266,7 @@ def main() -> None:
     relaxed: list[str] = []  # levels measured without perf_analyzer's stability criterion
     with tempfile.TemporaryDirectory() as tmp:
         for engine_mode in args.engine_modes:
-            repo = write_repository([build_pipeline("spell_correct", checkpoint=checkpoint, engine_mode=engine_mode)],
+            repo = write_repository([build_pipeline(SPELL_CORRECT, checkpoint=checkpoint, engine_mode=engine_mode)],
                                     Path(tmp) / f"repo-{engine_mode}", "local", progress=lambda _: None)
             with TritonServer(repo, log_path=Path(tmp) / f"server-{engine_mode}.log") as server:
                 outputs[triton_label(engine_mode)] = {nb: triton_correct(server.grpc_url, QUERIES, nb)

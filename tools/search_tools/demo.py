@@ -8,22 +8,25 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from search_backends.contracts.product_search import A_TITLE, A_TYPE, B_TITLE, B_TYPE
+from search_backends.contracts import product_search as P
+from search_backends.contracts import query_embedding as Q
+from search_backends.contracts import search_bar as C
+from search_backends.contracts import spell_correct as S
 
 from .server import TritonServer
 
 EXAMPLES = {
-    "query_embedding": ["taylor swift love story", "lofi beats to study to", "jazz piano for dinner"],
-    "query_intent": ["play taylor swift", "how do i reset my password", "wireless noise cancelling headphones",
-                     "weather tomorrow"],
-    "spell_correct": ["tayler swift", "metalica enter sandman", "lofi beats to studdy", "the weekend blinding lihgts"],
-    "search_bar": ["metalica enter sandman", "master of pupets", "bohemian rapsody", "wireless hedphones"],
+    Q.QUERY_EMBEDDING: ["taylor swift love story", "lofi beats to study to", "jazz piano for dinner"],
+    P.INTENT: ["play taylor swift", "how do i reset my password", "wireless noise cancelling headphones",
+               "weather tomorrow"],
+    S.SPELL_CORRECT: ["tayler swift", "metalica enter sandman", "lofi beats to studdy", "the weekend blinding lihgts"],
+    C.SEARCH_BAR: ["metalica enter sandman", "master of pupets", "bohemian rapsody", "wireless hedphones"],
 }
 PAIRS = [
-    ({A_TYPE: "headphones", A_TITLE: "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
-      B_TYPE: "headphones", B_TITLE: "sony wh1000xm4 noise-cancelling wireless headphones (black)"}),
-    ({A_TYPE: "phone case", A_TITLE: "iPhone 13 silicone case blue",
-      B_TYPE: "laptop", B_TITLE: "Lenovo ThinkPad X1 Carbon 14 inch 16GB"}),
+    ({P.A_TYPE: "headphones", P.A_TITLE: "Sony WH-1000XM4 Wireless Noise Cancelling Headphones, Black",
+      P.B_TYPE: "headphones", P.B_TITLE: "sony wh1000xm4 noise-cancelling wireless headphones (black)"}),
+    ({P.A_TYPE: "phone case", P.A_TITLE: "iPhone 13 silicone case blue",
+      P.B_TYPE: "laptop", P.B_TITLE: "Lenovo ThinkPad X1 Carbon 14 inch 16GB"}),
 ]
 
 
@@ -46,8 +49,8 @@ def _strings(name: str, values: list[str]) -> grpcclient.InferInput:
 
 
 def show_query_embedding(client) -> None:
-    texts = EXAMPLES["query_embedding"]
-    emb = client.infer("query_embedding", [_strings("TEXT", texts)]).as_numpy("EMBEDDING")
+    texts = EXAMPLES[Q.QUERY_EMBEDDING]
+    emb = client.infer(Q.QUERY_EMBEDDING, [_strings(Q.TEXT, texts)]).as_numpy(Q.EMBEDDING)
     sims = emb @ emb.T
     for text, vec in zip(texts, emb):
         print(f"  {text!r:32} -> {vec.shape[0]}-d, norm {np.linalg.norm(vec):.4f}, first {[round(float(x), 4) for x in vec[:4]]}")
@@ -55,10 +58,10 @@ def show_query_embedding(client) -> None:
 
 
 def show_query_intent(client) -> None:
-    texts = EXAMPLES["query_intent"]
-    result = client.infer("query_intent", [_strings("TEXT", texts)])
-    for text, label, top, probs in zip(texts, result.as_numpy("LABEL"), result.as_numpy("TOP_LABELS"),
-                                       result.as_numpy("TOP_PROBABILITIES")):
+    texts = EXAMPLES[P.INTENT]
+    result = client.infer(P.INTENT, [_strings(P.TEXT, texts)])
+    for text, label, top, probs in zip(texts, result.as_numpy(P.LABEL), result.as_numpy(P.TOP_LABELS),
+                                       result.as_numpy(P.TOP_PROBABILITIES)):
         ranked = ", ".join(f"{name.decode()} {p:.3f}" for name, p in zip(top, probs))
         print(f"  {text!r:42} -> {label[0].decode():8} ({ranked})")
 
@@ -66,25 +69,25 @@ def show_query_intent(client) -> None:
 def show_product_duplicate(client) -> None:
     for pair in PAIRS:
         inputs = [_strings(name, [value]) for name, value in pair.items()]
-        score = float(client.infer("product_duplicate", inputs).as_numpy("SCORE")[0, 0])
-        print(f"  {pair['A_TITLE'][:40]!r} vs {pair['B_TITLE'][:40]!r} -> P(duplicate) {score:.3f}")
+        score = float(client.infer(P.DUPLICATE, inputs).as_numpy(P.SCORE)[0, 0])
+        print(f"  {pair[P.A_TITLE][:40]!r} vs {pair[P.B_TITLE][:40]!r} -> P(duplicate) {score:.3f}")
 
 
 def show_spell_correct(client) -> None:
-    texts = EXAMPLES["spell_correct"]
+    texts = EXAMPLES[S.SPELL_CORRECT]
+    beams_parameter = S.CONTROL_INPUTS[S.NUM_BEAMS]  # request parameters use the generate() option names
     for beams in (1, 4):
-        served = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams})
-        raw = client.infer("spell_correct", [_strings("TEXT", texts)], parameters={"num_beams": beams, "guard": False})
-        for text, fixed, model in zip(texts, served.as_numpy("CORRECTED"), raw.as_numpy("CORRECTED")):
+        served = client.infer(S.SPELL_CORRECT, [_strings(S.TEXT, texts)], parameters={beams_parameter: beams})
+        raw = client.infer(S.SPELL_CORRECT, [_strings(S.TEXT, texts)],
+                           parameters={beams_parameter: beams, S.GUARD_PARAMETER: False})
+        for text, fixed, model in zip(texts, served.as_numpy(S.CORRECTED), raw.as_numpy(S.CORRECTED)):
             print(f"  num_beams={beams}  {text!r:32} -> {fixed[0].decode()!r:32} (raw model: {model[0].decode()!r})")
 
 
 def show_search_bar(client) -> None:
-    from search_backends.contracts import search_bar as C
-
     from .search_bar_view import format_results
 
-    texts = EXAMPLES["search_bar"]
+    texts = EXAMPLES[C.SEARCH_BAR]
     top_k = grpcclient.InferInput(C.TOP_K, [len(texts), 1], "INT32")
     top_k.set_data_from_numpy(np.full((len(texts), 1), 5, np.int32))
     result = client.infer(C.SEARCH_BAR, [_strings(C.TEXT, texts), top_k])
@@ -92,9 +95,9 @@ def show_search_bar(client) -> None:
     print("  " + format_results(texts, result).replace("\n", "\n  "))
 
 
-SHOWS = {"query_embedding": show_query_embedding, "query_intent": show_query_intent,
-         "product_duplicate": show_product_duplicate, "spell_correct": show_spell_correct,
-         "search_bar": show_search_bar}
+SHOWS = {Q.QUERY_EMBEDDING: show_query_embedding, P.INTENT: show_query_intent,
+         P.DUPLICATE: show_product_duplicate, S.SPELL_CORRECT: show_spell_correct,
+         C.SEARCH_BAR: show_search_bar}
 
 
 def build_args(pipelines: list[str], repository: Path, *, specs_only: bool = False) -> argparse.Namespace:

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from search_backends.contracts.query_embedding import QUERY_EMBEDDING
+
 STAT_KEYS = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -110,7 +112,7 @@ def format_hops(result: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--model", default="query_embedding", help="entry model to load")
+    parser.add_argument("--model", default=QUERY_EMBEDDING, help="entry model to load")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the breakdown here")

@@ -8,12 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from search_backends.contracts import product_search as P
+from search_backends.contracts import query_embedding as Q
+from search_backends.contracts import search_bar as C
+from search_backends.contracts import spell_correct as S
+
 from .perf import INPUT_DATA_DIR, write_input_data
 from .sample_queries import MISSPELLED_MUSIC_QUERIES, MUSIC_QUERIES, PRODUCT_PAIRS, SHOPPING_QUERIES
 
 
 def _text(queries: list[str]) -> Iterator[dict[str, str]]:
-    return ({"TEXT": q} for q in queries)
+    return ({Q.TEXT: q} for q in queries)
 
 
 def _with(rows: Iterator[dict], controls: dict) -> Iterator[dict]:
@@ -25,14 +30,12 @@ def _with(rows: Iterator[dict], controls: dict) -> Iterator[dict]:
 def _intent_controls() -> dict[str, int]:
     from search_build.pipelines import build_pipeline
 
-    head = build_pipeline("query_intent", fuse_text=False).model("query_intent_head")  # the default either way
-    return {"TOP_K": int(head.parameters["top_k"])}
+    head = build_pipeline(P.INTENT, fuse_text=False).model(P.INTENT_HEAD)  # the default either way
+    return {P.TOP_K: int(head.parameters[P.TOP_K_PARAMETER])}
 
 
 def _spell_controls() -> dict[str, str | int | float | bool]:
     """The checkpoint's generation defaults (generation_config.json over Hugging Face's), guard on."""
-    from search_backends.contracts.spell_correct import (EARLY_STOPPING, GUARD_INPUT, LENGTH_PENALTY, MAX_NEW_TOKENS,
-                                                         MIN_LENGTH, NO_REPEAT_NGRAM_SIZE, NUM_BEAMS)
     from search_backends.spell_generation.params import HF_DEFAULTS, GenerationDefaults
     from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 
@@ -41,29 +44,26 @@ def _spell_controls() -> dict[str, str | int | float | bool]:
     max_length = int(v["max_length"])
     if "max_length" not in d.values and d.max_position_embeddings is not None:
         max_length = min(max_length + 1, d.max_position_embeddings)
-    return {NUM_BEAMS: int(v["num_beams"]), MAX_NEW_TOKENS: int(v.get("max_new_tokens") or max_length - 1),
-            MIN_LENGTH: int(v["min_length"]), LENGTH_PENALTY: float(v["length_penalty"]),
-            NO_REPEAT_NGRAM_SIZE: int(v["no_repeat_ngram_size"]),
-            EARLY_STOPPING: str(v["early_stopping"]).lower(), GUARD_INPUT: True}
+    return {S.NUM_BEAMS: int(v["num_beams"]), S.MAX_NEW_TOKENS: int(v.get("max_new_tokens") or max_length - 1),
+            S.MIN_LENGTH: int(v["min_length"]), S.LENGTH_PENALTY: float(v["length_penalty"]),
+            S.NO_REPEAT_NGRAM_SIZE: int(v["no_repeat_ngram_size"]),
+            S.EARLY_STOPPING: str(v["early_stopping"]).lower(), S.GUARD_INPUT: True}
 
 
 def _pairs() -> Iterator[dict[str, str]]:
     for a, b in PRODUCT_PAIRS:
-        row = {}
-        for side, (kind, title, description) in (("A", a), ("B", b)):
-            row.update({f"{side}_TYPE": kind, f"{side}_TITLE": title, f"{side}_DESCRIPTION": description})
-        yield row
+        yield dict(zip(P.PAIR_FIELDS, (*a, *b)))  # each product is (type, title, description), like its fields
 
 
 # pipeline -> rows of all its ensemble inputs (one request each; numbers for INT32 / FP32 inputs)
 ROWS = {
-    "query_embedding": lambda: _text(MUSIC_QUERIES),
-    "spell_correct": lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), _spell_controls()),
-    "query_intent": lambda: _with(_text(SHOPPING_QUERIES), _intent_controls()),
-    "product_duplicate": _pairs,
+    Q.QUERY_EMBEDDING: lambda: _text(MUSIC_QUERIES),
+    S.SPELL_CORRECT: lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), _spell_controls()),
+    P.INTENT: lambda: _with(_text(SHOPPING_QUERIES), _intent_controls()),
+    P.DUPLICATE: _pairs,
     # search_bar: misspelled queries, top 10, both stages on (the defaults, named so the file lists every input)
-    "search_bar": lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), {"TOP_K": 10, "CORRECT_SPELLING": True,
-                                                                  "DETECT_INTENT": True}),
+    C.SEARCH_BAR: lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), {C.TOP_K: C.DEFAULT_TOP_K, C.CORRECT_SPELLING: True,
+                                                                  C.DETECT_INTENT: True}),
 }
 
 

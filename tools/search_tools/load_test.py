@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from search_backends.contracts.query_embedding import QUERY_EMBEDDING
+
 from .sample_queries import MUSIC_QUERIES
 
 REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)
@@ -181,7 +183,7 @@ def run_load(url: str, model: str, *, rate: float, duration_s: float, max_reques
 
 def add_arguments(parser) -> None:
     parser.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a loopback tritonserver")
-    parser.add_argument("--model", default="query_embedding")
+    parser.add_argument("--model", default=QUERY_EMBEDDING)
     parser.add_argument("--rate", type=float, default=400.0, help="requests per second offered (open loop)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
     parser.add_argument("--max-requests", type=int, default=20_000)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from search_backends.contracts.query_embedding import QUERY_EMBEDDING
+
 from .load_test import model_metadata, open_loop, summarise, text_inputs_factory
 from .server import TritonServer
 
@@ -201,7 +203,7 @@ def format_report(report: dict) -> str:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--repository", type=Path, help="model repository to serve (default: build --pipeline into a temp dir)")
-    parser.add_argument("--pipeline", default="query_embedding", help="pipeline to build and load (its entry model)")
+    parser.add_argument("--pipeline", default=QUERY_EMBEDDING, help="pipeline to build and load (its entry model)")
     parser.add_argument("--model", help="model to send requests to (default: the pipeline's entry)")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 10 minutes)")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second (steady, below capacity)")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from search_backends.contracts import spell_correct as S
 from search_backends.spell_codec import normalize_query
 from search_build.training.spell_data import read_pairs  # noqa: F401 - part of this module's API
 
@@ -92,11 +93,11 @@ def served_corrector(url: str, guard: bool = True, num_beams: int | None = None,
         out = []
         for start in range(0, len(texts), batch):
             rows = np.array([[t.encode("utf-8")] for t in texts[start:start + batch]], dtype=np.object_)
-            data = grpcclient.InferInput("TEXT", list(rows.shape), "BYTES")
+            data = grpcclient.InferInput(S.TEXT, list(rows.shape), "BYTES")
             data.set_data_from_numpy(rows)
-            params = {"guard": guard, **({"num_beams": num_beams} if num_beams else {})}
-            result = client.infer("spell_correct", [data], parameters=params)
-            out += [v[0].decode("utf-8") for v in result.as_numpy("CORRECTED")]
+            params = {S.GUARD_PARAMETER: guard, **({S.CONTROL_INPUTS[S.NUM_BEAMS]: num_beams} if num_beams else {})}
+            result = client.infer(S.SPELL_CORRECT, [data], parameters=params)
+            out += [v[0].decode("utf-8") for v in result.as_numpy(S.CORRECTED)]
         return out
 
     return correct
