@@ -5,6 +5,7 @@ Prints pairs/s, pairs/s per core and the cost per million pairs at a given insta
 benchmarks/results/duplicate_jobs.json.
     python benchmarks/bench_duplicate_jobs.py --pairs 4000 --price-per-hour 0.384   # e.g. an m5.2xlarge
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,17 @@ def main() -> None:
     cores = os.cpu_count() or 1
     export_dir = exported_models(DEFAULT_CHECKPOINT)
     _, heldout = make_product_pair_splits(0, 3000, 800)
-    rows = [{ID_COLUMN: f"p{i:06d}", **dict(zip(FIELDS, (p.a.product_type, p.a.title, p.a.description,
-                                                          p.b.product_type, p.b.title, p.b.description)))}
-            for i, p in enumerate((heldout * (args.pairs // len(heldout) + 1))[:args.pairs])]
+    rows = [
+        {
+            ID_COLUMN: f"p{i:06d}",
+            **dict(
+                zip(
+                    FIELDS, (p.a.product_type, p.a.title, p.a.description, p.b.product_type, p.b.title, p.b.description)
+                )
+            ),
+        }
+        for i, p in enumerate((heldout * (args.pairs // len(heldout) + 1))[: args.pairs])
+    ]
     py = sys.executable
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,25 +69,44 @@ def main() -> None:
         single = [py, "-m", "search_tools.cli", "score", str(pairs)]
         spark = [py, "-m", "search_tools.cli", "score-spark", str(pairs)]
         results["single-machine job, in-process ONNX Runtime"] = timed(
-            single + [str(tmp / "a.csv"), "--onnx-dir", str(export_dir), "--rows-per-request", "32", "--in-flight", "2",
-                      "--no-progress"])
+            single
+            + [
+                str(tmp / "a.csv"),
+                "--onnx-dir",
+                str(export_dir),
+                "--rows-per-request",
+                "32",
+                "--in-flight",
+                "2",
+                "--no-progress",
+            ]
+        )
         results["Spark local[2], in-process ONNX Runtime (1 thread/worker)"] = timed(
-            spark + [str(tmp / "b"), "--onnx-dir", str(export_dir), "--master", "local[2]", "--partitions", "2"])
+            spark + [str(tmp / "b"), "--onnx-dir", str(export_dir), "--master", "local[2]", "--partitions", "2"]
+        )
         repo = write_repository([build_pipeline(DUPLICATE)], tmp / "repo", "local", progress=lambda _: None)
         with TritonServer(repo, log_path=tmp / "server.log") as server:
             results["single-machine job, Triton (32 pairs/request, 8 in flight)"] = timed(
-                single + [str(tmp / "c.csv"), "--triton-url", server.grpc_url, "--in-flight", "8", "--no-progress"])
+                single + [str(tmp / "c.csv"), "--triton-url", server.grpc_url, "--in-flight", "8", "--no-progress"]
+            )
             results["Spark local[2], Triton (32 pairs/request)"] = timed(
-                spark + [str(tmp / "d"), "--triton-url", server.grpc_url, "--master", "local[2]", "--partitions", "2"])
+                spark + [str(tmp / "d"), "--triton-url", server.grpc_url, "--master", "local[2]", "--partitions", "2"]
+            )
     report = {"pairs": args.pairs, "cores": cores, "price_per_hour_usd": args.price_per_hour, "systems": {}}
-    print(f"\n{args.pairs} pairs on {cores} cores (wall time includes start-up: model load, Spark JVM); "
-          f"cost at ${args.price_per_hour}/h")
+    print(
+        f"\n{args.pairs} pairs on {cores} cores (wall time includes start-up: model load, Spark JVM); "
+        f"cost at ${args.price_per_hour}/h"
+    )
     print(f"{'system':62} {'pairs/s':>8} {'per core':>9} {'$/M pairs':>10}")
     for label, seconds in results.items():
         rate = args.pairs / seconds
         cost = args.price_per_hour / 3600 / rate * 1e6
-        report["systems"][label] = {"seconds": round(seconds, 2), "pairs_per_s": round(rate, 1),
-                                    "pairs_per_s_per_core": round(rate / cores, 1), "usd_per_million_pairs": round(cost, 3)}
+        report["systems"][label] = {
+            "seconds": round(seconds, 2),
+            "pairs_per_s": round(rate, 1),
+            "pairs_per_s_per_core": round(rate / cores, 1),
+            "usd_per_million_pairs": round(cost, 3),
+        }
         print(f"{label:62} {rate:8.1f} {rate / cores:9.1f} {cost:10.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "duplicate_jobs.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -8,6 +8,7 @@ requests in flight) vs in-process ONNX Runtime vs HF PyTorch, same pairs.
 
     python benchmarks/bench_product_search.py [--levels 1 2 4 8 16] [--pairs 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,68 +71,128 @@ def main() -> None:
     _, intents = make_intent_splits(0, 2400, 800)
     _, heldout_pairs = make_product_pair_splits(0, 3000, 800)
     queries = [e.text for e in intents]
-    pair_rows = [dict(zip(FIELDS, (p.a.product_type, p.a.title, p.a.description,
-                                   p.b.product_type, p.b.title, p.b.description)))
-                 for p in (heldout_pairs * (args.pairs // len(heldout_pairs) + 1))[:args.pairs]]
+    pair_rows = [
+        dict(zip(FIELDS, (p.a.product_type, p.a.title, p.a.description, p.b.product_type, p.b.title, p.b.description)))
+        for p in (heldout_pairs * (args.pairs // len(heldout_pairs) + 1))[: args.pairs]
+    ]
     intent_points, duplicate = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        repo = write_repository([build_pipeline(P.INTENT), build_pipeline(P.DUPLICATE)], tmp / "repo",
-                                "local", progress=lambda _: None)
+        repo = write_repository(
+            [build_pipeline(P.INTENT), build_pipeline(P.DUPLICATE)], tmp / "repo", "local", progress=lambda _: None
+        )
         pairs_file = tmp / "pairs.jsonl"
         pairs_file.write_text("".join(json.dumps(r) + "\n" for r in pair_rows))
         with TritonServer(repo, log_path=tmp / "server.log") as server:
             for level in tqdm(args.levels, desc="query_intent via perf_analyzer"):
-                intent_points += run_perf_analyzer(P.INTENT, server.grpc_url, [level], input_data_path(P.INTENT),
-                                                   measurement_ms=int(args.seconds * 1000), label="triton query_intent",
-                                                   extra=NOISY_MACHINE_FLAGS)
+                intent_points += run_perf_analyzer(
+                    P.INTENT,
+                    server.grpc_url,
+                    [level],
+                    input_data_path(P.INTENT),
+                    measurement_ms=int(args.seconds * 1000),
+                    label="triton query_intent",
+                    extra=NOISY_MACHINE_FLAGS,
+                )
             duplicate["triton batch job (32 pairs/request, 8 in flight)"] = run_batch_job(
-                [str(pairs_file), str(tmp / "scores_triton.jsonl"), "--triton-url", server.grpc_url,
-                 "--rows-per-request", "32", "--in-flight", "8"])
+                [
+                    str(pairs_file),
+                    str(tmp / "scores_triton.jsonl"),
+                    "--triton-url",
+                    server.grpc_url,
+                    "--rows-per-request",
+                    "32",
+                    "--in-flight",
+                    "8",
+                ]
+            )
         duplicate["in-process onnxruntime (batch 32)"] = run_batch_job(
-            [str(pairs_file), str(tmp / "scores_onnx.jsonl"), "--onnx-dir", str(export_dir),
-             "--rows-per-request", "32", "--in-flight", "1"])
+            [
+                str(pairs_file),
+                str(tmp / "scores_onnx.jsonl"),
+                "--onnx-dir",
+                str(export_dir),
+                "--rows-per-request",
+                "32",
+                "--in-flight",
+                "1",
+            ]
+        )
         duplicate["in-process openvino fp32 (batch 32; the served engine)"] = run_batch_job(
-            [str(pairs_file), str(tmp / "scores_ov.jsonl"), "--onnx-dir", str(export_dir), "--engine", "openvino",
-             "--rows-per-request", "32", "--in-flight", "1"])
+            [
+                str(pairs_file),
+                str(tmp / "scores_ov.jsonl"),
+                "--onnx-dir",
+                str(export_dir),
+                "--engine",
+                "openvino",
+                "--rows-per-request",
+                "32",
+                "--in-flight",
+                "1",
+            ]
+        )
 
     def torch_intent(batch):
         enc = onnx.queries.encode(batch)
         with torch.inference_mode():
-            return model.intent_logits(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask,
-                                                                           enc.token_type_ids)))
+            return model.intent_logits(
+                *(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids))
+            )
 
     for level in tqdm(args.levels, desc="in-process intent"):
-        intent_points.append(time_batches("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries,
-                                   args.seconds))
-        intent_points.append(time_batches("in-process openvino fp32", level, lambda b: openvino.classify_queries(b),
-                                          queries, args.seconds))
+        intent_points.append(
+            time_batches("in-process onnxruntime", level, lambda b: onnx.classify_queries(b), queries, args.seconds)
+        )
+        intent_points.append(
+            time_batches(
+                "in-process openvino fp32", level, lambda b: openvino.classify_queries(b), queries, args.seconds
+            )
+        )
         intent_points.append(time_batches("HF PyTorch", level, torch_intent, queries, args.seconds))
 
     started = time.perf_counter()
     with torch.inference_mode():
         for i in tqdm(range(0, len(pair_rows), 32), desc="HF PyTorch pairs"):
-            chunk = pair_rows[i:i + 32]
+            chunk = pair_rows[i : i + 32]
             enc = onnx.pairs.encode(*[[r[k] for r in chunk] for k in FIELDS])
-            model.duplicate_logit(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids)))
+            model.duplicate_logit(
+                *(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids))
+            )
     duplicate["HF PyTorch (batch 32)"] = len(pair_rows) / (time.perf_counter() - started)
 
     baseline = {p.concurrency: p for p in intent_points if p.label == "in-process onnxruntime"}
-    print("\nquery_intent: per request (Triton, concurrency N) or per batch of N (in-process); ratios vs in-process ORT")
+    print(
+        "\nquery_intent: per request (Triton, concurrency N) or per batch of N (in-process); ratios vs in-process ORT"
+    )
     print(format_table(intent_points, baseline))
     ok = [p for p in intent_points if p.label == "triton query_intent" and p.p99_ms <= BUDGET_MS]
     best = max(ok, key=lambda p: p.throughput) if ok else None
-    print(f"\nhighest Triton load with p99 <= {BUDGET_MS:g} ms: "
-          + (f"concurrency {best.concurrency}, {best.throughput:.0f} queries/s, p99 {best.p99_ms:.2f} ms" if best
-             else "none at the measured levels"))
+    print(
+        f"\nhighest Triton load with p99 <= {BUDGET_MS:g} ms: "
+        + (
+            f"concurrency {best.concurrency}, {best.throughput:.0f} queries/s, p99 {best.p99_ms:.2f} ms"
+            if best
+            else "none at the measured levels"
+        )
+    )
     print("\nproduct_duplicate pairs/s (same pairs):")
     ort = duplicate["in-process onnxruntime (batch 32)"]
     for label, rate in duplicate.items():
         print(f"  {label:52} {rate:8.1f} pairs/s  x{rate / ort:.2f} vs in-process ORT")
-    (args.out / "product_search.json").write_text(json.dumps(
-        {P.INTENT: [p.as_dict() for p in intent_points], "budget_ms": BUDGET_MS,
-         "product_duplicate_pairs_per_s": duplicate}, indent=2))
-    png = plot_latency_throughput(intent_points, args.out / "query_intent.png", "query_intent on this machine", BUDGET_MS)
+    (args.out / "product_search.json").write_text(
+        json.dumps(
+            {
+                P.INTENT: [p.as_dict() for p in intent_points],
+                "budget_ms": BUDGET_MS,
+                "product_duplicate_pairs_per_s": duplicate,
+            },
+            indent=2,
+        )
+    )
+    png = plot_latency_throughput(
+        intent_points, args.out / "query_intent.png", "query_intent on this machine", BUDGET_MS
+    )
     print(f"\nwrote {args.out / 'product_search.json'} and {png}")
 
 

@@ -13,6 +13,7 @@ batch N). Writes JSON + PNG under --out.
 
     python benchmarks/bench_query_embedding.py --levels 1 8 32 --rounds 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,13 @@ from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.repository.writer import served_model, write_repository  # noqa: E402
 from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
 from search_tools.input_data import write_pipeline_input_data  # noqa: E402
-from search_tools.perf import (LoadPoint, format_table, plot_latency_throughput, run_perf_analyzer,  # noqa: E402
-                               time_batches)
+from search_tools.perf import (
+    LoadPoint,
+    format_table,
+    plot_latency_throughput,
+    run_perf_analyzer,  # noqa: E402
+    time_batches,
+)
 from search_tools.sample_queries import MUSIC_QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
@@ -69,45 +75,75 @@ def main() -> None:
         graph = repo / Q.ENCODER / "1" / GRAPH_FILE
         tokenizer = BatchTokenizer(default_embedding_checkpoint(), max_length=128)
         data = write_pipeline_input_data(Q.QUERY_EMBEDDING)  # the committed perf_analyzer input file
-        engines = {f"in-process {encoder.engine} {encoder.precision}": open_engine(encoder.engine, graph,
-                                                                                 precision=encoder.precision),
-                   "in-process onnxruntime FP32": open_engine("onnxruntime", graph)}
+        engines = {
+            f"in-process {encoder.engine} {encoder.precision}": open_engine(
+                encoder.engine, graph, precision=encoder.precision
+            ),
+            "in-process onnxruntime FP32": open_engine("onnxruntime", graph),
+        }
 
         def embed_with(engine):
             def embed(batch):
                 enc = tokenizer.encode(batch)
                 return engine.infer({Q.INPUT_IDS: enc.input_ids, Q.ATTENTION_MASK: enc.attention_mask})[0]
+
             return embed
 
         for round_ in range(args.rounds):
             with TritonServer(repo, log_path=Path(tmp) / "server.log") as server:
                 for level in tqdm(args.levels, desc=f"round {round_ + 1}: served (perf_analyzer)"):
-                    point = run_perf_analyzer(Q.QUERY_EMBEDDING, server.grpc_url, [level], data,
-                                              measurement_ms=int(args.seconds * 1000), label=served_label)[0]
+                    point = run_perf_analyzer(
+                        Q.QUERY_EMBEDDING,
+                        server.grpc_url,
+                        [level],
+                        data,
+                        measurement_ms=int(args.seconds * 1000),
+                        label=served_label,
+                    )[0]
                     measured.setdefault((served_label, level), []).append(point)
             for label, engine in engines.items():
                 for level in tqdm(args.levels, desc=f"round {round_ + 1}: {label}"):
                     measured.setdefault((label, level), []).append(
-                        time_batches(label, level, embed_with(engine), MUSIC_QUERIES, args.seconds))
+                        time_batches(label, level, embed_with(engine), MUSIC_QUERIES, args.seconds)
+                    )
             with torch.inference_mode():
                 for level in tqdm(args.levels, desc=f"round {round_ + 1}: {ST}"):
-                    measured.setdefault((ST, level), []).append(time_batches(
-                        ST, level, lambda b: st_model.encode(b, batch_size=len(b), normalize_embeddings=True),
-                        MUSIC_QUERIES, args.seconds))
+                    measured.setdefault((ST, level), []).append(
+                        time_batches(
+                            ST,
+                            level,
+                            lambda b: st_model.encode(b, batch_size=len(b), normalize_embeddings=True),
+                            MUSIC_QUERIES,
+                            args.seconds,
+                        )
+                    )
 
     points = [median_point(v) for v in measured.values()]
     baseline = {p.concurrency: p for p in points if p.label == ST}
-    print(f"\nquery_embedding (all-MiniLM-L6-v2), rows/s and latency per request/batch, median of {args.rounds} "
-          f"interleaved rounds; ratios vs {ST}")
+    print(
+        f"\nquery_embedding (all-MiniLM-L6-v2), rows/s and latency per request/batch, median of {args.rounds} "
+        f"interleaved rounds; ratios vs {ST}"
+    )
     print("(served at concurrency N: N single-query requests in flight; in-process: batches of N)")
     print(format_table(points, baseline))
     spread = {f"{label} @ {level}": [round(p.throughput, 1) for p in v] for (label, level), v in measured.items()}
-    (args.out / "query_embedding.json").write_text(json.dumps(
-        {"rounds": args.rounds, "points": [p.as_dict() for p in points], "throughput_per_round": spread,
-         "ratios_vs_sentence_transformers": {
-             f"{p.label} @ {p.concurrency}": round(p.throughput / baseline[p.concurrency].throughput, 3)
-             for p in points if p.label != ST and p.concurrency in baseline},
-         "spread_note": f"median of {args.rounds}; per-round throughputs in throughput_per_round"}, indent=2) + "\n")
+    (args.out / "query_embedding.json").write_text(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "points": [p.as_dict() for p in points],
+                "throughput_per_round": spread,
+                "ratios_vs_sentence_transformers": {
+                    f"{p.label} @ {p.concurrency}": round(p.throughput / baseline[p.concurrency].throughput, 3)
+                    for p in points
+                    if p.label != ST and p.concurrency in baseline
+                },
+                "spread_note": f"median of {args.rounds}; per-round throughputs in throughput_per_round",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     png = plot_latency_throughput(points, args.out / "query_embedding.png", "query_embedding on this machine")
     print(f"\nrounds spread: { {k: (min(v), max(v)) for k, v in spread.items()} }")
     print(f"wrote {args.out / 'query_embedding.json'} and {png}")

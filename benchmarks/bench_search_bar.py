@@ -14,6 +14,7 @@
 Writes benchmarks/results/search_bar.json and search_bar.png.
     python benchmarks/bench_search_bar.py [--levels 1 2 4 8] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-HELDOUT = [ROOT / "benchmarks" / "data" / "spell_music_queries.tsv",
-           ROOT / "benchmarks" / "data" / "spell_heldout_real_misspellings.tsv"]
+HELDOUT = [
+    ROOT / "benchmarks" / "data" / "spell_music_queries.tsv",
+    ROOT / "benchmarks" / "data" / "spell_heldout_real_misspellings.tsv",
+]
 BUDGET_MS, BUDGET_LEVEL = 50.0, 4
 
 
@@ -65,12 +68,16 @@ def index_part(items, vectors, embedder, queries: list[str], work: Path) -> dict
         loaded = rss_mb() - before
         catalog.search(query_vectors[:8], 10)  # warm-up
         started = time.perf_counter()
-        hits = [catalog.search(query_vectors[i:i + 1], 10)[0] for i in range(len(queries))]
+        hits = [catalog.search(query_vectors[i : i + 1], 10)[0] for i in range(len(queries))]
         per_query_ms = (time.perf_counter() - started) * 1000 / len(queries)
         results[kind] = hits
-        out[kind] = {"build_s": manifest["build_seconds"]["index"], "index_file_mb": round(
-            (folder / C.INDEX_FILE).stat().st_size / 2**20, 1), "rss_growth_mb": round(loaded, 1),
-            "search_ms_per_query": round(per_query_ms, 3), "params": manifest["index"]}
+        out[kind] = {
+            "build_s": manifest["build_seconds"]["index"],
+            "index_file_mb": round((folder / C.INDEX_FILE).stat().st_size / 2**20, 1),
+            "rss_growth_mb": round(loaded, 1),
+            "search_ms_per_query": round(per_query_ms, 3),
+            "params": manifest["index"],
+        }
     recall = [len(set(a.ids) & set(e.ids)) / 10 for a, e in zip(results[C.INDEX_HNSW], results[C.INDEX_FLAT])]
     out["recall_at_10"] = round(float(np.mean(recall)), 4)
     out["recall_at_10_min"] = round(float(np.min(recall)), 2)
@@ -88,7 +95,7 @@ def _strings(name, values):
 def search(client, texts: list[str], correct: bool, batch: int = 32) -> tuple[list[list[str]], list[str]]:
     ids, corrected = [], []
     for start in range(0, len(texts), batch):
-        chunk = texts[start:start + batch]
+        chunk = texts[start : start + batch]
         flag = grpcclient.InferInput(C.CORRECT_SPELLING, [len(chunk), 1], "BOOL")
         flag.set_data_from_numpy(np.full((len(chunk), 1), correct))
         off = grpcclient.InferInput(C.DETECT_INTENT, [len(chunk), 1], "BOOL")
@@ -109,21 +116,32 @@ def robustness_part(client, pairs: list[tuple[str, str]]) -> dict:
         same = [set(g) == set(r) for g, r in zip(got, reference)]
         overlap = [len(set(g) & set(r)) / max(1, len(r)) for g, r in zip(got, reference)]
         top1 = [bool(g) and bool(r) and g[0] == r[0] for g, r in zip(got, reference)]
-        out[label] = {"same_top10": round(float(np.mean(same)), 4), "mean_overlap_at_10": round(float(np.mean(overlap)), 4),
-                      "same_top1": round(float(np.mean(top1)), 4),
-                      "query_fixed_exactly": round(float(np.mean([f == e for f, (_, e) in zip(fixed, wrong)])), 4)}
+        out[label] = {
+            "same_top10": round(float(np.mean(same)), 4),
+            "mean_overlap_at_10": round(float(np.mean(overlap)), 4),
+            "same_top1": round(float(np.mean(top1)), 4),
+            "query_fixed_exactly": round(float(np.mean([f == e for f, (_, e) in zip(fixed, wrong)])), 4),
+        }
     plain, _ = search(client, right, correct=False)
     corrected, _ = search(client, right, correct=True)
-    out["correct_queries_results_unchanged_by_correction"] = round(float(np.mean(
-        [set(a) == set(b) for a, b in zip(plain, corrected)])), 4)
+    out["correct_queries_results_unchanged_by_correction"] = round(
+        float(np.mean([set(a) == set(b) for a, b in zip(plain, corrected)])), 4
+    )
     return out
 
 
 def latency_part(url: str, levels: list[int], seconds: float, label: str, data: Path) -> list:
     points = []
     for level in tqdm(levels, desc=f"search_bar {label} (perf_analyzer)"):
-        points += run_perf_analyzer(C.SEARCH_BAR, url, [level], data, measurement_ms=int(seconds * 1000), label=label,
-                                    extra=["--stability-percentage", "1000", "--max-trials", "3"])
+        points += run_perf_analyzer(
+            C.SEARCH_BAR,
+            url,
+            [level],
+            data,
+            measurement_ms=int(seconds * 1000),
+            label=label,
+            extra=["--stability-percentage", "1000", "--max-trials", "3"],
+        )
     return points
 
 
@@ -159,8 +177,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--beams", type=int, nargs="+", default=[0, 1],
-                        help="search_bar spell beams: 0 = the checkpoint's generation config (beam 4), 1 = greedy")
+    parser.add_argument(
+        "--beams",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        help="search_bar spell beams: 0 = the checkpoint's generation config (beam 4), 1 = greedy",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 4, 1 s, beams 0")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -185,20 +208,28 @@ def main() -> None:
     finally:
         embedder.close()
     ix = report["index"]
-    print(f"\nindex on {len(items)} items, {ix['queries']} held-out queries: recall@10 HNSW vs exact "
-          f"{ix['recall_at_10']:.4f} (min {ix['recall_at_10_min']})")
+    print(
+        f"\nindex on {len(items)} items, {ix['queries']} held-out queries: recall@10 HNSW vs exact "
+        f"{ix['recall_at_10']:.4f} (min {ix['recall_at_10_min']})"
+    )
     for kind in (C.INDEX_FLAT, C.INDEX_HNSW):
         r = ix[kind]
-        print(f"  {kind:5} build {r['build_s']:6.1f} s  file {r['index_file_mb']:6.1f} MB  RSS +{r['rss_growth_mb']:6.1f} MB  "
-              f"search {r['search_ms_per_query']:.3f} ms/query")
+        print(
+            f"  {kind:5} build {r['build_s']:6.1f} s  file {r['index_file_mb']:6.1f} MB  RSS +{r['rss_growth_mb']:6.1f} MB  "
+            f"search {r['search_ms_per_query']:.3f} ms/query"
+        )
 
     latency: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_input_data(({C.TEXT: q} for q in MISSPELLED_MUSIC_QUERIES), Path(tmp) / "search_bar.json")
         for beams in args.beams:
             label = "beam4 (checkpoint default)" if beams == 0 else f"num_beams={beams}"
-            repo = write_repository([build_pipeline(C.SEARCH_BAR, catalog=catalog_path, spell_num_beams=beams)],
-                                    Path(tmp) / f"repo{beams}", "local", progress=lambda _: None)
+            repo = write_repository(
+                [build_pipeline(C.SEARCH_BAR, catalog=catalog_path, spell_num_beams=beams)],
+                Path(tmp) / f"repo{beams}",
+                "local",
+                progress=lambda _: None,
+            )
             with TritonServer(repo, log_path=Path(tmp) / f"server{beams}.log") as server:
                 client = grpcclient.InferenceServerClient(server.grpc_url)
                 if beams == args.beams[0]:
@@ -208,15 +239,21 @@ def main() -> None:
     print(f"\nmisspelled query -> same top-10 as its correct form ({rb['misspelled_pairs']} held-out pairs):")
     for label in ("spell_correction_on", "spell_correction_off"):
         r = rb[label]
-        print(f"  {label:22} same top-10 {r['same_top10']:.3f}  overlap@10 {r['mean_overlap_at_10']:.3f}  "
-              f"same top-1 {r['same_top1']:.3f}")
-    print(f"  value of spell correction: +{rb['spell_correction_on']['same_top10'] - rb['spell_correction_off']['same_top10']:.3f} "
-          f"same top-10; correct queries unchanged by correction: {rb['correct_queries_results_unchanged_by_correction']:.3f}")
+        print(
+            f"  {label:22} same top-10 {r['same_top10']:.3f}  overlap@10 {r['mean_overlap_at_10']:.3f}  "
+            f"same top-1 {r['same_top1']:.3f}"
+        )
+    print(
+        f"  value of spell correction: +{rb['spell_correction_on']['same_top10'] - rb['spell_correction_off']['same_top10']:.3f} "
+        f"same top-10; correct queries unchanged by correction: {rb['correct_queries_results_unchanged_by_correction']:.3f}"
+    )
     print("\nsearch_bar latency (perf_analyzer, gRPC):")
     print(format_table([p for pts in latency.values() for p in pts]))
     report["latency"] = {label: [p.as_dict() for p in pts] for label, pts in latency.items()}
-    report["verdict"] = {label: next((p.p99_ms <= BUDGET_MS for p in pts if p.concurrency == BUDGET_LEVEL), None)
-                         for label, pts in latency.items()}
+    report["verdict"] = {
+        label: next((p.p99_ms <= BUDGET_MS for p in pts if p.concurrency == BUDGET_LEVEL), None)
+        for label, pts in latency.items()
+    }
     print(f"p99 <= {BUDGET_MS:.0f} ms at concurrency {BUDGET_LEVEL}: {report['verdict']}")
     (args.out / "search_bar.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out / 'search_bar.json'} and {plot(latency, rb, args.out / 'search_bar.png')}")

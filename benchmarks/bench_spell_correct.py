@@ -21,6 +21,7 @@ Prints one table per decoding mode and writes JSON + PNG under --out.
     python benchmarks/bench_spell_correct.py                 # levels 1 2 4 8, 4 s per level
     python benchmarks/bench_spell_correct.py --quick         # smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,17 +42,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from search_backends.contracts.spell_correct import (CORRECTED, ENGINE_CT2, ENGINE_INPROCESS,  # noqa: E402
-                                                     ENGINE_MODES, GUARD_INPUT, GUARD_PARAMETER, NUM_BEAMS,
-                                                     SPELL_CORRECT, TEXT)
+from search_backends.contracts.spell_correct import (
+    CORRECTED,
+    ENGINE_CT2,
+    ENGINE_INPROCESS,  # noqa: E402
+    ENGINE_MODES,
+    GUARD_INPUT,
+    GUARD_PARAMETER,
+    NUM_BEAMS,
+    SPELL_CORRECT,
+    TEXT,
+)
 from search_backends.spell_codec import SpellTextCodec  # noqa: E402
 from search_backends.spell_corrector import SpellCorrector  # noqa: E402
 from search_build.export.spell_ct2 import converted_model  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
-from search_tools.perf import (INPUT_DATA_DIR, LoadPoint, format_table, run_perf_analyzer, time_batches,  # noqa: E402
-                               write_input_data)
+from search_tools.perf import (
+    INPUT_DATA_DIR,
+    LoadPoint,
+    format_table,
+    run_perf_analyzer,
+    time_batches,  # noqa: E402
+    write_input_data,
+)
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES as QUERIES  # noqa: E402
 from search_tools.server import TritonServer  # noqa: E402
 
@@ -121,12 +136,19 @@ class CT2System:
         prepared = self.codec.prepare(texts)
         source = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(head).input_ids) for head, _ in prepared]
         results = self.translator.translate_batch(
-            source, beam_size=num_beams, max_batch_size=0, patience=1,
+            source,
+            beam_size=num_beams,
+            max_batch_size=0,
+            patience=1,
             max_decoding_length=self.params.max_length - (2 if self.params.forced_eos_token_ids else 1),
-            min_decoding_length=max(self.params.min_length - 1, 0), length_penalty=self.params.length_penalty,
-            target_prefix=[self.prefix] * len(source) if self.prefix else None)
-        heads = [self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]), skip_special_tokens=True)
-                 for r in results]
+            min_decoding_length=max(self.params.min_length - 1, 0),
+            length_penalty=self.params.length_penalty,
+            target_prefix=[self.prefix] * len(source) if self.prefix else None,
+        )
+        heads = [
+            self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]), skip_special_tokens=True)
+            for r in results
+        ]
         return [" ".join(filter(None, (h, tail))) for h, (_, tail) in zip(heads, prepared)]
 
 
@@ -155,8 +177,9 @@ def timed_batches(label: str, level: int, fn, seconds: float) -> LoadPoint:
     return time_batches(label, level, fn, QUERIES, seconds)
 
 
-def perf_level(url: str, level: int, data: Path, seconds: float, label: str, relaxed: list[str],
-               mode: str) -> list[LoadPoint]:
+def perf_level(
+    url: str, level: int, data: Path, seconds: float, label: str, relaxed: list[str], mode: str
+) -> list[LoadPoint]:
     """perf_analyzer at one concurrency; when its stability check fails (shared, noisy CPUs), measure once more
     over a doubled window with the check relaxed, and note it."""
     try:
@@ -165,14 +188,25 @@ def perf_level(url: str, level: int, data: Path, seconds: float, label: str, rel
         if "stable measurement" not in str(exc):
             raise
     relaxed.append(f"{label} {mode} N={level}")
-    return run_perf_analyzer(SPELL_CORRECT, url, [level], data, measurement_ms=int(seconds * 2000), label=label,
-                             extra=("--stability-percentage", "1000", "--max-trials", "3"))
+    return run_perf_analyzer(
+        SPELL_CORRECT,
+        url,
+        [level],
+        data,
+        measurement_ms=int(seconds * 2000),
+        label=label,
+        extra=("--stability-percentage", "1000", "--max-trials", "3"),
+    )
 
 
 def agreement(got: list[str], want: list[str]) -> dict:
     same = [g == w for g, w in zip(got, want)]
-    return {"agree": int(sum(same)), "total": len(same), "rate": sum(same) / len(same),
-            "differences": [{"query": q, "hf": w, "got": g} for q, g, w, s in zip(QUERIES, got, want, same) if not s]}
+    return {
+        "agree": int(sum(same)),
+        "total": len(same),
+        "rate": sum(same) / len(same),
+        "differences": [{"query": q, "hf": w, "got": g} for q, g, w, s in zip(QUERIES, got, want, same) if not s],
+    }
 
 
 def input_data(num_beams: int, guard: bool) -> Path:
@@ -202,9 +236,16 @@ def verdict_rows(pts: list[LoadPoint], served: str) -> dict:
         if label != served or (CT2_LABEL, level) not in by:
             continue
         peer = by[(CT2_LABEL, level)]
-        rows.append({"level": level, "served_qps": p.throughput, "ct2_qps": peer.throughput,
-                     "throughput_ratio": p.throughput / peer.throughput, "served_p99_ms": p.p99_ms,
-                     "p99_target_ms": TARGET_P99_MS.get(level)})
+        rows.append(
+            {
+                "level": level,
+                "served_qps": p.throughput,
+                "ct2_qps": peer.throughput,
+                "throughput_ratio": p.throughput / peer.throughput,
+                "served_p99_ms": p.p99_ms,
+                "p99_target_ms": TARGET_P99_MS.get(level),
+            }
+        )
     level, ratio = TARGET_THROUGHPUT_RATIO_AT
     met = all(r["served_p99_ms"] <= r["p99_target_ms"] for r in rows if r["p99_target_ms"])
     met = met and all(r["throughput_ratio"] >= ratio for r in rows if r["level"] == level)
@@ -213,6 +254,7 @@ def verdict_rows(pts: list[LoadPoint], served: str) -> dict:
 
 def plot(results: dict[str, list[LoadPoint]], path: Path, title: str) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -222,8 +264,9 @@ def plot(results: dict[str, list[LoadPoint]], path: Path, title: str) -> Path:
             series = [p for p in points if p.label == label]
             ax.plot([p.throughput for p in series], [p.p99_ms for p in series], marker="o", label=label)
             for p in series:
-                ax.annotate(str(p.concurrency), (p.throughput, p.p99_ms), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                ax.annotate(
+                    str(p.concurrency), (p.throughput, p.p99_ms), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
         ax.set_xlabel("throughput (queries/s)")
         ax.set_ylabel("p99 latency (ms)")
         ax.set_yscale("log")
@@ -240,15 +283,26 @@ def plot(results: dict[str, list[LoadPoint]], path: Path, title: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8],
-                        help="Triton concurrencies = in-process batch sizes")
+    parser.add_argument(
+        "--levels", type=int, nargs="+", default=[1, 2, 4, 8], help="Triton concurrencies = in-process batch sizes"
+    )
     parser.add_argument("--num-beams", type=int, nargs="+", default=[1, 4], help="decoding modes (1 = greedy)")
-    parser.add_argument("--engine-modes", nargs="+", default=[ENGINE_CT2, ENGINE_INPROCESS], choices=ENGINE_MODES,
-                        help="served engine modes of spell_generate; the first is also measured with the guard on")
+    parser.add_argument(
+        "--engine-modes",
+        nargs="+",
+        default=[ENGINE_CT2, ENGINE_INPROCESS],
+        choices=ENGINE_MODES,
+        help="served engine modes of spell_generate; the first is also measured with the guard on",
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="measurement time per level and system")
-    parser.add_argument("--thread-options", type=int, nargs="+", default=None,
-                        help="intra-op threads tried for each in-process system (default: 1 and one per core); "
-                             "the best per level is kept. The server's models keep their own setting")
+    parser.add_argument(
+        "--thread-options",
+        type=int,
+        nargs="+",
+        default=None,
+        help="intra-op threads tried for each in-process system (default: 1 and one per core); "
+        "the best per level is kept. The server's models keep their own setting",
+    )
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 2, 1 s per level")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -266,27 +320,41 @@ def main() -> None:
     relaxed: list[str] = []  # levels measured without perf_analyzer's stability criterion
     with tempfile.TemporaryDirectory() as tmp:
         for engine_mode in args.engine_modes:
-            repo = write_repository([build_pipeline(SPELL_CORRECT, checkpoint=checkpoint, engine_mode=engine_mode)],
-                                    Path(tmp) / f"repo-{engine_mode}", "local", progress=lambda _: None)
+            repo = write_repository(
+                [build_pipeline(SPELL_CORRECT, checkpoint=checkpoint, engine_mode=engine_mode)],
+                Path(tmp) / f"repo-{engine_mode}",
+                "local",
+                progress=lambda _: None,
+            )
             with TritonServer(repo, log_path=Path(tmp) / f"server-{engine_mode}.log") as server:
-                outputs[triton_label(engine_mode)] = {nb: triton_correct(server.grpc_url, QUERIES, nb)
-                                                      for nb in args.num_beams}
+                outputs[triton_label(engine_mode)] = {
+                    nb: triton_correct(server.grpc_url, QUERIES, nb) for nb in args.num_beams
+                }
                 for guard in (False, True) if engine_mode == args.engine_modes[0] else (False,):
                     label = triton_label(engine_mode, guard)
                     for nb in args.num_beams:
                         for level in tqdm(args.levels, desc=f"{label} {mode_name(nb)} (perf_analyzer)"):
-                            points[nb] += perf_level(server.grpc_url, level, input_data(nb, guard), args.seconds,
-                                                     label, relaxed, mode_name(nb))
+                            points[nb] += perf_level(
+                                server.grpc_url,
+                                level,
+                                input_data(nb, guard),
+                                args.seconds,
+                                label,
+                                relaxed,
+                                mode_name(nb),
+                            )
 
     # 2-4. In-process systems, at each thread setting.
     import torch
+
     ct2_dir = converted_model(checkpoint)
     ct2_notes = json.loads((ct2_dir / "conversion_notes.json").read_text(encoding="utf-8"))
     hf = HFSystem(checkpoint)
     # Raw model output (the guard off) so every system does the same work.
     factories = {
         BASELINE: lambda t: (lambda c: lambda batch, nb: c.correct(batch, num_beams=nb, guard=False))(
-            SpellCorrector(exported_graphs(checkpoint), intra_op_threads=t)),
+            SpellCorrector(exported_graphs(checkpoint), intra_op_threads=t)
+        ),
         HF_LABEL: lambda t: (torch.set_num_threads(t), hf.correct)[1],
         CT2_LABEL: lambda t: CT2System(ct2_dir, checkpoint, t).correct,
     }
@@ -307,43 +375,68 @@ def main() -> None:
         chosen_threads.setdefault(label, {})[mode_name(nb)] = {p.concurrency: t for t, p in best}
 
     # Output agreement with HF generate() on the sample queries.
-    agree = {label: {mode_name(nb): agreement(outs[nb], outputs[HF_LABEL][nb]) for nb in args.num_beams}
-             for label, outs in outputs.items() if label != HF_LABEL}
+    agree = {
+        label: {mode_name(nb): agreement(outs[nb], outputs[HF_LABEL][nb]) for nb in args.num_beams}
+        for label, outs in outputs.items()
+        if label != HF_LABEL
+    }
 
     served_labels = [triton_label(args.engine_modes[0], True)] + [triton_label(m) for m in args.engine_modes]
     order = served_labels + [CT2_LABEL, HF_LABEL, BASELINE]
     ranked = {nb: sorted(pts, key=lambda p: (order.index(p.label), p.concurrency)) for nb, pts in points.items()}
-    print(f"\nspell_correct ({checkpoint.name}, {len(QUERIES)} misspelled music queries); queries/s and latency per "
-          "request/batch; ratios vs in-process CTranslate2 (the peer a user would pick)")
-    print("(Triton at concurrency N sends N single-query requests at once; in-process systems run batches of N at "
-          f"their best of {thread_options} threads)")
+    print(
+        f"\nspell_correct ({checkpoint.name}, {len(QUERIES)} misspelled music queries); queries/s and latency per "
+        "request/batch; ratios vs in-process CTranslate2 (the peer a user would pick)"
+    )
+    print(
+        "(Triton at concurrency N sends N single-query requests at once; in-process systems run batches of N at "
+        f"their best of {thread_options} threads)"
+    )
     verdicts = {}
     for nb, pts in ranked.items():
         peer = {p.concurrency: p for p in pts if p.label == CT2_LABEL}
         print(f"\n== {mode_name(nb)} (num_beams={nb}) ==")
         print(format_table(pts, peer))
         verdicts[mode_name(nb)] = verdict = verdict_rows(pts, triton_label(args.engine_modes[0]))
-        print(f"{verdict['served']} vs in-process CTranslate2: " + "; ".join(
-            f"N={r['level']}: x{r['throughput_ratio']:.2f} q/s, p99 {r['served_p99_ms']:.1f} ms"
-            + (f" (target {r['p99_target_ms']:.0f})" if r["p99_target_ms"] else "") for r in verdict["rows"])
-            + f" -> targets {'met' if verdict['targets_met'] else 'NOT met'}")
+        print(
+            f"{verdict['served']} vs in-process CTranslate2: "
+            + "; ".join(
+                f"N={r['level']}: x{r['throughput_ratio']:.2f} q/s, p99 {r['served_p99_ms']:.1f} ms"
+                + (f" (target {r['p99_target_ms']:.0f})" if r["p99_target_ms"] else "")
+                for r in verdict["rows"]
+            )
+            + f" -> targets {'met' if verdict['targets_met'] else 'NOT met'}"
+        )
     print("\nagreement with HF generate() on the sample queries:")
     for label, modes in agree.items():
         print(f"  {label:40} " + "  ".join(f"{m}: {a['agree']}/{a['total']}" for m, a in modes.items()))
     print(f"\nthreads chosen per level: {json.dumps(chosen_threads)}")
     if relaxed:
-        print("\nperf_analyzer could not stabilise (within 50%) and was rerun with a doubled window, no stability "
-              "check: " + ", ".join(relaxed))
+        print(
+            "\nperf_analyzer could not stabilise (within 50%) and was rerun with a doubled window, no stability "
+            "check: " + ", ".join(relaxed)
+        )
 
     import ctranslate2
     import onnxruntime
     import transformers
+
     report = {
-        "checkpoint": str(checkpoint), "queries": len(QUERIES), "levels": args.levels, "seconds": args.seconds,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
-                    "transformers": transformers.__version__, "ctranslate2": ctranslate2.__version__,
-                    "thread_options": thread_options, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+        "checkpoint": str(checkpoint),
+        "queries": len(QUERIES),
+        "levels": args.levels,
+        "seconds": args.seconds,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "ctranslate2": ctranslate2.__version__,
+            "thread_options": thread_options,
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        },
         "results": {mode_name(nb): [p.as_dict() for p in pts] for nb, pts in ranked.items()},
         "served_vs_ctranslate2": verdicts,
         "in_process_threads_chosen": chosen_threads,
@@ -353,8 +446,11 @@ def main() -> None:
     }
     json_path = args.out / "spell_correct.json"
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    png = plot({f"{mode_name(nb)} (num_beams={nb})": pts for nb, pts in ranked.items()},
-               args.out / "spell_correct.png", "spell_correct on this machine: throughput vs p99")
+    png = plot(
+        {f"{mode_name(nb)} (num_beams={nb})": pts for nb, pts in ranked.items()},
+        args.out / "spell_correct.png",
+        "spell_correct on this machine: throughput vs p99",
+    )
     print(f"\nwrote {json_path} and {png}")
 
 

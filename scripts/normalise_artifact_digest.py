@@ -9,6 +9,7 @@ git compares the contents of files whose size did not change). scripts/setup.sh 
 ``git config filter.artifact-digest.clean "python3 scripts/normalise_artifact_digest.py"``.
 Standard library only: git runs it from the work tree's top level, with any python3.
 """
+
 import re
 import sys
 

@@ -1,4 +1,5 @@
 """Shared fixtures: one model repository and one real tritonserver per test session."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Used by the ``local`` target's Python-backend engine models (the pip tritonserver has no onnxruntime or
 openvino backend) and by the benchmarks' in-process baselines, so both run the same code.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -34,7 +35,7 @@ class BatchRunner:
         results: list[dict[str, np.ndarray]] = []
         start = 0
         for size in sizes:
-            results.append({name: value[start:start + size] for name, value in zip(self.output_names, outputs)})
+            results.append({name: value[start : start + size] for name, value in zip(self.output_names, outputs)})
             start += size
         return results
 
@@ -45,7 +46,10 @@ class BatchRunner:
             return arrays[0]
         if arrays[0].ndim >= 2:
             width = max(a.shape[-1] for a in arrays)
-            arrays = [a if a.shape[-1] == width else
-                      np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=0)
-                      for a in arrays]
+            arrays = [
+                a
+                if a.shape[-1] == width
+                else np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=0)
+                for a in arrays
+            ]
         return np.concatenate(arrays, axis=0)

@@ -3,6 +3,7 @@
 Triton-free: the catalog_search adapter, the in-process reference in the tests and the benchmarks all call
 :func:`open_catalog`. Building lives in ``search_build.catalog.indexing``.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,11 @@ from .contracts import search_bar as C
 @dataclass(frozen=True)
 class Hits:
     """One query's results, best first (possibly fewer than asked for)."""
+
     ids: list[str]
     titles: list[str]
-    fields: list[str]     # JSON objects of the extra catalog fields
-    scores: np.ndarray    # float32, inner product = cosine for normalised vectors
+    fields: list[str]  # JSON objects of the extra catalog fields
+    scores: np.ndarray  # float32, inner product = cosine for normalised vectors
 
 
 class Catalog(Protocol):
@@ -73,8 +75,9 @@ class ItemStore:
     def hits(self, rows: np.ndarray, scores: np.ndarray) -> Hits:
         keep = rows >= 0  # FAISS marks "no result" with -1
         rows, scores = rows[keep], scores[keep]
-        return Hits(self.ids[rows].tolist(), self.titles[rows].tolist(), self.fields[rows].tolist(),
-                    scores.astype(np.float32))
+        return Hits(
+            self.ids[rows].tolist(), self.titles[rows].tolist(), self.fields[rows].tolist(), scores.astype(np.float32)
+        )
 
 
 class FaissCatalog:
@@ -91,7 +94,9 @@ class FaissCatalog:
         self.items = ItemStore(folder / C.ITEMS_FILE)
         self.size, self.dim = self.index.ntotal, self.index.d
         if self.size != len(self.items):
-            raise ValueError(f"{folder}: the index holds {self.size} vectors but the item store {len(self.items)} items")
+            raise ValueError(
+                f"{folder}: the index holds {self.size} vectors but the item store {len(self.items)} items"
+            )
 
     def search(self, queries: np.ndarray, k: int) -> list[Hits]:
         queries = check_queries(queries, self.dim)
@@ -119,11 +124,23 @@ class MilvusCatalog:
         k = min(k, self.size)
         if not len(queries) or k < 1:
             return _no_hits(len(queries))
-        found = self.client.search(self.collection, data=queries.tolist(), limit=k, anns_field=C.VECTOR_FIELD,
-                                   output_fields=[C.TITLE_FIELD, C.FIELDS_FIELD], search_params=self.search_params)
-        return [Hits([h["id"] for h in row], [h["entity"][C.TITLE_FIELD] for h in row],
-                     [h["entity"][C.FIELDS_FIELD] for h in row],
-                     np.array([h["distance"] for h in row], dtype=np.float32)) for row in found]
+        found = self.client.search(
+            self.collection,
+            data=queries.tolist(),
+            limit=k,
+            anns_field=C.VECTOR_FIELD,
+            output_fields=[C.TITLE_FIELD, C.FIELDS_FIELD],
+            search_params=self.search_params,
+        )
+        return [
+            Hits(
+                [h["id"] for h in row],
+                [h["entity"][C.TITLE_FIELD] for h in row],
+                [h["entity"][C.FIELDS_FIELD] for h in row],
+                np.array([h["distance"] for h in row], dtype=np.float32),
+            )
+            for row in found
+        ]
 
 
 def open_catalog(folder: str | Path, threads: int = 1) -> Catalog:

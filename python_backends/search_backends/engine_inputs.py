@@ -5,6 +5,7 @@ an out-of-range token id raises inside the graph and fails every request of the 
 build: the longest sequence the engine was exported and profiled for, and each input's value range (vocabulary
 size, token type count, 0/1 masks).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ RANGES_PARAMETER, MAX_LENGTH_PARAMETER = "value_ranges", "max_sequence_length"
 
 @dataclass(frozen=True)
 class EngineInputRules:
-    max_sequence_length: int = 0                                     # 0 = no limit
+    max_sequence_length: int = 0  # 0 = no limit
     ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> [low, high)
 
     @classmethod
@@ -34,8 +35,10 @@ class EngineInputRules:
         return cls(int_parameter(params, MAX_LENGTH_PARAMETER, 0, minimum=0), ranges)
 
     def to_parameters(self) -> dict[str, str]:
-        return {MAX_LENGTH_PARAMETER: str(self.max_sequence_length),
-                RANGES_PARAMETER: ",".join(f"{k}={lo}:{hi}" for k, (lo, hi) in self.ranges.items())}
+        return {
+            MAX_LENGTH_PARAMETER: str(self.max_sequence_length),
+            RANGES_PARAMETER: ",".join(f"{k}={lo}:{hi}" for k, (lo, hi) in self.ranges.items()),
+        }
 
     def request_feed(self, values: Mapping[str, np.ndarray | None]) -> dict[str, np.ndarray]:
         """One request's engine inputs by name, checked: InputError for a missing input or a broken rule."""
@@ -58,7 +61,9 @@ class EngineInputRules:
             if value.ndim != 2 or value.shape[1] < 1:
                 raise InputError(f"{name}: expected [rows, tokens] with at least one token, got {list(value.shape)}")
             if self.max_sequence_length and value.shape[1] > self.max_sequence_length:
-                raise InputError(f"{name}: {value.shape[1]} tokens; this engine takes at most {self.max_sequence_length}")
+                raise InputError(
+                    f"{name}: {value.shape[1]} tokens; this engine takes at most {self.max_sequence_length}"
+                )
             low, high = self.ranges[name]
             if value.size and (value.min() < low or value.max() >= high):
                 raise InputError(f"{name}: values must be in [{low}, {high}), got {value.min()}..{value.max()}")
@@ -66,5 +71,8 @@ class EngineInputRules:
 
 def bert_input_ranges(config: Mapping) -> dict[str, tuple[int, int]]:
     """The value ranges of a BERT-style encoder's inputs from its Hugging Face ``config.json``."""
-    return {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2),
-            TOKEN_TYPE_IDS: (0, int(config.get("type_vocab_size", 2)))}
+    return {
+        INPUT_IDS: (0, int(config["vocab_size"])),
+        ATTENTION_MASK: (0, 2),
+        TOKEN_TYPE_IDS: (0, int(config.get("type_vocab_size", 2))),
+    }

@@ -1,4 +1,5 @@
 """Per-request decoding controls (optional inputs or request parameters), validated with clear messages."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,11 @@ def _scalar(value: Any) -> Any:
 
 
 def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-                                       or (isinstance(value, str) and value.strip().lstrip("-").isdigit())):
+    if isinstance(value, bool) or not (
+        isinstance(value, int)
+        or (isinstance(value, float) and value.is_integer())
+        or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+    ):
         raise InputError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if not lo <= value <= hi:
@@ -58,8 +62,9 @@ def parse_controls(inputs: Mapping[str, Any], parameters: Mapping[str, Any], lim
     if "min_length" in raw:
         out["min_length"] = _int("min_length", raw["min_length"], 0, limits.max_new_tokens + 1)
     if "no_repeat_ngram_size" in raw:
-        out["no_repeat_ngram_size"] = _int("no_repeat_ngram_size", raw["no_repeat_ngram_size"], 0,
-                                           limits.max_no_repeat_ngram_size)
+        out["no_repeat_ngram_size"] = _int(
+            "no_repeat_ngram_size", raw["no_repeat_ngram_size"], 0, limits.max_no_repeat_ngram_size
+        )
     if "length_penalty" in raw:
         try:
             value = float(raw["length_penalty"])

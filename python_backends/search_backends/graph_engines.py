@@ -8,6 +8,7 @@ ONNX Runtime FP32 822 rows/s, OpenVINO FP32 1,109, OpenVINO bf16 2,015 (min cosi
 ONNX Runtime's dynamically quantized int8 graph runs 1,507 rows/s there but only 676 in OpenVINO, so int8
 stays on ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 class GraphEngine(Protocol):
     engine: str
-    precision: str              # what actually runs (bf16 asked on a CPU without it runs fp32)
+    precision: str  # what actually runs (bf16 asked on a CPU without it runs fp32)
     input_names: list[str]
     input_dtypes: dict[str, np.dtype]
     output_names: list[str]
@@ -44,8 +45,9 @@ class GraphEngine(Protocol):
 class OnnxRuntimeEngine:
     engine = ENGINE_ONNXRUNTIME
 
-    def __init__(self, model_path: str | Path, threads: int = 0, precision: str = "fp32",
-                 providers: Sequence[str] | None = None):
+    def __init__(
+        self, model_path: str | Path, threads: int = 0, precision: str = "fp32", providers: Sequence[str] | None = None
+    ):
         from .onnx_runner import ORT_TO_NUMPY, make_session
 
         check_engine_precision(ENGINE_ONNXRUNTIME, precision)
@@ -53,8 +55,9 @@ class OnnxRuntimeEngine:
         self.session = make_session(model_path, intra_op_threads=threads, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         # Inputs of other types are fed as given (BatchRunner reads a missing entry as "no conversion").
-        self.input_dtypes = {i.name: np.dtype(ORT_TO_NUMPY[i.type]) for i in self.session.get_inputs()
-                             if i.type in ORT_TO_NUMPY}
+        self.input_dtypes = {
+            i.name: np.dtype(ORT_TO_NUMPY[i.type]) for i in self.session.get_inputs() if i.type in ORT_TO_NUMPY
+        }
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -95,7 +98,9 @@ class OpenVinoEngine:
             "INFERENCE_PRECISION_HINT": _OPENVINO_PRECISION[precision],
             # One stream, latency hint: one request at a time per model instance (Triton batches for us);
             # no pinning, since the tokenizer stubs and the server share these cores.
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": False,
         }
         if threads > 0:
             properties["INFERENCE_NUM_THREADS"] = threads

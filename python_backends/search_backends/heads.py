@@ -1,4 +1,5 @@
 """Turn head logits into answers (numpy only): intent labels/probabilities, duplicate probability."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,9 +7,19 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .contracts.product_search import (DEFAULT_TOP_K, HEAD_FILE, HEAD_FILE_PARAMETER, LABEL, LABELS_FILE,
-                                       LABELS_FILE_PARAMETER, PROBABILITIES, TOP_K, TOP_K_PARAMETER, TOP_LABELS,
-                                       TOP_PROBABILITIES)
+from .contracts.product_search import (
+    DEFAULT_TOP_K,
+    HEAD_FILE,
+    HEAD_FILE_PARAMETER,
+    LABEL,
+    LABELS_FILE,
+    LABELS_FILE_PARAMETER,
+    PROBABILITIES,
+    TOP_K,
+    TOP_K_PARAMETER,
+    TOP_LABELS,
+    TOP_PROBABILITIES,
+)
 from .model_parameters import int_parameter
 
 
@@ -38,20 +49,25 @@ def id2label_list(id2label: Mapping[int | str, str] | Sequence[str]) -> list[str
 
 @dataclass(frozen=True)
 class IntentPredictions:
-    labels: np.ndarray         # object [B]: best label per row
+    labels: np.ndarray  # object [B]: best label per row
     probabilities: np.ndarray  # float32 [B, C], columns in class-id order
-    top_labels: np.ndarray     # object [B, k], best first
+    top_labels: np.ndarray  # object [B, k], best first
     top_probabilities: np.ndarray  # float32 [B, k]
 
     def outputs(self) -> dict[str, np.ndarray]:
         """The served intent outputs (labels as UTF-8 bytes), by tensor name."""
         encode = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])
-        return {LABEL: encode(self.labels).reshape(-1, 1), PROBABILITIES: self.probabilities,
-                TOP_LABELS: encode(self.top_labels), TOP_PROBABILITIES: self.top_probabilities}
+        return {
+            LABEL: encode(self.labels).reshape(-1, 1),
+            PROBABILITIES: self.probabilities,
+            TOP_LABELS: encode(self.top_labels),
+            TOP_PROBABILITIES: self.top_probabilities,
+        }
 
 
-def classify(logits: np.ndarray, id2label: Mapping[int | str, str] | Sequence[str], top_k: int = 1
-             ) -> IntentPredictions:
+def classify(
+    logits: np.ndarray, id2label: Mapping[int | str, str] | Sequence[str], top_k: int = 1
+) -> IntentPredictions:
     """Softmax over [B, C] logits, best label and the ``top_k`` labels per row (ties: lower id first)."""
     labels = np.asarray(id2label_list(id2label), dtype=object)
     logits = np.asarray(logits, dtype=np.float32)
@@ -98,8 +114,11 @@ class IntentHead:
     @classmethod
     def from_parameters(cls, folder, params: Mapping[str, str]) -> "IntentHead":
         """The head a model's config parameters name (files relative to its version ``folder``)."""
-        return cls(folder / params.get(HEAD_FILE_PARAMETER, HEAD_FILE), folder / params.get(LABELS_FILE_PARAMETER, LABELS_FILE),
-                   int_parameter(params, TOP_K_PARAMETER, DEFAULT_TOP_K, minimum=1))
+        return cls(
+            folder / params.get(HEAD_FILE_PARAMETER, HEAD_FILE),
+            folder / params.get(LABELS_FILE_PARAMETER, LABELS_FILE),
+            int_parameter(params, TOP_K_PARAMETER, DEFAULT_TOP_K, minimum=1),
+        )
 
     def top_k(self, value) -> int:
         """A request's TOP_K (None: the default), or InputError naming the field."""

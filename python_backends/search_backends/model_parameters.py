@@ -3,6 +3,7 @@
 A typo in a config.pbtxt (``max_length: "12B"``) must stop the model from loading with a message that
 says which parameter is wrong and why, not a bare ``invalid literal for int()`` from deep inside.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -12,8 +13,9 @@ class ConfigError(ValueError):
     """An invalid value in a model's configuration."""
 
 
-def int_parameter(params: Mapping[str, str], key: str, default: int, *, minimum: int | None = None,
-                  maximum: int | None = None) -> int:
+def int_parameter(
+    params: Mapping[str, str], key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = params.get(key)
     if raw is None or str(raw).strip() == "":
         value = default

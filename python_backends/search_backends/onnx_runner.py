@@ -1,4 +1,5 @@
 """ONNX Runtime sessions with the project's thread rules (see :mod:`search_backends.graph_engines`)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,12 @@ import numpy as np
 import onnxruntime as ort
 
 ORT_TO_NUMPY = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -28,8 +33,9 @@ def threads_per_instance(requested: int, instance_count: int, cpus: int | None =
     return max(1, cpus // max(1, instance_count))
 
 
-def make_session(model_path: str | Path, intra_op_threads: int = 0, inter_op_threads: int = 1,
-                 providers: Sequence[str] | None = None) -> ort.InferenceSession:
+def make_session(
+    model_path: str | Path, intra_op_threads: int = 0, inter_op_threads: int = 1, providers: Sequence[str] | None = None
+) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = intra_op_threads

@@ -18,6 +18,7 @@ Truncation policy (the sequence must fit ``max_length`` tokens, special tokens i
 All strings of a batch go through the fast tokenizer in one ``encode_batch`` call. Rows are
 right-padded to the longest row rounded up to ``pad_to_multiple_of``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,12 +34,14 @@ from .tokenization import CHARS_PER_TOKEN_LIMIT, EncodedBatch, round_up
 
 class ProductRecord(Protocol):
     """The fields of one listing that :meth:`PairEncoder.encode_records` reads."""
+
     @property
     def product_type(self) -> str | None: ...
     @property
     def title(self) -> str | None: ...
     @property
     def description(self) -> str | None: ...
+
 
 FIELDS = ("type", "title", "description")
 
@@ -61,15 +64,19 @@ def pair_columns(values: Sequence[np.ndarray | None]) -> list[list[str]]:
         rows = len(column)
         columns.append(column)
     if rows is None:
-        raise InputError(f"a product pair needs at least one field per product ({A_TITLE}, {B_TITLE}, ...): "
-                         f"all of {', '.join(PAIR_FIELDS)} are missing")
+        raise InputError(
+            f"a product pair needs at least one field per product ({A_TITLE}, {B_TITLE}, ...): "
+            f"all of {', '.join(PAIR_FIELDS)} are missing"
+        )
     full = [c if c is not None else [""] * rows for c in columns]
     for r in range(rows):
         for side in (0, FIELDS_PER_PRODUCT):
             if not any(full[c][r] for c in range(side, side + FIELDS_PER_PRODUCT)):
-                names = PAIR_FIELDS[side:side + FIELDS_PER_PRODUCT]
-                raise InputError(f"row {r}: product {names[0][0]} has no text: {', '.join(names)} are all "
-                                 "missing or empty; each product needs at least one non-empty field")
+                names = PAIR_FIELDS[side : side + FIELDS_PER_PRODUCT]
+                raise InputError(
+                    f"row {r}: product {names[0][0]} has no text: {', '.join(names)} are all "
+                    "missing or empty; each product needs at least one non-empty field"
+                )
     return full
 
 
@@ -102,8 +109,15 @@ def fair_allocate(lengths: Sequence[int], budget: int) -> list[int]:
 class PairEncoder:
     """Turns batches of (A fields, B fields) into int64 ``input_ids``/``attention_mask``/``token_type_ids``."""
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int = 128, pad_to_multiple_of: int = 8,
-                 max_type_tokens: int = 16, field_separator: str = "|", pad_id: int = 0):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_length: int = 128,
+        pad_to_multiple_of: int = 8,
+        max_type_tokens: int = 16,
+        field_separator: str = "|",
+        pad_id: int = 0,
+    ):
         if max_length < 8:
             raise ValueError("max_length must leave room for the special tokens and some text")
         self.tokenizer = tokenizer
@@ -128,10 +142,16 @@ class PairEncoder:
         kwargs.setdefault("pad_id", tokenizer.token_to_id("[PAD]") or 0)
         return cls(tokenizer, **kwargs)
 
-    def encode(self, a_type: Sequence[str | None], a_title: Sequence[str | None],
-               a_description: Sequence[str | None], b_type: Sequence[str | None],
-               b_title: Sequence[str | None], b_description: Sequence[str | None],
-               pad_to: int | None = None) -> EncodedBatch:
+    def encode(
+        self,
+        a_type: Sequence[str | None],
+        a_title: Sequence[str | None],
+        a_description: Sequence[str | None],
+        b_type: Sequence[str | None],
+        b_title: Sequence[str | None],
+        b_description: Sequence[str | None],
+        pad_to: int | None = None,
+    ) -> EncodedBatch:
         columns = [a_type, a_title, a_description, b_type, b_title, b_description]
         n = len(a_type)
         if any(len(c) != n for c in columns):
@@ -151,7 +171,7 @@ class PairEncoder:
             total = len(first) + len(second)
             input_ids[i, :total] = first + second
             attention_mask[i, :total] = 1
-            token_type_ids[i, len(first):total] = 1
+            token_type_ids[i, len(first) : total] = 1
         return EncodedBatch(input_ids, attention_mask, token_type_ids)
 
     def request_rows(self, batch: EncodedBatch, start: int, stop: int) -> EncodedBatch:
@@ -159,19 +179,26 @@ class PairEncoder:
         width = round_up(max(int(batch.attention_mask[start:stop].sum(axis=1).max()), 1), self.pad_to_multiple_of)
         return batch.rows(start, stop, width)
 
-    def encode_records(self, pairs: Sequence[tuple[ProductRecord, ProductRecord]],
-                       pad_to: int | None = None) -> EncodedBatch:
+    def encode_records(
+        self, pairs: Sequence[tuple[ProductRecord, ProductRecord]], pad_to: int | None = None
+    ) -> EncodedBatch:
         """Pairs of objects with ``product_type``, ``title`` and ``description`` attributes."""
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-        return self.encode([r.product_type for r in a], [r.title for r in a], [r.description for r in a],
-                           [r.product_type for r in b], [r.title for r in b], [r.description for r in b],
-                           pad_to=pad_to)
+        return self.encode(
+            [r.product_type for r in a],
+            [r.title for r in a],
+            [r.description for r in a],
+            [r.product_type for r in b],
+            [r.title for r in b],
+            [r.description for r in b],
+            pad_to=pad_to,
+        )
 
     def _assemble(self, fields: list[list[int]]) -> tuple[list[int], list[int]]:
         """Six field token lists (A type, title, description, B ...) -> ([CLS] A [SEP], B [SEP])."""
         sides = [fields[:3], fields[3:]]
-        sides[0][0] = sides[0][0][:self.max_type_tokens]
-        sides[1][0] = sides[1][0][:self.max_type_tokens]
+        sides[0][0] = sides[0][0][: self.max_type_tokens]
+        sides[1][0] = sides[1][0][: self.max_type_tokens]
         budget = self.max_length - 3
         kept: list[list[list[int]]] = [[], []]  # per side, the kept pieces (separator included)
         for stage in range(3):
@@ -182,7 +209,7 @@ class PairEncoder:
                 pieces.append(self.field_sep_ids * seps[s] + tokens)
             shares = fair_allocate([len(p) for p in pieces], budget)
             for s in range(2):
-                piece = pieces[s][:shares[s]] if shares[s] > seps[s] else []  # not a lone separator
+                piece = pieces[s][: shares[s]] if shares[s] > seps[s] else []  # not a lone separator
                 kept[s].append(piece)
                 budget -= len(piece)
             if any(shares[s] < len(pieces[s]) for s in range(2)):

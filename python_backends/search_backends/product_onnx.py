@@ -5,6 +5,7 @@ offline scoring, throughput baselines and the parity tests. An export directory 
 the three graphs, ``tokenizer.json`` and the heads' config (labels, max lengths); their names are in
 ``search_backends.contracts.product_search``.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,15 @@ from typing import Sequence
 
 import numpy as np
 
-from .contracts.product_search import (CONFIG_FILE, DEFAULT_MAX_TYPE_TOKENS, DUPLICATE_HEAD_FILE, ENCODER_FILE, IDS,
-                                       INTENT_HEAD_FILE, POOLED_EMBEDDING)
+from .contracts.product_search import (
+    CONFIG_FILE,
+    DEFAULT_MAX_TYPE_TOKENS,
+    DUPLICATE_HEAD_FILE,
+    ENCODER_FILE,
+    IDS,
+    INTENT_HEAD_FILE,
+    POOLED_EMBEDDING,
+)
 from .graph_engines import ENGINE_ONNXRUNTIME, GraphEngine, OnnxRuntimeEngine, open_engine
 from .heads import IntentPredictions, classify, duplicate_probability
 from .onnx_runner import make_session
@@ -26,22 +34,32 @@ class ProductOnnxModels:
     """``engine``: the encoder's engine (graph_engines: onnxruntime or openvino; the heads are tiny and stay on
     ONNX Runtime). ``providers`` applies to ONNX Runtime sessions."""
 
-    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, providers: Sequence[str] | None = None,
-                 engine: str = ENGINE_ONNXRUNTIME, precision: str = "fp32"):
+    def __init__(
+        self,
+        export_dir: str | Path,
+        intra_op_threads: int = 0,
+        providers: Sequence[str] | None = None,
+        engine: str = ENGINE_ONNXRUNTIME,
+        precision: str = "fp32",
+    ):
         export_dir = Path(export_dir)
         self.config = json.loads((export_dir / CONFIG_FILE).read_text())
         if engine == ENGINE_ONNXRUNTIME:
-            self.encoder: GraphEngine = OnnxRuntimeEngine(export_dir / ENCODER_FILE, intra_op_threads, precision,
-                                                          providers=providers)
+            self.encoder: GraphEngine = OnnxRuntimeEngine(
+                export_dir / ENCODER_FILE, intra_op_threads, precision, providers=providers
+            )
         else:
             self.encoder = open_engine(engine, export_dir / ENCODER_FILE, threads=intra_op_threads, precision=precision)
         self.intent_head = make_session(export_dir / INTENT_HEAD_FILE, intra_op_threads, providers=providers)
         self.duplicate_head = make_session(export_dir / DUPLICATE_HEAD_FILE, intra_op_threads, providers=providers)
         self.queries = BatchTokenizer(export_dir, max_length=self.config["intent"]["max_length"])
         dup = self.config["duplicate"]
-        self.pairs = PairEncoder.from_dir(export_dir, max_length=dup["max_length"],
-                                          max_type_tokens=dup.get("max_type_tokens", DEFAULT_MAX_TYPE_TOKENS),
-                                          field_separator=dup.get("field_separator", "|"))
+        self.pairs = PairEncoder.from_dir(
+            export_dir,
+            max_length=dup["max_length"],
+            max_type_tokens=dup.get("max_type_tokens", DEFAULT_MAX_TYPE_TOKENS),
+            field_separator=dup.get("field_separator", "|"),
+        )
         self.id2label = self.config["intent"]["id2label"]
 
     def embed(self, batch: EncodedBatch) -> np.ndarray:

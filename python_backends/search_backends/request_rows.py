@@ -3,6 +3,7 @@
 A Triton batch holds several requests of one or more rows each. Adapters run one vectorised call for all their
 rows; these helpers pack the rows and remember which rows belong to which request (``(start, stop)`` ranges).
 """
+
 from __future__ import annotations
 
 from typing import Sequence, TypeVar

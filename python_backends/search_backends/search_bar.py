@@ -5,6 +5,7 @@ validates each request, runs every request of a Triton batch through each stage 
 embedding concurrently, both on the corrected text), and splits the results back. When a batched stage call
 fails, the requests are retried one by one so only the request that caused the failure gets an error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,9 @@ class SearchBarRequest:
 @dataclass(frozen=True)
 class Stages:
     spell: Callable[[list[str]], Awaitable[list[str]]]
-    intent: Callable[[list[str]], Awaitable[tuple[list[str], np.ndarray]]]     # labels, probabilities [n, classes]
-    embed: Callable[[list[str]], Awaitable[np.ndarray]]                        # [n, dim]
-    search: Callable[[np.ndarray, int], Awaitable[dict[str, np.ndarray]]]      # catalog_search outputs, [n, <=k]
+    intent: Callable[[list[str]], Awaitable[tuple[list[str], np.ndarray]]]  # labels, probabilities [n, classes]
+    embed: Callable[[list[str]], Awaitable[np.ndarray]]  # [n, dim]
+    search: Callable[[np.ndarray, int], Awaitable[dict[str, np.ndarray]]]  # catalog_search outputs, [n, <=k]
     intent_classes: int
 
 
@@ -46,8 +47,12 @@ def bool_option(values: np.ndarray | None, field: str, default: bool) -> bool:
     return bool(flat[0])
 
 
-def parse_request(text: np.ndarray | None, top_k: np.ndarray | None = None, correct_spelling: np.ndarray | None = None,
-                  detect_intent: np.ndarray | None = None) -> SearchBarRequest:
+def parse_request(
+    text: np.ndarray | None,
+    top_k: np.ndarray | None = None,
+    correct_spelling: np.ndarray | None = None,
+    detect_intent: np.ndarray | None = None,
+) -> SearchBarRequest:
     """One request's inputs -> a validated request; InputError names the field."""
     if text is None or text.size == 0:
         raise InputError(f"{C.TEXT}: missing input")
@@ -56,8 +61,12 @@ def parse_request(text: np.ndarray | None, top_k: np.ndarray | None = None, corr
         k = top_k_of_request(top_k)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return SearchBarRequest(texts, k, bool_option(correct_spelling, C.CORRECT_SPELLING, True),
-                            bool_option(detect_intent, C.DETECT_INTENT, True))
+    return SearchBarRequest(
+        texts,
+        k,
+        bool_option(correct_spelling, C.CORRECT_SPELLING, True),
+        bool_option(detect_intent, C.DETECT_INTENT, True),
+    )
 
 
 async def _run_batch(requests: Sequence[SearchBarRequest], stages: Stages) -> list[dict[str, np.ndarray]]:
@@ -86,15 +95,19 @@ async def _run_batch(requests: Sequence[SearchBarRequest], stages: Stages) -> li
     for r in requests:
         rows = slice(start, start + len(r.texts))
         start += len(r.texts)
-        out = {C.CORRECTED: np.array(corrected[rows], dtype=object).reshape(-1, 1),
-               C.INTENT: intent[rows].reshape(-1, 1), C.INTENT_PROBABILITIES: probs[rows]}
-        out.update({name: value[rows, :r.top_k] for name, value in found.items()})
+        out = {
+            C.CORRECTED: np.array(corrected[rows], dtype=object).reshape(-1, 1),
+            C.INTENT: intent[rows].reshape(-1, 1),
+            C.INTENT_PROBABILITIES: probs[rows],
+        }
+        out.update({name: value[rows, : r.top_k] for name, value in found.items()})
         results.append(out)
     return results
 
 
-async def run_search_bar(requests: Sequence[SearchBarRequest], stages: Stages
-                         ) -> list[dict[str, np.ndarray] | Exception]:
+async def run_search_bar(
+    requests: Sequence[SearchBarRequest], stages: Stages
+) -> list[dict[str, np.ndarray] | Exception]:
     """Results per request, or the exception that request alone raised."""
     if not requests:
         return []

@@ -6,6 +6,7 @@ Rules (shared by the in-process SpellCorrector and the Triton spell_tokenize/spe
   words that fits is corrected, the rest (the "tail") is appended unchanged to the output; a single word
   that alone is too long is cut at a character boundary and its rest joins the tail.
 """
+
 from __future__ import annotations
 
 import json

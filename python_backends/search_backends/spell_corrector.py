@@ -23,8 +23,16 @@ from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-expo
 from .spell_generation import GenerationDefaults, generate
 from .spell_guard import SpellGuard
 
-from .contracts.spell_correct import (ATTENTION_MASK, DECODER_FILE, DECODER_INPUT_IDS, ENCODER_ATTENTION_MASK,
-                                      ENCODER_FILE, INPUT_IDS, LOGITS, GraphNames)
+from .contracts.spell_correct import (
+    ATTENTION_MASK,
+    DECODER_FILE,
+    DECODER_INPUT_IDS,
+    ENCODER_ATTENTION_MASK,
+    ENCODER_FILE,
+    INPUT_IDS,
+    LOGITS,
+    GraphNames,
+)
 
 
 class OnnxSpellModel:
@@ -49,8 +57,14 @@ class OnnxSpellModel:
         return logits, present
 
 
-def correct_batch(codec: SpellTextCodec, decode, guard: SpellGuard | None, texts: Sequence[str],
-                  row_params: Sequence, use_guard: Sequence[bool]) -> list[str]:
+def correct_batch(
+    codec: SpellTextCodec,
+    decode,
+    guard: SpellGuard | None,
+    texts: Sequence[str],
+    row_params: Sequence,
+    use_guard: Sequence[bool],
+) -> list[str]:
     """Texts -> corrected texts in one tokenizer call, one ``decode(ids, mask, row_params)`` call and one
     detokenizer call, with per-row decoding settings and guard switches.
 

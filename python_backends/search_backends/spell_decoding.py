@@ -5,6 +5,7 @@ ctranslate2: CTranslate2's C++ search, with the numpy loop over in-process ONNX 
 inprocess:   the numpy loop over in-process ONNX Runtime sessions.
 bls:         the numpy loop over other Triton models (``engines``, given by the adapter): TensorRT on GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,21 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .contracts.spell_correct import (ATTENTION_MASK, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
-                                      DECODER_MODEL_PARAMETER, ENCODER_MODEL_PARAMETER, ENGINE_BLS, ENGINE_CT2,
-                                      ENGINE_MODE_PARAMETER, ENGINE_MODES, INPUT_IDS, MAX_NEW_TOKENS_LIMIT_PARAMETER,
-                                      MAX_NUM_BEAMS_PARAMETER)
+from .contracts.spell_correct import (
+    ATTENTION_MASK,
+    CT2_COMPUTE_TYPE_PARAMETER,
+    CT2_DEVICE_PARAMETER,
+    CT2_DIR,
+    DECODER_MODEL_PARAMETER,
+    ENCODER_MODEL_PARAMETER,
+    ENGINE_BLS,
+    ENGINE_CT2,
+    ENGINE_MODE_PARAMETER,
+    ENGINE_MODES,
+    INPUT_IDS,
+    MAX_NEW_TOKENS_LIMIT_PARAMETER,
+    MAX_NUM_BEAMS_PARAMETER,
+)
 from .engine_inputs import EngineInputRules
 from .generation_controls import ControlLimits, parse_controls
 from .model_parameters import int_parameter
@@ -35,8 +47,16 @@ def loop_over(engines) -> Decode:
 class SpellDecoder:
     """``decode`` for one engine mode; ``check(params)`` raises ValueError for settings it cannot serve."""
 
-    def __init__(self, mode: str, model_dir: str | Path, *, threads: int = 0, engines=None,
-                 compute_type: str = "default", device: str = "cpu"):
+    def __init__(
+        self,
+        mode: str,
+        model_dir: str | Path,
+        *,
+        threads: int = 0,
+        engines=None,
+        compute_type: str = "default",
+        device: str = "cpu",
+    ):
         if mode not in ENGINE_MODES:
             raise ValueError(f"engine_mode must be one of {', '.join(ENGINE_MODES)}, got {mode!r}")
         model_dir = Path(model_dir)
@@ -52,8 +72,9 @@ class SpellDecoder:
         if mode == ENGINE_CT2:
             from .spell_generation.ct2_engine import CTranslate2Generation
 
-            self.ct2 = CTranslate2Generation(model_dir / CT2_DIR, device=device, compute_type=compute_type,
-                                             intra_threads=threads, exact=self.decode)
+            self.ct2 = CTranslate2Generation(
+                model_dir / CT2_DIR, device=device, compute_type=compute_type, intra_threads=threads, exact=self.decode
+            )
             self.decode = self.ct2.generate
 
     def check(self, params: GenerationParams) -> None:
@@ -65,6 +86,7 @@ class SpellDecoder:
 class ServedDecoding:
     """What a spell stub that decodes needs, from its model folder and config parameters: the engine, the
     checkpoint's generation defaults, the per-request control limits and the rules for direct token input."""
+
     decoder: SpellDecoder
     defaults: GenerationDefaults
     limits: ControlLimits
@@ -72,8 +94,14 @@ class ServedDecoding:
     pad_id: int
 
     @classmethod
-    def from_parameters(cls, model_dir: str | Path, params: Mapping[str, str], *, threads: int = 0,
-                        bls_engines: Callable[[str, str, int], object] | None = None) -> "ServedDecoding":
+    def from_parameters(
+        cls,
+        model_dir: str | Path,
+        params: Mapping[str, str],
+        *,
+        threads: int = 0,
+        bls_engines: Callable[[str, str, int], object] | None = None,
+    ) -> "ServedDecoding":
         model_dir = Path(model_dir)
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         mode = params[ENGINE_MODE_PARAMETER]
@@ -81,20 +109,29 @@ class ServedDecoding:
         if mode == ENGINE_BLS:
             if bls_engines is None:
                 raise ValueError("engine_mode 'bls' needs the adapter's BLS engines")
-            engines = bls_engines(params[ENCODER_MODEL_PARAMETER], params[DECODER_MODEL_PARAMETER],
-                                  int(config["decoder_layers"]))
-        decoder = SpellDecoder(mode, model_dir, threads=threads, engines=engines,
-                               compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
-                               device=params.get(CT2_DEVICE_PARAMETER, "cpu"))
+            engines = bls_engines(
+                params[ENCODER_MODEL_PARAMETER], params[DECODER_MODEL_PARAMETER], int(config["decoder_layers"])
+            )
+        decoder = SpellDecoder(
+            mode,
+            model_dir,
+            threads=threads,
+            engines=engines,
+            compute_type=params.get(CT2_COMPUTE_TYPE_PARAMETER, "default"),
+            device=params.get(CT2_DEVICE_PARAMETER, "cpu"),
+        )
         defaults = ControlLimits()
         limits = ControlLimits(
             max_num_beams=int_parameter(params, MAX_NUM_BEAMS_PARAMETER, defaults.max_num_beams, minimum=1),
-            max_new_tokens=int_parameter(params, MAX_NEW_TOKENS_LIMIT_PARAMETER, defaults.max_new_tokens, minimum=1))
+            max_new_tokens=int_parameter(params, MAX_NEW_TOKENS_LIMIT_PARAMETER, defaults.max_new_tokens, minimum=1),
+        )
         # A direct caller's ids must fit the vocabulary and the model's positions (the codec's never exceed them).
-        rules = EngineInputRules(int(config["max_position_embeddings"]),
-                                 {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2)})
-        return cls(decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules,
-                   int(config.get("pad_token_id") or 0))
+        rules = EngineInputRules(
+            int(config["max_position_embeddings"]), {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2)}
+        )
+        return cls(
+            decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules, int(config.get("pad_token_id") or 0)
+        )
 
     def request_params(self, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> GenerationParams:
         """One request's decoding settings from its optional control inputs and request parameters (inputs
@@ -107,8 +144,9 @@ class ServedDecoding:
             raise InputError(str(exc)) from None
         return resolved
 
-    def token_rows(self, input_ids: np.ndarray | None, attention_mask: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def token_rows(
+        self, input_ids: np.ndarray | None, attention_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A request's token input (direct callers send it too) as int64 rows, or InputError saying what is wrong."""
         if input_ids is None or attention_mask is None:
             raise InputError(f"{INPUT_IDS}/{ATTENTION_MASK}: missing input")
@@ -125,11 +163,12 @@ class ServedDecoding:
         ids_rows = [row for ids, _, _ in requests for row in ids]
         mask_rows = [row for _, mask, _ in requests for row in mask]
         row_params = [params for ids, _, params in requests for _ in range(len(ids))]
-        outputs = self.decoder.decode(pad_rows(ids_rows, self.pad_id), pad_rows(mask_rows, 0), row_params) \
-            if ids_rows else []
+        outputs = (
+            self.decoder.decode(pad_rows(ids_rows, self.pad_id), pad_rows(mask_rows, 0), row_params) if ids_rows else []
+        )
         results, start = [], 0
         for ids, _, _ in requests:
-            results.append(pad_rows(outputs[start:start + len(ids)], self.pad_id))
+            results.append(pad_rows(outputs[start : start + len(ids)], self.pad_id))
             start += len(ids)
         return results
 
@@ -138,13 +177,15 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
     """Rows of different lengths right-padded with ``pad_id`` into one int64 [N, longest] array."""
     out = np.full((len(rows), max((len(r) for r in rows), default=0)), pad_id, dtype=np.int64)
     for i, row in enumerate(rows):
-        out[i, :len(row)] = row
+        out[i, : len(row)] = row
     return out
 
 
 def request_rows_error(input_ids: np.ndarray, attention_mask: np.ndarray) -> str | None:
     """Why a request's token rows cannot be decoded, or None."""
     if input_ids.shape != attention_mask.shape or input_ids.ndim != 2 or (attention_mask.sum(axis=1) == 0).any():
-        return (f"{INPUT_IDS}/{ATTENTION_MASK}: need equal [N, L] shapes and at least one attended token per row, "
-                f"got {list(input_ids.shape)} and {list(attention_mask.shape)}")
+        return (
+            f"{INPUT_IDS}/{ATTENTION_MASK}: need equal [N, L] shapes and at least one attended token per row, "
+            f"got {list(input_ids.shape)} and {list(attention_mask.shape)}"
+        )
     return None

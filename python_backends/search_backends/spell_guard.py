@@ -99,8 +99,11 @@ def lexicon_index(lexicon: dict[str, float], min_zipf: float, max_distance: int 
 
     # The C (editdistpy) Damerau-OSA distance, same values as symspellpy's default pure-Python one: the
     # repair's lookups over 300k words went from up to 32 ms per query to a few ms.
-    index = SymSpell(max_dictionary_edit_distance=max_distance, prefix_length=7,
-                     distance_comparer=EditDistance(DistanceAlgorithm.DAMERAU_OSA_FAST))
+    index = SymSpell(
+        max_dictionary_edit_distance=max_distance,
+        prefix_length=7,
+        distance_comparer=EditDistance(DistanceAlgorithm.DAMERAU_OSA_FAST),
+    )
     for word, zipf in lexicon.items():
         if zipf >= min_zipf and len(word) >= min_length:
             index.create_dictionary_entry(word, max(1, int(10**zipf)))
@@ -131,9 +134,17 @@ class LexiconRepair:
     candidates and its `gate_zipf` says which words are reconsidered; without one, the hand-set formula does.
     """
 
-    def __init__(self, lexicon: dict[str, float], bigrams: set[tuple[str, str]] | None = None,
-                 candidate_min_zipf: float = 1.5, distance_penalty: float = 4.5, context_bonus: float = 1.5,
-                 repair_below_zipf: float = 2.0, max_distance: int = 2, reranker: WordReranker | None = None):
+    def __init__(
+        self,
+        lexicon: dict[str, float],
+        bigrams: set[tuple[str, str]] | None = None,
+        candidate_min_zipf: float = 1.5,
+        distance_penalty: float = 4.5,
+        context_bonus: float = 1.5,
+        repair_below_zipf: float = 2.0,
+        max_distance: int = 2,
+        reranker: WordReranker | None = None,
+    ):
         self.lexicon, self.bigrams = lexicon, bigrams or set()
         self.distance_penalty, self.context_bonus, self.max_distance = distance_penalty, context_bonus, max_distance
         self.repair_below_zipf = reranker.gate_zipf if reranker else repair_below_zipf
@@ -173,8 +184,13 @@ class LexiconRepair:
             typed = sources[0]
             model_words = [s for s in sources[1:] if s != typed and s.isalpha()]
             found = self.candidates(typed, model_words, self.reranker.max_candidates)
-            return self.reranker.choose(typed, found, self.lexicon, lambda w: self.in_context(w, left, right),
-                                        model_words[0] if model_words else None)
+            return self.reranker.choose(
+                typed,
+                found,
+                self.lexicon,
+                lambda w: self.in_context(w, left, right),
+                model_words[0] if model_words else None,
+            )
 
         def context(word: str) -> float:
             return self.context_bonus * self.in_context(word, left, right)
@@ -198,8 +214,9 @@ class SpellGuard:
     repair: LexiconRepair | None = None
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path, min_gain: float = 1.0, repair: bool = True,
-                       **repair_options) -> "SpellGuard | None":
+    def from_model_dir(
+        cls, model_dir: str | Path, min_gain: float = 1.0, repair: bool = True, **repair_options
+    ) -> "SpellGuard | None":
         path = Path(model_dir) / LEXICON_FILE
         if not path.exists():
             return None

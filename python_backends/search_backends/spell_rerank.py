@@ -23,11 +23,36 @@ from typing import Sequence
 
 VOWELS = frozenset("aeiouy")
 QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
-EDIT_KINDS = ("sub_vowel", "sub_keyboard", "sub_other", "ins_double", "ins_vowel", "ins_other",
-              "del_double", "del_vowel", "del_other", "transpose")
-FEATURES = ("keep", "keep_unknown", "keep_zipf", "zipf", "distance_1", "distance_2", "distance_far",
-            *EDIT_KINDS, "first_letter", "context", "short_change", "length_change", "rare_candidate", "far_short",
-            "channel", "from_model")
+EDIT_KINDS = (
+    "sub_vowel",
+    "sub_keyboard",
+    "sub_other",
+    "ins_double",
+    "ins_vowel",
+    "ins_other",
+    "del_double",
+    "del_vowel",
+    "del_other",
+    "transpose",
+)
+FEATURES = (
+    "keep",
+    "keep_unknown",
+    "keep_zipf",
+    "zipf",
+    "distance_1",
+    "distance_2",
+    "distance_far",
+    *EDIT_KINDS,
+    "first_letter",
+    "context",
+    "short_change",
+    "length_change",
+    "rare_candidate",
+    "far_short",
+    "channel",
+    "from_model",
+)
 
 
 def keyboard_neighbours() -> dict[str, str]:
@@ -35,7 +60,9 @@ def keyboard_neighbours() -> dict[str, str]:
     pos = {ch: (r, c) for r, row in enumerate(QWERTY_ROWS) for c, ch in enumerate(row)}
     out = {}
     for ch, (r, c) in pos.items():
-        near = [o for o, (r2, c2) in pos.items() if o != ch and abs(r - r2) <= 1 and -1 <= (c2 - c) + 0.5 * (r2 - r) <= 1]
+        near = [
+            o for o, (r2, c2) in pos.items() if o != ch and abs(r - r2) <= 1 and -1 <= (c2 - c) + 0.5 * (r2 - r) <= 1
+        ]
         out[ch] = "".join(sorted(near))
     return out
 
@@ -71,8 +98,13 @@ def edit_ops(typed: str, intended: str) -> list[tuple[str, str, str, bool]]:
         elif i and j and d[i][j] == d[i - 1][j - 1] + 1:
             ops.append(("sub", intended[j - 1], typed[i - 1], j == m))
             i, j = i - 1, j - 1
-        elif (i > 1 and j > 1 and typed[i - 1] == intended[j - 2] and typed[i - 2] == intended[j - 1]
-              and d[i][j] == d[i - 2][j - 2] + 1):
+        elif (
+            i > 1
+            and j > 1
+            and typed[i - 1] == intended[j - 2]
+            and typed[i - 2] == intended[j - 1]
+            and d[i][j] == d[i - 2][j - 2] + 1
+        ):
             ops.append(("trans", intended[j - 2], intended[j - 1], j == m))
             i, j = i - 2, j - 2
         elif i and d[i][j] == d[i - 1][j] + 1:  # the user typed an extra letter
@@ -89,8 +121,13 @@ def edit_kinds(typed: str, intended: str, ops: list | None = None) -> Counter:
     kinds: Counter = Counter()
     for op, a, b, _ in edit_ops(typed, intended) if ops is None else ops:
         if op == "sub":
-            kinds["sub_vowel" if a in VOWELS and b in VOWELS else
-                  "sub_keyboard" if b in NEIGHBOURS.get(a, "") else "sub_other"] += 1
+            kinds[
+                "sub_vowel"
+                if a in VOWELS and b in VOWELS
+                else "sub_keyboard"
+                if b in NEIGHBOURS.get(a, "")
+                else "sub_other"
+            ] += 1
         elif op == "trans":
             kinds["transpose"] += 1
         elif op == "ins":  # `b` typed extra after intended `a`; "double" when the typed word doubles it
@@ -130,15 +167,17 @@ class ErrorModel:
                 edits[cls.key(*op)] += 1
             padded = "^" + intended
             contexts.update(f"1 {ch}" for ch in padded[:-1])
-            contexts.update(f"2 {padded[k:k + 2]}" for k in range(len(padded) - 2))
+            contexts.update(f"2 {padded[k : k + 2]}" for k in range(len(padded) - 2))
             contexts.update((f"1$ {padded[-1]}", f"2$ {padded[-2:]}"))
         return cls(dict(edits), dict(contexts))
 
     def log_prob(self, ops) -> float:
         import math
 
-        return sum(math.log((self.edits.get(self.key(*op), 0) + 0.5) /
-                            (self.contexts.get(self.context_key(*op), 0) + 13.5)) for op in ops)
+        return sum(
+            math.log((self.edits.get(self.key(*op), 0) + 0.5) / (self.contexts.get(self.context_key(*op), 0) + 13.5))
+            for op in ops
+        )
 
 
 @dataclass(frozen=True)
@@ -147,8 +186,14 @@ class Candidate:
     distance: int  # edit distance to the typed word (0: keep)
 
 
-def candidate_features(typed: str, candidate: Candidate, lexicon: dict[str, float], in_context: bool,
-                       errors: ErrorModel | None = None, model_word: str | None = None) -> list[float]:
+def candidate_features(
+    typed: str,
+    candidate: Candidate,
+    lexicon: dict[str, float],
+    in_context: bool,
+    errors: ErrorModel | None = None,
+    model_word: str | None = None,
+) -> list[float]:
     """One row of FEATURES for `candidate` in place of `typed`; `model_word` is the seq2seq model's word there."""
     word = candidate.word
     keep = word == typed
@@ -197,8 +242,14 @@ class WordReranker:
     def score(self, row: Sequence[float]) -> float:
         return sum(w * x for w, x in zip(self._vector, row))
 
-    def choose(self, typed: str, candidates: Sequence[Candidate], lexicon: dict[str, float], context,
-               model_word: str | None = None) -> str:
+    def choose(
+        self,
+        typed: str,
+        candidates: Sequence[Candidate],
+        lexicon: dict[str, float],
+        context,
+        model_word: str | None = None,
+    ) -> str:
         """The winning word among `candidates` (which must include `typed` itself as distance 0)."""
         best_word, best_score = typed, float("-inf")
         for candidate in candidates:
@@ -211,16 +262,28 @@ class WordReranker:
         return best_word
 
     def save(self, path: str | Path) -> None:
-        body = {"features": list(FEATURES), "weights": {k: round(v, 6) for k, v in self.weights.items()},
-                "keep_margin": self.keep_margin, "gate_zipf": self.gate_zipf, "max_candidates": self.max_candidates,
-                "candidate_min_zipf": self.candidate_min_zipf, "report": self.report,
-                "error_model": {"edits": self.errors.edits, "contexts": self.errors.contexts} if self.errors else None}
+        body = {
+            "features": list(FEATURES),
+            "weights": {k: round(v, 6) for k, v in self.weights.items()},
+            "keep_margin": self.keep_margin,
+            "gate_zipf": self.gate_zipf,
+            "max_candidates": self.max_candidates,
+            "candidate_min_zipf": self.candidate_min_zipf,
+            "report": self.report,
+            "error_model": {"edits": self.errors.edits, "contexts": self.errors.contexts} if self.errors else None,
+        }
         Path(path).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "WordReranker":
         body = json.loads(Path(path).read_text(encoding="utf-8"))
         errors = body.get("error_model")
-        return cls(body["weights"], body.get("keep_margin", 0.0), body.get("gate_zipf", 2.0),
-                   body.get("max_candidates", 24), body.get("candidate_min_zipf", 1.5), ErrorModel(errors["edits"], errors["contexts"]) if errors else None,
-                   body.get("report", {}))
+        return cls(
+            body["weights"],
+            body.get("keep_margin", 0.0),
+            body.get("gate_zipf", 2.0),
+            body.get("max_candidates", 24),
+            body.get("candidate_min_zipf", 1.5),
+            ErrorModel(errors["edits"], errors["contexts"]) if errors else None,
+            body.get("report", {}),
+        )

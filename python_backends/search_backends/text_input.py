@@ -1,4 +1,5 @@
 """Validation of raw text arriving as Triton BYTES tensors."""
+
 from __future__ import annotations
 
 from .contracts.query_embedding import TEXT
@@ -12,8 +13,7 @@ class InputError(ValueError):
     """A problem with one request's input; reported to that request only."""
 
 
-def decode_text(value: object, *, field: str = TEXT, allow_empty: bool = False,
-                max_bytes: int = MAX_TEXT_BYTES) -> str:
+def decode_text(value: object, *, field: str = TEXT, allow_empty: bool = False, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """Turn one BYTES element into a clean ``str`` or raise :class:`InputError`."""
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogatepass")

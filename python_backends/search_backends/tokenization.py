@@ -1,4 +1,5 @@
 """Batch tokenization for encoder models: all texts of a Triton batch in one fast-tokenizer call."""
+
 from __future__ import annotations
 
 import json
@@ -9,22 +10,29 @@ from typing import Mapping
 import numpy as np
 from tokenizers import Tokenizer
 
-from .contracts.query_embedding import (DEFAULT_MAX_LENGTH, DEFAULT_PAD_TO_MULTIPLE, MAX_LENGTH_PARAMETER,
-                                        PAD_TO_MULTIPLE_PARAMETER, TOKENIZER_DIR, TOKENIZER_DIR_PARAMETER)
+from .contracts.query_embedding import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PAD_TO_MULTIPLE,
+    MAX_LENGTH_PARAMETER,
+    PAD_TO_MULTIPLE_PARAMETER,
+    TOKENIZER_DIR,
+    TOKENIZER_DIR_PARAMETER,
+)
 from .model_parameters import int_parameter
 
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    input_ids: np.ndarray       # int64 [N, L]
+    input_ids: np.ndarray  # int64 [N, L]
     attention_mask: np.ndarray  # int64 [N, L]
     token_type_ids: np.ndarray  # int64 [N, L]
 
     def rows(self, start: int, stop: int, length: int | None = None) -> "EncodedBatch":
         """Rows [start, stop) cut to ``length`` columns (their own padded length)."""
         cut = slice(None, length)
-        return EncodedBatch(self.input_ids[start:stop, cut], self.attention_mask[start:stop, cut],
-                            self.token_type_ids[start:stop, cut])
+        return EncodedBatch(
+            self.input_ids[start:stop, cut], self.attention_mask[start:stop, cut], self.token_type_ids[start:stop, cut]
+        )
 
 
 # Tokenizing a 64 KB text only to keep ~128 tokens would stall the batch: text is clipped to this many
@@ -66,7 +74,9 @@ class BatchTokenizer:
         clip = self.max_length * CHARS_PER_TOKEN_LIMIT
         encodings = self.tokenizer.encode_batch([text[:clip] for text in texts])
         longest = max((len(e.ids) for e in encodings), default=1)
-        width = pad_to or min(round_up(longest, self.pad_to_multiple_of), round_up(self.max_length, self.pad_to_multiple_of))
+        width = pad_to or min(
+            round_up(longest, self.pad_to_multiple_of), round_up(self.max_length, self.pad_to_multiple_of)
+        )
         ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
         types = np.zeros((len(texts), width), dtype=np.int64)
@@ -80,10 +90,11 @@ class BatchTokenizer:
     @classmethod
     def from_parameters(cls, folder: str | Path, params: Mapping[str, str]) -> "BatchTokenizer":
         """The tokenizer a model's config parameters describe (its folder relative to the version ``folder``)."""
-        return cls(Path(folder) / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
-                   max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=2),
-                   pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE,
-                                                    minimum=1))
+        return cls(
+            Path(folder) / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
+            max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=2),
+            pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE, minimum=1),
+        )
 
     def padded_length(self, batch: EncodedBatch, row: int) -> int:
         """The length a row would have been padded to on its own (keeps requests independent)."""

@@ -1,5 +1,6 @@
 """CPU encoder engines: OpenVINO and ONNX Runtime on the same exported graph, the engine/precision choice per
 target, the build-time parity gate (and its automatic FP32 fallback), and the configs each choice renders."""
+
 from __future__ import annotations
 
 import json
@@ -109,8 +110,12 @@ def test_local_config_names_engine_and_precision():
 @needs_bf16
 def test_triton_cpu_openvino_repository(tmp_path):
     """triton-cpu on OpenVINO: Triton's openvino backend reads IR, bf16 as its HINT_BF16 parameter."""
-    repo = write_repository([build_pipeline("query_embedding", target="triton-cpu", precision="bf16")],
-                            tmp_path / "repo", "triton-cpu", progress=lambda _: None)
+    repo = write_repository(
+        [build_pipeline("query_embedding", target="triton-cpu", precision="bf16")],
+        tmp_path / "repo",
+        "triton-cpu",
+        progress=lambda _: None,
+    )
     config = parse_pbtxt((repo / ENCODER / "config.pbtxt").read_text())
     assert config.backend == "openvino" and config.default_model_filename == "model.xml"
     assert config.parameters["HINT_BF16"].string_value == "YES"
@@ -121,8 +126,9 @@ def test_triton_cpu_openvino_repository(tmp_path):
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(repo / ENCODER / "1" / "model.xml"), "CPU")
-    assert [p.get_any_name() for p in compiled.inputs] == [t.name for t in
-                                                           build_pipeline("query_embedding").model(ENCODER).inputs]
+    assert [p.get_any_name() for p in compiled.inputs] == [
+        t.name for t in build_pipeline("query_embedding").model(ENCODER).inputs
+    ]
     report = json.loads((repo / PARITY_FILE).read_text())[ENCODER]
     assert report["passed"] and report["outputs"]["sentence_embedding"]["min_cosine"] >= P.MIN_COSINE
 

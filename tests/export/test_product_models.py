@@ -3,6 +3,7 @@
 Oracles: the Hugging Face tokenizer for token ids, PyTorch for the heads' maths and for the
 exported graphs (the committed checkpoint ``models/product_heads`` chained encoder -> head).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from search_backends.contracts import product_search as P  # noqa: E402
 from search_backends.heads import duplicate_probability  # noqa: E402
 from search_backends.pair_encoding import PairEncoder  # noqa: E402
-from search_build.training.product_data import (INTENT_LABELS, make_intent_splits,  # noqa: E402
-                                       make_product_pair_splits)
+from search_build.training.product_data import (
+    INTENT_LABELS,
+    make_intent_splits,  # noqa: E402
+    make_product_pair_splits,
+)
 from search_build.export.sentence_checkpoint import default_embedding_checkpoint  # noqa: E402
 from support.project import PROJECT_ROOT
 
@@ -46,14 +50,19 @@ def side_text(product_type, title, description):
 
 # --------------------------------------------------------------------------- pair encoding
 
+
 def test_short_pairs_match_the_hf_tokenizer(hf_tokenizer):
     encoder = PairEncoder.from_dir(default_embedding_checkpoint(), max_length=512)
     _, heldout = make_product_pair_splits(n_train=0, n_heldout=48)
     pairs = [(p.a, p.b) for p in heldout]
     got = encoder.encode_records(pairs)
-    want = hf_tokenizer([side_text(a.product_type, a.title, a.description) for a, _ in pairs],
-                        [side_text(b.product_type, b.title, b.description) for _, b in pairs],
-                        padding=True, pad_to_multiple_of=8, return_tensors="np")
+    want = hf_tokenizer(
+        [side_text(a.product_type, a.title, a.description) for a, _ in pairs],
+        [side_text(b.product_type, b.title, b.description) for _, b in pairs],
+        padding=True,
+        pad_to_multiple_of=8,
+        return_tensors="np",
+    )
     for name in P.IDS:
         assert getattr(got, name).dtype == np.int64
         np.testing.assert_array_equal(getattr(got, name), want[name])
@@ -61,9 +70,14 @@ def test_short_pairs_match_the_hf_tokenizer(hf_tokenizer):
 
 
 def test_missing_fields_none_or_empty_leave_no_separator(encoder_64, hf_tokenizer):
-    columns = dict(a_type=["Headphones", None, ""], a_title=["Aurex AX-450", "Tee", None],
-                   a_description=[None, "", "Soft cotton."], b_type=["", "T-Shirts", None],
-                   b_title=[None, "Tee M", "Linden Tee"], b_description=["Black.", None, ""])
+    columns = dict(
+        a_type=["Headphones", None, ""],
+        a_title=["Aurex AX-450", "Tee", None],
+        a_description=[None, "", "Soft cotton."],
+        b_type=["", "T-Shirts", None],
+        b_title=[None, "Tee M", "Linden Tee"],
+        b_description=["Black.", None, ""],
+    )
     got = encoder_64.encode(*columns.values())
     swapped = {k: [("" if v is None else None if v == "" else v) for v in vals] for k, vals in columns.items()}
     np.testing.assert_array_equal(encoder_64.encode(*swapped.values()).input_ids, got.input_ids)
@@ -71,7 +85,7 @@ def test_missing_fields_none_or_empty_leave_no_separator(encoder_64, hf_tokenize
         a = side_text(columns["a_type"][i], columns["a_title"][i], columns["a_description"][i])
         b = side_text(columns["b_type"][i], columns["b_title"][i], columns["b_description"][i])
         want = hf_tokenizer(a, b)["input_ids"]
-        assert got.input_ids[i, :len(want)].tolist() == want
+        assert got.input_ids[i, : len(want)].tolist() == want
         assert got.attention_mask[i].sum() == len(want)
 
 
@@ -79,9 +93,14 @@ def test_long_descriptions_are_cut_fairly_and_titles_kept(encoder_64, hf_tokeniz
     long_a = " ".join(f"alpha{i}" for i in range(200))
     long_b = " ".join(f"beta{i}" for i in range(200))
     short = "compact and light."
-    batch = encoder_64.encode(["Headphones", "Headphones"], ["Aurex Pulse AX-450 Wireless", "Aurex Pulse AX-450"],
-                              [long_a, long_a], ["headphones", "headphones"], ["Aurex AX450 Pulse Black", "AX450"],
-                              [long_b, short])
+    batch = encoder_64.encode(
+        ["Headphones", "Headphones"],
+        ["Aurex Pulse AX-450 Wireless", "Aurex Pulse AX-450"],
+        [long_a, long_a],
+        ["headphones", "headphones"],
+        ["Aurex AX450 Pulse Black", "AX450"],
+        [long_b, short],
+    )
     sep = hf_tokenizer.convert_tokens_to_ids("|")
     for row in range(2):
         ids = batch.input_ids[row][batch.attention_mask[row] == 1].tolist()
@@ -93,7 +112,7 @@ def test_long_descriptions_are_cut_fairly_and_titles_kept(encoder_64, hf_tokeniz
         assert b_fields[:2] == [_tok(hf_tokenizer, "headphones"), _tok(hf_tokenizer, batch_title(row, "b"))]
         # Descriptions: prefixes of the full text, truncated from the end.
         full_a = _tok(hf_tokenizer, long_a)
-        assert full_a[:len(a_fields[2])] == a_fields[2]
+        assert full_a[: len(a_fields[2])] == a_fields[2]
         if row == 0:  # both long: an even split (within one token)
             assert abs(len(a_fields[2]) - len(b_fields[2])) <= 1
         else:  # the short one is kept whole, the long one gets the rest
@@ -102,8 +121,12 @@ def test_long_descriptions_are_cut_fairly_and_titles_kept(encoder_64, hf_tokeniz
 
 
 def batch_title(row, side):
-    return {("a", 0): "Aurex Pulse AX-450 Wireless", ("a", 1): "Aurex Pulse AX-450",
-            ("b", 0): "Aurex AX450 Pulse Black", ("b", 1): "AX450"}[(side, row)]
+    return {
+        ("a", 0): "Aurex Pulse AX-450 Wireless",
+        ("a", 1): "Aurex Pulse AX-450",
+        ("b", 0): "Aurex AX450 Pulse Black",
+        ("b", 1): "AX450",
+    }[(side, row)]
 
 
 def _tok(hf_tokenizer, text):
@@ -114,7 +137,7 @@ def _sides(ids, hf_tokenizer):
     cls, sep = hf_tokenizer.cls_token_id, hf_tokenizer.sep_token_id
     assert ids[0] == cls and ids[-1] == sep and ids.count(sep) == 2
     middle = ids.index(sep)
-    return ids[1:middle], ids[middle + 1:-1]
+    return ids[1:middle], ids[middle + 1 : -1]
 
 
 def _split(tokens, sep):
@@ -151,7 +174,7 @@ def test_truncation_policy_invariants(hf_tokenizer, fields, max_length):
         assert len(pieces) <= len(present)
         pieces += [[]] * (len(present) - len(pieces))
         for piece, whole in zip(pieces, present):
-            assert whole[:len(piece)] == piece, "fields are truncated from the end only"
+            assert whole[: len(piece)] == piece, "fields are truncated from the end only"
         it = iter(pieces)
         kept.append([next(it) if full[side * 3 + k] else [] for k in range(3)])
     cut = [[len(kept[s][k]) < len(full[s * 3 + k]) for k in range(3)] for s in range(2)]
@@ -170,7 +193,9 @@ def test_truncation_policy_invariants(hf_tokenizer, fields, max_length):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     if not (CHECKPOINT / "config.json").exists():
-        pytest.fail(f"no checkpoint at {CHECKPOINT}; run python -m search_build.training.product_train --out {CHECKPOINT}")
+        pytest.fail(
+            f"no checkpoint at {CHECKPOINT}; run python -m search_build.training.product_train --out {CHECKPOINT}"
+        )
     from search_build.export.product_export import export_product_models
     from search_build.training.product_multitask import load_product_model
 
@@ -192,8 +217,10 @@ def heldout_parity(exported):
     _, intents = make_intent_splits(seed, data["intent_train"], data["intent_heldout"])
     _, pairs = make_product_pair_splits(seed, data["pair_train"], data["pair_heldout"])
     onnx = ProductOnnxModels(out)
-    query_batches = [onnx.queries.encode([e.text for e in intents[i:i + 64]]) for i in range(0, len(intents), 64)]
-    pair_batches = [onnx.pairs.encode_records([(p.a, p.b) for p in pairs[i:i + 32]]) for i in range(0, len(pairs), 32)]
+    query_batches = [onnx.queries.encode([e.text for e in intents[i : i + 64]]) for i in range(0, len(intents), 64)]
+    pair_batches = [
+        onnx.pairs.encode_records([(p.a, p.b) for p in pairs[i : i + 32]]) for i in range(0, len(pairs), 32)
+    ]
     return check_against_torch(model, out, query_batches, pair_batches), intents, pairs, config
 
 
@@ -232,8 +259,9 @@ def test_heldout_accuracy_through_onnx(heldout_parity):
     stats, intents, pairs, config = heldout_parity
     labels = [config["intent"]["id2label"][str(i)] for i in range(len(INTENT_LABELS))]
     intent = intent_report([e.label for e in intents], [labels[i] for i in stats["intent_logits"].argmax(1)], labels)
-    duplicate = duplicate_report([p.label for p in pairs], duplicate_probability(stats["duplicate_logits"]),
-                                 [p.kind for p in pairs])
+    duplicate = duplicate_report(
+        [p.label for p in pairs], duplicate_probability(stats["duplicate_logits"]), [p.kind for p in pairs]
+    )
     assert intent["accuracy"] >= INTENT_MIN_ACCURACY, intent
     assert min(c["recall"] for c in intent["per_class"].values()) >= 0.90, intent
     assert duplicate["accuracy"] >= DUPLICATE_MIN_ACCURACY, duplicate
@@ -261,8 +289,9 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
     config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
     assert [i["name"] for i in config["input"]] == [P.TEXT, P.TOP_K]
     model = mocked_pb_utils.load_adapter("text_encoder").TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / INTENT_ENCODER),
-                      "model_version": "1"})
+    model.initialize(
+        {"model_config": json.dumps(config), "model_repository": str(repo / INTENT_ENCODER), "model_version": "1"}
+    )
     oracle = ProductOnnxModels(exported_models(DEFAULT_CHECKPOINT), intra_op_threads=1)
 
     def request(texts, top_k=None):
@@ -271,8 +300,11 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
             inputs[P.TOP_K] = np.array([[top_k]] * len(texts), dtype=np.int32)
         return mocked_pb_utils.Request(inputs)
 
-    good = [(["how do i reset my password", "red running shoes"], None), (["cheap flights to rome"], 1),
-            (["return my order", "iphone 15 case", "track parcel"], 4)]
+    good = [
+        (["how do i reset my password", "red running shoes"], None),
+        (["cheap flights to rome"], 1),
+        (["return my order", "iphone 15 case", "track parcel"], 4),
+    ]
     bad = [(request(["track parcel"], 0), P.TOP_K), (request(["  "]), P.TEXT)]
     responses = model.execute([request(*good[0]), bad[0][0], request(*good[1]), bad[1][0], request(*good[2])])
     for response, (_, field) in zip((responses[1], responses[3]), bad):

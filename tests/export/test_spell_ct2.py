@@ -5,6 +5,7 @@ one-token target prefix and the length mapping are exercised on a model whose BO
 Rows CTranslate2 cannot match go to the exact numpy loop; the tests count them, so a mapping that silently
 widens the fallback (slower) or narrows it (different output) fails.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,18 +18,40 @@ pytest.importorskip("ctranslate2")
 from search_backends.spell_generation import GenerationDefaults, generate  # noqa: E402
 from search_backends.spell_generation.ct2_engine import CTranslate2Generation, inexact_control  # noqa: E402
 from search_build.export import spell_ct2, spell_export  # noqa: E402
-from test_spell_model import (GENERATION_OPTIONS, QUERIES, SPELL_DIR, hf_generate, onnx_runner,  # noqa: E402
-                              padded_like, spell_inputs, spell_tokenizer)
+from test_spell_model import (  # noqa: E402
+    GENERATION_OPTIONS,
+    QUERIES,
+    SPELL_DIR,
+    hf_generate,
+    onnx_runner,
+    padded_like,
+    spell_inputs,
+    spell_tokenizer,
+)
 
 
 def random_bart_with_spell_vocabulary(path):
     """8 heads, 2 encoder / 4 decoder layers, relu: another shape over the checkpoint's byte vocabulary."""
     torch.manual_seed(4321)
     config = transformers.BartConfig(
-        vocab_size=len(spell_tokenizer()), d_model=64, encoder_layers=2, decoder_layers=4, encoder_attention_heads=8,
-        decoder_attention_heads=8, encoder_ffn_dim=96, decoder_ffn_dim=160, max_position_embeddings=40,
-        activation_function="relu", scale_embedding=False, bos_token_id=0, pad_token_id=1, eos_token_id=2,
-        decoder_start_token_id=2, forced_bos_token_id=0, forced_eos_token_id=2)
+        vocab_size=len(spell_tokenizer()),
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=4,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=96,
+        decoder_ffn_dim=160,
+        max_position_embeddings=40,
+        activation_function="relu",
+        scale_embedding=False,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=0,
+        forced_eos_token_id=2,
+    )
     model = transformers.BartForConditionalGeneration(config).eval()
     with torch.no_grad():
         model.final_logits_bias.copy_(torch.randn_like(model.final_logits_bias) * 0.5)
@@ -74,7 +97,9 @@ def _check(engine_set, texts, options):
 
 
 @pytest.mark.parametrize("name", ["spell", "random"])
-@pytest.mark.parametrize("options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize(
+    "options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
 def test_ct2_engine_equals_hf_generate(engines, name, options):
     params, exact_rows, at_cap = _check(engines[name], QUERIES, options)
     if inexact_control(params):
@@ -96,9 +121,14 @@ def test_mixed_settings_in_one_batch(engines):
     model, checkpoint, engine, loop = engines["spell"]
     defaults = GenerationDefaults.from_model_dir(checkpoint)
     texts = ["beatels", "the rolling stonse", "a", "country roads take me hoem", "pianoo", "metalica"]
-    options = [{"num_beams": 4}, {"num_beams": 1}, {"num_beams": 2, "max_new_tokens": 3},
-               {"num_beams": 3, "no_repeat_ngram_size": 4}, {"num_beams": 1, "min_new_tokens": 14},
-               {"num_beams": 4, "early_stopping": False}]
+    options = [
+        {"num_beams": 4},
+        {"num_beams": 1},
+        {"num_beams": 2, "max_new_tokens": 3},
+        {"num_beams": 3, "no_repeat_ngram_size": 4},
+        {"num_beams": 1, "min_new_tokens": 14},
+        {"num_beams": 4, "early_stopping": False},
+    ]
     ids, mask = spell_inputs(texts)
     params = [defaults.resolve(**o) for o in options]
     before = loop.rows
@@ -116,9 +146,11 @@ def test_without_exact_loop_an_inexact_control_is_refused_by_name(engines):
     assert engine_dir.name.startswith("spell-ct2-")
     defaults = GenerationDefaults.from_model_dir(checkpoint)
     ids, mask = spell_inputs(["metalica"])
-    for options, name in (({"num_beams": 4, "early_stopping": False}, "early_stopping"),
-                          ({"num_beams": 3, "no_repeat_ngram_size": 2}, "no_repeat_ngram_size"),
-                          ({"num_beams": 2, "min_length": 9}, "min_length")):
+    for options, name in (
+        ({"num_beams": 4, "early_stopping": False}, "early_stopping"),
+        ({"num_beams": 3, "no_repeat_ngram_size": 2}, "no_repeat_ngram_size"),
+        ({"num_beams": 2, "min_length": 9}, "min_length"),
+    ):
         with pytest.raises(ValueError, match=name):
             bare.generate(ids, mask, [defaults.resolve(**options)])
     assert bare.generate(ids, mask, [defaults.resolve(num_beams=1, min_length=9)])  # greedy: exact on CT2
@@ -153,14 +185,17 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
     assert "ctranslate2" in to_pbtxt(model_config(spec, "local"))
     adapter = mocked_pb_utils.load_adapter("seq2seq_generate")
     model = adapter.TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
-                      "model_version": "1"})
+    model.initialize(
+        {"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"), "model_version": "1"}
+    )
     assert model.decoding.decoder.mode == "ctranslate2"
 
     texts = ["metalica", "tayler swift love stroy", "beatels", "x"]
     requests, expected_params = [], []
     defaults = GenerationDefaults.from_model_dir(SPELL_DIR)
-    for text, params in zip(texts, ({"num_beams": 1}, {}, {"num_beams": 99}, {"num_beams": 4, "early_stopping": False})):
+    for text, params in zip(
+        texts, ({"num_beams": 1}, {}, {"num_beams": 99}, {"num_beams": 4, "early_stopping": False})
+    ):
         ids, mask = spell_inputs([text])
         requests.append(mocked_pb_utils.Request({"input_ids": ids, "attention_mask": mask}, params))
         expected_params.append(params)
@@ -168,14 +203,16 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
     requests.append(mocked_pb_utils.Request({"input_ids": ids, "attention_mask": mask[:, :0]}, {}))  # bad shapes
     responses = model.execute(requests)
 
-    assert responses[2].error.code == mocked_pb_utils.TritonError.INVALID_ARG and "num_beams" in responses[2].error.message
+    assert (
+        responses[2].error.code == mocked_pb_utils.TritonError.INVALID_ARG and "num_beams" in responses[2].error.message
+    )
     assert responses[4].error is not None and "attention_mask" in responses[4].error.message
     loop = SpellDecoder("inprocess", repo / "spell_generate" / "1" / "spell_model", threads=1)
     for i in (0, 1, 3):
         ids, mask = spell_inputs([texts[i]])
         want = loop.decode(ids, mask, [defaults.resolve(**expected_params[i])])[0]
         got = responses[i].outputs["output_ids"][0].tolist()
-        assert got[:len(want)] == want and all(t == 1 for t in got[len(want):]), texts[i]
+        assert got[: len(want)] == want and all(t == 1 for t in got[len(want) :]), texts[i]
 
 
 def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(tmp_path, mocked_pb_utils):
@@ -193,28 +230,37 @@ def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(
 
     pipeline = build_pipeline("spell_correct")
     spec = pipeline.model("spell_generate")
-    assert spec.adapter == "spell_corrector" and [m.name for m in pipeline.models] == ["spell_generate", "spell_correct"]
+    assert spec.adapter == "spell_corrector" and [m.name for m in pipeline.models] == [
+        "spell_generate",
+        "spell_correct",
+    ]
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
     config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
     model = mocked_pb_utils.load_adapter("spell_corrector").TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
-                      "model_version": "1"})
+    model.initialize(
+        {"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"), "model_version": "1"}
+    )
     oracle = SpellCorrector(repo / "spell_generate" / "1" / "spell_model", intra_op_threads=1)
 
     def text(*values):
         return np.array([[v.encode()] for v in values], dtype=np.object_)
 
-    good = [(text("tayler swift", "metalica enter sandman"), {}, True),
-            (text("beatels yesterday"), {"num_beams": 1}, False),
-            (text("classcal music for studdy"), {"num_beams": 3, "no_repeat_ngram_size": 2}, True),
-            (text("bohemain rapsody"), {"num_beams": 4, "early_stopping": "never"}, False)]
+    good = [
+        (text("tayler swift", "metalica enter sandman"), {}, True),
+        (text("beatels yesterday"), {"num_beams": 1}, False),
+        (text("classcal music for studdy"), {"num_beams": 3, "no_repeat_ngram_size": 2}, True),
+        (text("bohemain rapsody"), {"num_beams": 4, "early_stopping": "never"}, False),
+    ]
     requests = [mocked_pb_utils.Request({"TEXT": values}, {**params, "guard": on}) for values, params, on in good]
-    bad = [(mocked_pb_utils.Request({"TEXT": text("   ")}), "TEXT"),
-           (mocked_pb_utils.Request({"TEXT": text("adele")}, {"num_beams": 99}), "num_beams"),
-           (mocked_pb_utils.Request({"TEXT": text("adele")}, {"guard": "maybe"}), "guard"),
-           (mocked_pb_utils.Request({"TEXT": np.array([[b"\xff"]], dtype=np.object_)}), "UTF-8")]
-    responses = model.execute([requests[0], bad[0][0], requests[1], bad[1][0], requests[2], bad[2][0],
-                               requests[3], bad[3][0]])
+    bad = [
+        (mocked_pb_utils.Request({"TEXT": text("   ")}), "TEXT"),
+        (mocked_pb_utils.Request({"TEXT": text("adele")}, {"num_beams": 99}), "num_beams"),
+        (mocked_pb_utils.Request({"TEXT": text("adele")}, {"guard": "maybe"}), "guard"),
+        (mocked_pb_utils.Request({"TEXT": np.array([[b"\xff"]], dtype=np.object_)}), "UTF-8"),
+    ]
+    responses = model.execute(
+        [requests[0], bad[0][0], requests[1], bad[1][0], requests[2], bad[2][0], requests[3], bad[3][0]]
+    )
     for response, (_, name) in zip(responses[1::2], bad):
         assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and name in response.error.message
     for response, (values, params, on) in zip(responses[0::2], good):
@@ -235,11 +281,18 @@ def test_unexpected_errors_reach_clients_without_internals(tmp_path, mocked_pb_u
 
     pipeline = build_pipeline("spell_correct", fuse_text=False)
     repo = write_repository([pipeline], tmp_path, progress=lambda _: None)
-    config = json_format.MessageToDict(model_config(pipeline.model("spell_generate"), "local"),
-                                       preserving_proto_field_name=True)
+    config = json_format.MessageToDict(
+        model_config(pipeline.model("spell_generate"), "local"), preserving_proto_field_name=True
+    )
     model = mocked_pb_utils.load_adapter("seq2seq_generate").TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / "spell_generate"),
-                      "model_version": "1", "model_name": "spell_generate"})
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(repo / "spell_generate"),
+            "model_version": "1",
+            "model_name": "spell_generate",
+        }
+    )
 
     def broken(*_):
         raise RuntimeError("secret detail /srv/private/path")

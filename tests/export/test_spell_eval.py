@@ -1,9 +1,8 @@
 """`searchbar eval-spell`: the metrics, the SymSpell baseline and the command on a small file."""
+
 from __future__ import annotations
 
 import json
-
-
 
 
 def test_eval_spell_command_prints_every_system(tmp_path, capsys):

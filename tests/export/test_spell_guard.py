@@ -1,4 +1,5 @@
 """The no-damage guard (search_backends.spell_guard) and the spell_detokenize adapter, with pb_utils mocked."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,30 @@ import pytest
 
 from search_backends.spell_guard import SpellGuard, read_lexicon, write_lexicon
 
-LEXICON = {"taylor": 4.5, "swift": 4.2, "swit": 1.6, "metallica": 3.2, "enter": 5.0, "sandman": 2.9, "the": 7.7,
-           "weeknd": 2.7, "weekend": 5.1, "hits": 4.6, "workout": 4.0, "he": 6.5, "rock": 5.0, "and": 7.4,
-           "roll": 4.6, "fly": 4.7, "me": 6.8, "to": 7.4, "moon": 4.8, "sinatra": 3.3, "frank": 4.6, "rockandroll": 1.0}
+LEXICON = {
+    "taylor": 4.5,
+    "swift": 4.2,
+    "swit": 1.6,
+    "metallica": 3.2,
+    "enter": 5.0,
+    "sandman": 2.9,
+    "the": 7.7,
+    "weeknd": 2.7,
+    "weekend": 5.1,
+    "hits": 4.6,
+    "workout": 4.0,
+    "he": 6.5,
+    "rock": 5.0,
+    "and": 7.4,
+    "roll": 4.6,
+    "fly": 4.7,
+    "me": 6.8,
+    "to": 7.4,
+    "moon": 4.8,
+    "sinatra": 3.3,
+    "frank": 4.6,
+    "rockandroll": 1.0,
+}
 
 
 def test_detokenizer_adapter_guards_each_request_and_isolates_bad_ones(tmp_path, mocked_pb_utils, spell_serving_dir):
@@ -24,22 +46,33 @@ def test_detokenizer_adapter_guards_each_request_and_isolates_bad_ones(tmp_path,
 
     shutil.copytree(spell_serving_dir, model_dir)
     write_lexicon(model_dir / "lexicon.tsv", LEXICON)
-    config = {"output": [{"name": "CORRECTED", "data_type": "TYPE_STRING"}],
-              "parameters": {"model_dir": {"string_value": "spell_model"}}}
+    config = {
+        "output": [{"name": "CORRECTED", "data_type": "TYPE_STRING"}],
+        "parameters": {"model_dir": {"string_value": "spell_model"}},
+    }
     model = adapter.TritonPythonModel()
     model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
 
     def request(model_text, source, guard=None, params=None):
         ids, _ = codec.encode([model_text])
-        inputs = {"output_ids": ids, "TAIL": np.array([[b""]], dtype=object),
-                  "SOURCE": np.array([[source.encode()]], dtype=object)}
+        inputs = {
+            "output_ids": ids,
+            "TAIL": np.array([[b""]], dtype=object),
+            "SOURCE": np.array([[source.encode()]], dtype=object),
+        }
         if guard is not None:
             inputs["GUARD"] = np.array([[guard]])
         return mocked_pb_utils.Request(inputs, params or {})
 
-    responses = model.execute([request("taylor swit", "taylor swift"), request("taylor swit", "taylor swift", guard=False),
-                               request("taylor swift", "taylor swit"), request("x", "x", params={"guard": "perhaps"}),
-                               request("taylor swit", "taylor swift", params={"guard": False})])
+    responses = model.execute(
+        [
+            request("taylor swit", "taylor swift"),
+            request("taylor swit", "taylor swift", guard=False),
+            request("taylor swift", "taylor swit"),
+            request("x", "x", params={"guard": "perhaps"}),
+            request("taylor swit", "taylor swift", params={"guard": False}),
+        ]
+    )
     texts = [None if r.error else r.outputs["CORRECTED"][0][0].decode() for r in responses]
     assert texts[:3] == ["taylor swift", "taylor swit", "taylor swift"]
     assert texts[4] == "taylor swit"
@@ -50,16 +83,34 @@ def test_detokenizer_adapter_guards_each_request_and_isolates_bad_ones(tmp_path,
 # --------------------------------------------------------------------------- the lexicon repair
 
 
-REPAIR_LEXICON = {**LEXICON, "metallic": 3.8, "relish": 3.3, "eilish": 2.3, "billie": 3.5, "bad": 6.0, "guy": 5.4,
-                  "elisha": 3.0, "zeppelin": 3.3, "led": 4.8, "bossa": 2.6, "nova": 4.0, "bosa": 1.9}
+REPAIR_LEXICON = {
+    **LEXICON,
+    "metallic": 3.8,
+    "relish": 3.3,
+    "eilish": 2.3,
+    "billie": 3.5,
+    "bad": 6.0,
+    "guy": 5.4,
+    "elisha": 3.0,
+    "zeppelin": 3.3,
+    "led": 4.8,
+    "bossa": 2.6,
+    "nova": 4.0,
+    "bosa": 1.9,
+}
 
 
 @pytest.fixture(scope="module")
 def repairing_guard():
     from search_backends.spell_guard import LexiconRepair
 
-    repair = LexiconRepair(REPAIR_LEXICON, bigrams={("billie", "eilish"), ("bossa", "nova")}, distance_penalty=1.0,
-                           context_bonus=2.0, repair_below_zipf=2.0)
+    repair = LexiconRepair(
+        REPAIR_LEXICON,
+        bigrams={("billie", "eilish"), ("bossa", "nova")},
+        distance_penalty=1.0,
+        context_bonus=2.0,
+        repair_below_zipf=2.0,
+    )
     return SpellGuard(REPAIR_LEXICON, 1.0, repair)
 
 

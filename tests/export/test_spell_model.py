@@ -28,8 +28,10 @@ EVAL_DATA = PROJECT_ROOT / "benchmarks" / "data"
 # Guarded (served default) quality on the shipped held-out files; measured values in models/spell_bart/MODEL_CARD.md.
 # Measured 81.0% fixed / 98.6% unchanged (music, 58 + 69 queries) and 84.5% / 98.8% (real, 400 + 400) with the
 # learnt repair; floors ~3 standard errors below.
-HELD_OUT_FLOORS = {"spell_music_queries.tsv": {"fixed": 0.66, "unchanged": 0.94},
-                   "spell_heldout_real_misspellings.tsv": {"fixed": 0.78, "unchanged": 0.97}}
+HELD_OUT_FLOORS = {
+    "spell_music_queries.tsv": {"fixed": 0.66, "unchanged": 0.94},
+    "spell_heldout_real_misspellings.tsv": {"fixed": 0.78, "unchanged": 0.97},
+}
 
 QUERIES = [
     "beatels",
@@ -175,8 +177,16 @@ def test_tokenizer_loads_as_bart_and_matches_plain_tokenizers():
 
     hf = transformers.AutoTokenizer.from_pretrained(SPELL_DIR)
     raw = Tokenizer.from_file(str(SPELL_DIR / "tokenizer.json"))
-    assert "BartTokenizer" in hf.init_kwargs.get("tokenizer_class", "") or type(hf).__name__.startswith(("Bart", "Roberta"))
-    assert (hf.bos_token, hf.eos_token, hf.pad_token, hf.unk_token, hf.mask_token) == ("<s>", "</s>", "<pad>", "<unk>", "<mask>")
+    assert "BartTokenizer" in hf.init_kwargs.get("tokenizer_class", "") or type(hf).__name__.startswith(
+        ("Bart", "Roberta")
+    )
+    assert (hf.bos_token, hf.eos_token, hf.pad_token, hf.unk_token, hf.mask_token) == (
+        "<s>",
+        "</s>",
+        "<pad>",
+        "<unk>",
+        "<mask>",
+    )
     assert (hf.bos_token_id, hf.pad_token_id, hf.eos_token_id, hf.unk_token_id) == (0, 1, 2, 3)
     for text in ["led zepelin", "beyoncé", "ac/dc 1999", ""]:
         ids = hf(text)["input_ids"]
@@ -200,7 +210,14 @@ def test_onnx_graphs_match_pytorch(exported, hf_models, name):
         real_ids, real_mask = tiny_inputs([9, 3, 14], model.config.vocab_size, seed=8)
     for ids, mask in ((random_ids, random_mask), (real_ids, real_mask)):
         diffs = spell_export.check_export(model, onnx_dir, ids, mask, decoder_steps=5)
-        assert set(diffs) == {"encoder_hidden_states", "cross_key", "cross_value", "logits", "present_key", "present_value"}
+        assert set(diffs) == {
+            "encoder_hidden_states",
+            "cross_key",
+            "cross_value",
+            "logits",
+            "present_key",
+            "present_value",
+        }
         assert max(diffs.values()) < 1e-4, diffs
 
 
@@ -232,7 +249,9 @@ def _assert_parity(model, onnx_dir, ids, mask, options):
     np.testing.assert_array_equal(padded_like(ours, reference, params), reference, err_msg=str(options))
 
 
-@pytest.mark.parametrize("options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize(
+    "options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
 def test_generation_matches_hf_trained_model(exported, hf_models, options):
     _, onnx_dir = exported["spell"]
     # one batch mixing 1-byte and 40-byte inputs, then a batch of one
@@ -242,7 +261,9 @@ def test_generation_matches_hf_trained_model(exported, hf_models, options):
     _assert_parity(hf_models["spell"], onnx_dir, ids, mask, options)
 
 
-@pytest.mark.parametrize("options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize(
+    "options", GENERATION_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
 def test_generation_matches_hf_random_model(exported, hf_models, options):
     _, onnx_dir = exported["tiny"]
     ids, mask = tiny_inputs([3, 17, 6, 30, 2, 12], hf_models["tiny"].config.vocab_size, seed=11)

@@ -18,14 +18,28 @@ from support.project import PROJECT_ROOT
 SPELL_DIR = PROJECT_ROOT / "models" / "spell_bart"
 
 
-LEXICON = {"metallica": 3.9, "metallic": 3.8, "enter": 5.0, "sandman": 3.0, "taylor": 4.5, "swift": 4.4,
-           "swit": 1.6, "restrict": 3.8, "district": 5.0, "access": 5.0}
+LEXICON = {
+    "metallica": 3.9,
+    "metallic": 3.8,
+    "enter": 5.0,
+    "sandman": 3.0,
+    "taylor": 4.5,
+    "swift": 4.4,
+    "swit": 1.6,
+    "restrict": 3.8,
+    "district": 5.0,
+    "access": 5.0,
+}
 
 
 @pytest.fixture(scope="module")
 def learnt_guard():
-    reranker = WordReranker({"zipf": 1.0, "keep_zipf": 1.6, "keep_unknown": -4.0, "first_letter": -2.0,
-                             "distance_2": -1.5}, keep_margin=0.5, gate_zipf=2.0, candidate_min_zipf=1.0)
+    reranker = WordReranker(
+        {"zipf": 1.0, "keep_zipf": 1.6, "keep_unknown": -4.0, "first_letter": -2.0, "distance_2": -1.5},
+        keep_margin=0.5,
+        gate_zipf=2.0,
+        candidate_min_zipf=1.0,
+    )
     return SpellGuard(LEXICON, 1.0, LexiconRepair(LEXICON, reranker=reranker))
 
 
@@ -48,5 +62,3 @@ def test_shipped_reranker_is_served_and_learnt_from_training_data_only():
     # fitted on its own seed of the training distribution; the held-aside fifth shows it generalises
     assert report["held_aside"]["fixed_when_misspelled"] > 0.85 and report["held_aside"]["kept_when_correct"] > 0.9
     assert (SPELL_DIR / RERANKER_FILE).stat().st_size < 1_000_000
-
-

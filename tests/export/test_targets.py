@@ -1,6 +1,7 @@
 """Every registered pipeline builds for every target: configs parse with Triton's protobuf and match
 the engines on disk; TensorRT preparation (int32 graphs, profiles) is checked here, the TensorRT build
 itself only where TensorRT is installed; int8 quantization keeps embeddings close to FP32."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,14 +18,23 @@ from search_build.repository.configs import model_config, to_pbtxt
 from search_build.pipelines import build_pipeline, pipeline_names
 from search_build.repository.writer import served_model, write_repository, without_artifact_digest
 from search_build.repository.spec import EngineModel, OptimizationProfile
-from search_build.export.tensorrt_engines import (TensorRTUnavailable, engine_builder_for, int64_inputs_to_int32,
-                                           profile_shapes)
+from search_build.export.tensorrt_engines import (
+    TensorRTUnavailable,
+    engine_builder_for,
+    int64_inputs_to_int32,
+    profile_shapes,
+)
 from search_build.export.quantize import output_drift, quantize_int8, synthetic_feeds
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16: mc.TYPE_FP16,
-                  onnx.TensorProto.BFLOAT16: mc.TYPE_BF16, onnx.TensorProto.INT64: mc.TYPE_INT64,
-                  onnx.TensorProto.INT32: mc.TYPE_INT32, onnx.TensorProto.BOOL: mc.TYPE_BOOL}
+ONNX_TO_TRITON = {
+    onnx.TensorProto.FLOAT: mc.TYPE_FP32,
+    onnx.TensorProto.FLOAT16: mc.TYPE_FP16,
+    onnx.TensorProto.BFLOAT16: mc.TYPE_BF16,
+    onnx.TensorProto.INT64: mc.TYPE_INT64,
+    onnx.TensorProto.INT32: mc.TYPE_INT32,
+    onnx.TensorProto.BOOL: mc.TYPE_BOOL,
+}
 
 
 def _engines(pipeline):
@@ -63,7 +73,10 @@ def test_cpu_targets_write_valid_repositories(pipeline, target, tmp_path):
             if target == "triton-cpu":
                 assert not (repo / m.name / "1" / "model.py").exists()
             if m.tokenizer is not None and target == "local":  # fused: TEXT in, the stub tokenizes for the graph
-                assert [t.name for t in cfg.input] == [m.tokenizer.text_input.name, *(t.name for t in (m.head.inputs if m.head else ()))]
+                assert [t.name for t in cfg.input] == [
+                    m.tokenizer.text_input.name,
+                    *(t.name for t in (m.head.inputs if m.head else ())),
+                ]
                 assert (repo / m.name / "1" / m.tokenizer.artifact.dest / "tokenizer.json").exists()
                 graph = onnx.load(str(repo / m.name / "1" / "model.onnx"), load_external_data=False).graph
                 assert [v.name for v in graph.input] == [t.name for t in m.inputs]
@@ -88,8 +101,9 @@ def _assert_ir_matches_config(xml_path, cfg):
         types = {p.get_any_name(): p.get_element_type().get_type_name() for p in actual}
         for t in declared:
             assert t.name in types, f"{cfg.name}: IR has no tensor {t.name} (has {sorted(types)})"
-            assert types[t.name] == mc.DataType.Name(t.data_type)[len("TYPE_"):].lower().replace("int", "i") \
-                .replace("fp", "f"), (cfg.name, t.name, types[t.name])
+            assert types[t.name] == mc.DataType.Name(t.data_type)[len("TYPE_") :].lower().replace("int", "i").replace(
+                "fp", "f"
+            ), (cfg.name, t.name, types[t.name])
 
 
 def test_gpu_configs_match_the_int32_engine_graphs(gpu_pipeline, tmp_path):
@@ -100,7 +114,9 @@ def test_gpu_configs_match_the_int32_engine_graphs(gpu_pipeline, tmp_path):
         assert all(t.data_type != mc.TYPE_INT64 for t in [*cfg.input, *cfg.output])
         if isinstance(m, EngineModel):
             rewritten = tmp_path / m.name / "model.int32.onnx"
-            int64_inputs_to_int32(repo / m.name / "1" / "model.onnx", rewritten, keep_outputs=[t.name for t in m.outputs])
+            int64_inputs_to_int32(
+                repo / m.name / "1" / "model.onnx", rewritten, keep_outputs=[t.name for t in m.outputs]
+            )
             _assert_graph_matches_config(rewritten, cfg)
             graph = onnx.load(str(rewritten), load_external_data=False).graph
             assert [v.name for v in graph.output] == [t.name for t in cfg.output], "engine bindings = config outputs"
@@ -116,7 +132,10 @@ def _feed_shapes(m):
         yield f"profile {index} min", {name: lo for name, (lo, _, _) in profile.items()}
         yield f"profile {index} opt", {name: opt for name, (_, opt, _) in profile.items()}
         batched = m.batching.max_batch_size > 0
-        yield f"profile {index} max", {name: (lo[0], *hi[1:]) if batched else hi for name, (lo, _, hi) in profile.items()}
+        yield (
+            f"profile {index} max",
+            {name: (lo[0], *hi[1:]) if batched else hi for name, (lo, _, hi) in profile.items()},
+        )
 
 
 def test_int32_graph_gives_the_same_outputs(gpu_pipeline, tmp_path):
@@ -128,7 +147,8 @@ def test_int32_graph_gives_the_same_outputs(gpu_pipeline, tmp_path):
         changed = int64_inputs_to_int32(original, rewritten)
         reference, session = ort.InferenceSession(str(original)), ort.InferenceSession(str(rewritten))
         assert {i.name for i in session.get_inputs() if i.type == "tensor(int32)"} == set(changed) & {
-            i.name for i in reference.get_inputs()}
+            i.name for i in reference.get_inputs()
+        }
         for label, shapes in _feed_shapes(m):
             feeds = synthetic_feeds(m, original, batch=3, length=12, shapes=shapes)
             want = reference.run(None, feeds)
@@ -137,7 +157,9 @@ def test_int32_graph_gives_the_same_outputs(gpu_pipeline, tmp_path):
             assert len(got) == len(want) == len(reference.get_outputs()), f"{m.name} {label}"
             for w, g in zip(want, got):
                 assert g.shape == w.shape, f"{m.name} {label}"
-                assert np.array_equal(g, w) if w.dtype.kind in "iub" else np.abs(g - w).max() < 1e-5, f"{m.name} {label}"
+                assert np.array_equal(g, w) if w.dtype.kind in "iub" else np.abs(g - w).max() < 1e-5, (
+                    f"{m.name} {label}"
+                )
 
 
 def test_profiles_are_consistent_with_the_spec(gpu_pipeline):
@@ -150,20 +172,39 @@ def test_profiles_are_consistent_with_the_spec(gpu_pipeline):
 
 def test_bad_profiles_are_rejected():
     encoder = _engines(build_pipeline("query_embedding"))[0]
-    too_big = dataclasses.replace(encoder, profiles=(OptimizationProfile(
-        min={"input_ids": (1, 1), "attention_mask": (1, 1)},
-        opt={"input_ids": (8, 16), "attention_mask": (8, 16)},
-        max={"input_ids": (encoder.batching.max_batch_size * 2, 128),
-             "attention_mask": (encoder.batching.max_batch_size * 2, 128)}),))
+    too_big = dataclasses.replace(
+        encoder,
+        profiles=(
+            OptimizationProfile(
+                min={"input_ids": (1, 1), "attention_mask": (1, 1)},
+                opt={"input_ids": (8, 16), "attention_mask": (8, 16)},
+                max={
+                    "input_ids": (encoder.batching.max_batch_size * 2, 128),
+                    "attention_mask": (encoder.batching.max_batch_size * 2, 128),
+                },
+            ),
+        ),
+    )
     with pytest.raises(ValueError, match="exceeds max_batch_size"):
         profile_shapes(too_big)
-    missing = dataclasses.replace(encoder, profiles=(OptimizationProfile(
-        min={"input_ids": (1, 1)}, opt={"input_ids": (1, 8)}, max={"input_ids": (4, 16)}),))
+    missing = dataclasses.replace(
+        encoder,
+        profiles=(
+            OptimizationProfile(min={"input_ids": (1, 1)}, opt={"input_ids": (1, 8)}, max={"input_ids": (4, 16)}),
+        ),
+    )
     with pytest.raises(ValueError, match="attention_mask: missing"):
         profile_shapes(missing)
-    inverted = dataclasses.replace(encoder, profiles=(OptimizationProfile(
-        min={"input_ids": (4, 16), "attention_mask": (4, 16)}, opt={"input_ids": (1, 8), "attention_mask": (1, 8)},
-        max={"input_ids": (8, 32), "attention_mask": (8, 32)}),))
+    inverted = dataclasses.replace(
+        encoder,
+        profiles=(
+            OptimizationProfile(
+                min={"input_ids": (4, 16), "attention_mask": (4, 16)},
+                opt={"input_ids": (1, 8), "attention_mask": (1, 8)},
+                max={"input_ids": (8, 32), "attention_mask": (8, 32)},
+            ),
+        ),
+    )
     with pytest.raises(ValueError, match="min <= opt <= max"):
         profile_shapes(inverted)
 
@@ -181,14 +222,18 @@ def test_gpu_build_without_tensorrt_fails_clearly(tmp_path, capsys):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed here (pip install tensorrt on a CUDA machine); "
-                                             "int32 rewrite and profiles are tested without it")
+@pytest.mark.skipif(
+    not HAS_TENSORRT,
+    reason="TensorRT is not installed here (pip install tensorrt on a CUDA machine); "
+    "int32 rewrite and profiles are tested without it",
+)
 def test_tensorrt_engine_builds_and_loads(tmp_path):  # pragma: no cover - needs a GPU with TensorRT
     import tensorrt as trt
 
     pipeline = build_pipeline("query_embedding")
-    repo = write_repository([pipeline], tmp_path, "triton-gpu", engine_builder=engine_builder_for("fp16"),
-                            progress=lambda _: None)
+    repo = write_repository(
+        [pipeline], tmp_path, "triton-gpu", engine_builder=engine_builder_for("fp16"), progress=lambda _: None
+    )
     for m in _engines(pipeline):
         plan = repo / m.name / "1" / "model.plan"
         engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
@@ -209,15 +254,28 @@ def test_int8_build_goes_through_the_gate(tmp_path, capsys):
     from search_build.export.quantize import quantize_int8
     from search_tools.cli import main
 
-    fp32 = write_repository([build_pipeline("query_embedding", engine="onnxruntime", precision="fp32")],
-                            tmp_path / "fp32", "triton-cpu", progress=lambda _: None)
+    fp32 = write_repository(
+        [build_pipeline("query_embedding", engine="onnxruntime", precision="fp32")],
+        tmp_path / "fp32",
+        "triton-cpu",
+        progress=lambda _: None,
+    )
     ref = fp32 / "query_embedding_encoder" / "1" / "model.onnx"
     q8 = quantize_int8(ref, tmp_path / "int8.onnx")
     assert q8.stat().st_size < 0.7 * ref.stat().st_size  # MatMul weights int8; the embedding table stays FP32
     model = build_pipeline("query_embedding", target="triton-cpu", precision="int8").model("query_embedding_encoder")
     overlap = P.measure(model, ref, q8)["outputs"]["sentence_embedding"]["top10_overlap"]
-    argv = ["build", "--pipelines", "query_embedding", "--target", "triton-cpu", "--precision", "int8",
-            "--out", str(tmp_path / "int8")]
+    argv = [
+        "build",
+        "--pipelines",
+        "query_embedding",
+        "--target",
+        "triton-cpu",
+        "--precision",
+        "int8",
+        "--out",
+        str(tmp_path / "int8"),
+    ]
     if overlap < P.MIN_TOP10_OVERLAP:
         with pytest.raises(SystemExit, match=r"build stopped: .*top-10 overlap .* --precision fp32"):
             main(argv)
@@ -242,6 +300,7 @@ def test_quantize_int8_is_generic(tmp_path):
 
 # ------------------------------------------------------------------------- each target wires what it builds
 
+
 def _reachable(configs, manifest):
     """Models an entry reaches through ensemble steps and BLS calls."""
     seen, todo = set(), [p["entry"] for p in manifest["pipelines"].values()]
@@ -263,8 +322,19 @@ def configs_only_repositories(tmp_path_factory):
     out = {}
     for target in TARGETS:
         repo = tmp_path_factory.mktemp(f"configs_{target}")
-        main(["build", "--pipelines", "all", "--target", target, "--configs-only", "--no-batching-overrides",
-              "--out", str(repo)])
+        main(
+            [
+                "build",
+                "--pipelines",
+                "all",
+                "--target",
+                target,
+                "--configs-only",
+                "--no-batching-overrides",
+                "--out",
+                str(repo),
+            ]
+        )
         out[target] = repo
     return out
 
@@ -298,8 +368,9 @@ def test_configs_only_repository_wires_exactly_what_the_target_builds(configs_on
         assert not {"spell_encoder", "spell_decoder"} & set(configs) and "spell_generate" not in manifest["bls_calls"]
         assert manifest["engines_not_built"] == []
         for name in engines:  # OpenVINO: the local runner, or Triton's openvino backend on triton-cpu
-            assert configs[name].platform == "" and configs[name].backend == ("openvino" if target == "triton-cpu"
-                                                                                 else "python")
+            assert configs[name].platform == "" and configs[name].backend == (
+                "openvino" if target == "triton-cpu" else "python"
+            )
 
 
 def test_configs_only_gpu_repository_is_refused_by_serve_and_sagemaker(configs_only_repositories, tmp_path, capsys):

@@ -1,4 +1,5 @@
 """A repository the writer wrote serves exactly the configs its specs render (artifact digests aside)."""
+
 from __future__ import annotations
 
 from google.protobuf import text_format
@@ -20,5 +21,6 @@ def test_written_repository_matches_spec(model_repository, pipelines):
             assert without_artifact_digest(written) == model_config(m, "local")
             if not isinstance(m, Ensemble):  # the digest the writer adds is that of the files served
                 assert written.parameters[ARTIFACT_DIGEST_PARAMETER].string_value == folder_sha256(
-                    model_repository / m.name / "1")
+                    model_repository / m.name / "1"
+                )
             assert (model_repository / m.name / "1").is_dir()

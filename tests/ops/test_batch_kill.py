@@ -3,6 +3,7 @@
 The job runs as its own process (``searchbar score``) with the in-process ONNX engine, so
 every kill lands in real work: reading, scoring, writing, fsync, journaling. Kill times are seeded.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,16 +34,37 @@ def _pairs(path: Path) -> None:
         for i in range(ROWS):
             a_brand, b_brand = rng.choice(brands), rng.choice(brands)
             kind = rng.choice(kinds)
-            row = {"id": f"pair-{i:04d}", "a_type": kind, "a_title": f"{a_brand} {kind} model {rng.randrange(100)}",
-                   "a_description": None, "b_type": kind,
-                   "b_title": f"{b_brand} {kind} model {rng.randrange(100)}", "b_description": "wireless" if i % 3 else None}
+            row = {
+                "id": f"pair-{i:04d}",
+                "a_type": kind,
+                "a_title": f"{a_brand} {kind} model {rng.randrange(100)}",
+                "a_description": None,
+                "b_type": kind,
+                "b_title": f"{b_brand} {kind} model {rng.randrange(100)}",
+                "b_description": "wireless" if i % 3 else None,
+            }
             f.write(json.dumps(row) + "\n")
     assert set(FIELDS) <= set(row)
 
 
 def _job(src: Path, out: Path, onnx_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "search_tools.cli", "score", str(src), str(out), "--onnx-dir", str(onnx_dir),
-            "--rows-per-request", "8", "--in-flight", "2", "--commit-rows", "24", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "search_tools.cli",
+        "score",
+        str(src),
+        str(out),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--rows-per-request",
+        "8",
+        "--in-flight",
+        "2",
+        "--commit-rows",
+        "24",
+        "--no-progress",
+    ]
 
 
 def _read(path: Path) -> list[dict]:
@@ -110,7 +132,12 @@ def test_triton_identity_names_every_model_and_its_files(triton, model_repositor
             await scorer.close()
 
     got = asyncio.run(identity())
-    assert set(got["models"]) == {"product_duplicate", "product_pair_tokenize", "product_encoder", "product_duplicate_head"}
+    assert set(got["models"]) == {
+        "product_duplicate",
+        "product_pair_tokenize",
+        "product_encoder",
+        "product_duplicate_head",
+    }
     for name, model in got["models"].items():
         assert model["versions"] == ["1"]
         if name != "product_duplicate":  # the ensemble has no files of its own

@@ -1,4 +1,5 @@
 """The operator commands: `searchbar serve` comes up, answers `searchbar query`, and stops on Ctrl-C."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,25 @@ SEARCHBAR = [sys.executable, "-m", "search_tools.cli"]
 @pytest.fixture(scope="module")
 def served(model_repository):
     http, grpc, metrics = free_port(), free_port(), free_port()
-    proc = subprocess.Popen([*SEARCHBAR, "serve", "--repository", str(model_repository), "--http-port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                             "--log", str(model_repository.parent / "serve-cli.log")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *SEARCHBAR,
+            "serve",
+            "--repository",
+            str(model_repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--log",
+            str(model_repository.parent / "serve-cli.log"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     ready_line = proc.stdout.readline()  # printed once the server reports ready
     assert "ready" in ready_line, ready_line
     yield proc, grpc, http
@@ -31,8 +47,12 @@ def served(model_repository):
 
 def test_query_command_prints_embedding(served):
     _, grpc, _ = served
-    out = subprocess.run([*SEARCHBAR, "query", "query_embedding", "jazz piano", "lofi beats", "--url", f"127.0.0.1:{grpc}",
-                          "--full"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*SEARCHBAR, "query", "query_embedding", "jazz piano", "lofi beats", "--url", f"127.0.0.1:{grpc}", "--full"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert len(result["EMBEDDING"]) == 2 and len(result["EMBEDDING"][0]) == 384
@@ -40,8 +60,12 @@ def test_query_command_prints_embedding(served):
 
 def test_query_command_over_http(served):
     _, _, http = served
-    out = subprocess.run([*SEARCHBAR, "query", "query_embedding", "rock", "--http", "--url", f"127.0.0.1:{http}"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*SEARCHBAR, "query", "query_embedding", "rock", "--http", "--url", f"127.0.0.1:{http}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "384 values" in out.stdout
 
@@ -54,11 +78,14 @@ def test_ctrl_c_stops_server_cleanly(served):
     assert "tritonserver stopped" in rest
     with pytest.raises(Exception):
         import tritonclient.grpc as grpcclient
+
         grpcclient.InferenceServerClient(f"127.0.0.1:{grpc}").is_server_live()
 
 
 def test_serve_refuses_an_empty_repository(tmp_path):
-    out = subprocess.run([*SEARCHBAR, "serve", "--repository", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*SEARCHBAR, "serve", "--repository", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "searchbar build" in out.stderr
 
 
@@ -69,9 +96,25 @@ def test_sigterm_stops_the_server_a_command_started(tmp_path):
     from search_build.repository.writer import write_repository
 
     repo = write_repository([build_pipeline("query_embedding")], tmp_path / "repo", "local", progress=lambda _: None)
-    proc = subprocess.Popen([*SEARCHBAR, "soak", "--repository", str(repo), "--duration", "300", "--rate", "5",
-                             "--out", str(tmp_path / "soak"), "--log", str(tmp_path / "soak-server.log")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *SEARCHBAR,
+            "soak",
+            "--repository",
+            str(repo),
+            "--duration",
+            "300",
+            "--rate",
+            "5",
+            "--out",
+            str(tmp_path / "soak"),
+            "--log",
+            str(tmp_path / "soak-server.log"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not servers_serving([repo]) and time.monotonic() < deadline and proc.poll() is None:
@@ -104,9 +147,11 @@ def test_every_command_has_help(name, capsys):
 
 def test_top_level_help_imports_no_command_module():
     """`searchbar --help` lists every command without importing their modules (it stays fast)."""
-    code = ("import sys; from search_tools.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('search_build', 'search_tools.', 'torch'))))")
+    code = (
+        "import sys; from search_tools.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('search_build', 'search_tools.', 'torch'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "train" in out.stdout and "export" in out.stdout

@@ -1,4 +1,5 @@
 """Faults against a real tritonserver: a killed Python stub, model reloads under traffic, server restarts."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,8 @@ def repo(pipeline, tmp_path_factory):
 
 
 def _kill_stub(server, model: str) -> int:
-    stubs = stub_processes(server.process.pid)   # children of *this* server only
-    (instance, pid), = [(k, v) for k, v in stubs.items() if k.startswith(f"{model}_")]
+    stubs = stub_processes(server.process.pid)  # children of *this* server only
+    ((instance, pid),) = [(k, v) for k, v in stubs.items() if k.startswith(f"{model}_")]
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while f"{model}_0_0" in stub_processes(server.process.pid) and time.monotonic() < deadline:
@@ -82,7 +83,9 @@ def test_watchdog_reloads_a_model_whose_stub_died(pipeline, repo, tmp_path):
             old = _kill_stub(server, model)
             assert watchdog.dead_instances() == [f"{model}_0_0"]
             assert watchdog.heal() == [model]
-            assert stub_processes(server.process.pid).get(f"{model}_0_0") not in (None, old), stub_processes(server.process.pid)
+            assert stub_processes(server.process.pid).get(f"{model}_0_0") not in (None, old), stub_processes(
+                server.process.pid
+            )
             got = _infer(client, cfg).as_numpy("EMBEDDING")
             assert abs(got - want).max() < 1e-6
         assert watchdog.dead_instances() == []
@@ -137,12 +140,12 @@ def test_reload_under_traffic_loses_no_request(pipeline, repo, tmp_path):
         replaced = {}
         try:
             time.sleep(1.0)
-            for model in composing:                     # new config: Triton swaps it in (instances may be reused)
+            for model in composing:  # new config: Triton swaps it in (instances may be reused)
                 cfg_json = config(admin, model)
                 cfg_json["dynamic_batching"]["max_queue_delay_microseconds"] = "1000"
                 admin.load_model(model, config=json.dumps(cfg_json), headers=server.admin_headers)
                 time.sleep(0.5)
-            for model in composing:                     # hard restart of each stub: unload + load
+            for model in composing:  # hard restart of each stub: unload + load
                 before = stub_processes(server.process.pid).get(f"{model}_0_0")
                 admin.unload_model(model, headers=server.admin_headers)
                 admin.load_model(model, headers=server.admin_headers)
@@ -219,8 +222,18 @@ def test_batch_scoring_survives_a_server_restart(tmp_path):
     else:
         repo = _stand_in_repository(tmp_path / "repo")
         expected_score = lambda fields: zlib.crc32(b"|".join(f.encode() for f in fields)) / 2**32  # noqa: E731
-    rows = [{"id": f"p{i}", "a_type": "laptop", "a_title": f"thinkpad x{i}", "a_description": "14 inch" * (i % 3),
-             "b_type": "laptop", "b_title": f"thinkpad x{i + i % 2}", "b_description": ""} for i in range(4000)]
+    rows = [
+        {
+            "id": f"p{i}",
+            "a_type": "laptop",
+            "a_title": f"thinkpad x{i}",
+            "a_description": "14 inch" * (i % 3),
+            "b_type": "laptop",
+            "b_title": f"thinkpad x{i + i % 2}",
+            "b_description": "",
+        }
+        for i in range(4000)
+    ]
     pairs = tmp_path / "pairs.csv"
     with open(pairs, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -230,16 +243,36 @@ def test_batch_scoring_survives_a_server_restart(tmp_path):
     ports = dict(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     first = running_server(repo, tmp_path / "server1.log", **ports)
     server = first.__enter__()
-    job = subprocess.Popen([sys.executable, "-m", "search_tools.cli", "score", str(pairs), str(out),
-                            "--triton-url", server.grpc_url, "--rows-per-request", "8", "--in-flight", "4",
-                            "--commit-rows", "64", "--max-retry-seconds", "120", "--no-progress"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search_tools.cli",
+            "score",
+            str(pairs),
+            str(out),
+            "--triton-url",
+            server.grpc_url,
+            "--rows-per-request",
+            "8",
+            "--in-flight",
+            "4",
+            "--commit-rows",
+            "64",
+            "--max-retry-seconds",
+            "120",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         journal = Path(str(out) + ".journal")
         deadline = time.monotonic() + 60
         while (not journal.exists() or journal.read_text().count("\n") < 3) and time.monotonic() < deadline:
             time.sleep(0.1)
-        os.killpg(server.process.pid, signal.SIGKILL)   # a crash, not a drain: in-flight requests are lost
+        os.killpg(server.process.pid, signal.SIGKILL)  # a crash, not a drain: in-flight requests are lost
         server.process.wait(10)
         committed_at_crash = json.loads(journal.read_text().splitlines()[-1])["rows"]
         assert 0 < committed_at_crash < len(rows), "the crash should land mid-run"
@@ -253,7 +286,7 @@ def test_batch_scoring_survives_a_server_restart(tmp_path):
     assert job.returncode == 0, stderr[-3000:]
     stats = json.loads(stdout.strip().splitlines()[-1])
     print(f"\nbatch scoring across a server crash: committed {committed_at_crash} rows before it; {stats}")
-    assert stats["retries"] > 0, stats           # it really went through the outage
+    assert stats["retries"] > 0, stats  # it really went through the outage
     with open(out, newline="") as fh:
         written = list(csv.DictReader(fh))
     assert [int(r["row"]) for r in written] == list(range(len(rows))), "every row exactly once, in order"

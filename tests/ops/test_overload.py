@@ -4,6 +4,7 @@ Uses the pipelines' overload policy (``build_pipeline(name, bounded_queues=True)
 batched stage, no queue timeout; off by default because of a Triton 2.51 stall, see docs/reliability.md),
 served on loopback, loaded open-loop by search_tools.load_test at a rate well above what 1-2 cores serve.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,11 +27,11 @@ SERVED_P99_BUDGET_MS = 2000.0
 # measured drain time of the engine queue plus two batches in flight, with 50% headroom -- never below 2 s. An
 # unbounded queue still fails it by far: requests wait for the whole backlog (tens of seconds at these rates).
 QUEUED_ROWS_AHEAD_HEADROOM = 1.5
-QUEUE_FULL_P50_BUDGET_MS = 100.0     # "Exceeds maximum queue size" comes back at once
+QUEUE_FULL_P50_BUDGET_MS = 100.0  # "Exceeds maximum queue size" comes back at once
 # A rejection can wait out Triton 2.51's 500 ms payload-slot timeout (the lost wake-up of docs/reliability.md,
 # issue 16) before "Exceeds maximum queue size": measured 642 ms p99 on a busy CI run. The p50 above stays strict.
 REJECTION_P99_BUDGET_MS = 1000.0
-RATES = (800.0, 1600.0)               # requests/s offered; the second only if the first did not overload
+RATES = (800.0, 1600.0)  # requests/s offered; the second only if the first did not overload
 SECONDS = 3.0
 
 
@@ -63,8 +64,11 @@ def test_served_config_rejects_when_full(server):
         if isinstance(model, Ensemble):
             continue
         policy = config(client, model.name)["dynamic_batching"]["default_queue_policy"]
-        assert int(policy["max_queue_size"]) == build_pipeline(PIPELINE, bounded_queues=True).model(
-            model.name).batching.max_queue_size > 0
+        assert (
+            int(policy["max_queue_size"])
+            == build_pipeline(PIPELINE, bounded_queues=True).model(model.name).batching.max_queue_size
+            > 0
+        )
         assert int(policy.get("default_timeout_microseconds", 0)) == 0
 
 

@@ -2,6 +2,7 @@
 way the SageMaker Triton container's serve script starts it, answers /ping and /invocations (KServe
 JSON and binary+json) with the same results as the normal endpoint, using only its packaged
 Python environment."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from tritonclient.utils import triton_to_np_dtype
 
 from search_build.pipelines import build_pipeline, pipeline_names
 from search_build.repository.writer import write_repository
-from search_build.deploy.sagemaker_package import (EXECUTION_ENV_PATH, load_plan, package, read_configs,
-                                            serve_arguments)
+from search_build.deploy.sagemaker_package import EXECUTION_ENV_PATH, load_plan, package, read_configs, serve_arguments
 from search_tools.sample_queries import MUSIC_QUERIES
 from search_tools.server import TritonServer, free_port
 
@@ -49,8 +49,13 @@ def endpoint(request, repository, tmp_path_factory):
     subprocess.run(["tar", "-xzf", str(pkg.archive), "-C", str(unpacked)], check=True)  # as SageMaker does
     port = free_port()
     # PYTHONPATH cleared: the Python models may only import what the package ships.
-    server = TritonServer(unpacked, sagemaker_port=port, extra_args=serve_arguments(pkg.environment),
-                          env={**pkg.environment, "PYTHONPATH": ""}, log_path=work / "tritonserver.log")
+    server = TritonServer(
+        unpacked,
+        sagemaker_port=port,
+        extra_args=serve_arguments(pkg.environment),
+        env={**pkg.environment, "PYTHONPATH": ""},
+        log_path=work / "tritonserver.log",
+    )
     server.start(timeout=300)
     url = f"http://127.0.0.1:{port}"
     _wait_for_ping(url)
@@ -154,8 +159,9 @@ def test_invocations_json_matches_the_kserve_endpoint(endpoint):
     pkg, unpacked, server, url = endpoint
     entry = pkg.default_model
     samples = _sample_inputs(read_configs(unpacked)[entry])
-    body = {"inputs": [{"name": n, "shape": s, "datatype": "BYTES", "data": d.reshape(-1).tolist()}
-                       for n, s, d in samples]}
+    body = {
+        "inputs": [{"name": n, "shape": s, "datatype": "BYTES", "data": d.reshape(-1).tolist()} for n, s, d in samples]
+    }
     headers, raw = _post(url, json.dumps(body).encode(), "application/json")
     result = json.loads(raw)
     want = httpclient.InferenceServerClient(server.http_url).infer(entry, _infer_inputs(samples))
@@ -208,12 +214,14 @@ def test_query_embedding_invocations_match_sentence_transformers(endpoint):
 def test_invalid_request_is_a_client_error(endpoint):
     _, _, _, url = endpoint
     with pytest.raises(urllib.error.HTTPError) as err:
-        _post(url, b'{"inputs": [{"name": "NOPE", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}',
-              "application/json")
+        _post(
+            url, b'{"inputs": [{"name": "NOPE", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}', "application/json"
+        )
     assert 400 <= err.value.code < 500
 
 
 # ------------------------------------------------------------------------- no server needed
+
 
 def test_registered_bls_calls_reach_the_container_environment(repository):
     manifest = json.loads((repository / "searchbar_manifest.json").read_text())
@@ -222,5 +230,3 @@ def test_registered_bls_calls_reach_the_container_environment(repository):
         for caller, callees in manifest["bls_calls"].items():
             if caller in needed:
                 assert set(callees) <= set(explicit) | {info["entry"]}
-
-

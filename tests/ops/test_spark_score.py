@@ -1,5 +1,6 @@
 """The Spark scoring job on real Spark (local[2]) against the single-machine job and in-process scoring,
 and its SageMaker Processing submission against moto."""
+
 from __future__ import annotations
 
 import csv
@@ -24,9 +25,17 @@ def _records(n: int = PAIRS, seed: int = 5) -> list[dict]:
     out = []
     for i in range(n):
         kind = rng.choice(kinds)
-        out.append({"id": f"pair-{i:04d}", "a_type": kind, "a_title": f"{rng.choice(brands)} {kind} {rng.randrange(50)}",
-                    "a_description": None if i % 4 else "black, wireless", "b_type": kind if i % 5 else None,
-                    "b_title": f"{rng.choice(brands)} {kind} {rng.randrange(50)}", "b_description": None})
+        out.append(
+            {
+                "id": f"pair-{i:04d}",
+                "a_type": kind,
+                "a_title": f"{rng.choice(brands)} {kind} {rng.randrange(50)}",
+                "a_description": None if i % 4 else "black, wireless",
+                "b_type": kind if i % 5 else None,
+                "b_title": f"{rng.choice(brands)} {kind} {rng.randrange(50)}",
+                "b_description": None,
+            }
+        )
     return out
 
 
@@ -66,8 +75,14 @@ def _read_scores(folder) -> dict[str, float]:
 
 def test_spark_job_equals_single_machine_job_and_in_process_scoring(pairs, onnx_dir, in_process, tmp_path):
     path, records = pairs
-    report = spark_score.score_parquet(str(path), str(tmp_path / "spark_scores"), {"kind": "onnx", "onnx_dir": str(onnx_dir)},
-                                       master="local[2]", batch_size=64, partitions=4)
+    report = spark_score.score_parquet(
+        str(path),
+        str(tmp_path / "spark_scores"),
+        {"kind": "onnx", "onnx_dir": str(onnx_dir)},
+        master="local[2]",
+        batch_size=64,
+        partitions=4,
+    )
     assert report["rows"] == PAIRS and report["parallelism"] == 2
     spark = _read_scores(tmp_path / "spark_scores")
     assert sorted(spark) == sorted(r["id"] for r in records), "every pair exactly once, id carried through"
@@ -87,8 +102,20 @@ def test_spark_job_through_the_served_pipeline(pairs, in_process, triton, tmp_pa
     if "product_duplicate" not in SERVED_PIPELINES:
         pytest.skip("product_duplicate not served")
     path, records = pairs
-    code = spark_score.main([str(path), str(tmp_path / "served_scores"), "--triton-url", triton.grpc_url,
-                             "--master", "local[2]", "--batch-size", "100", "--rows-per-request", "32"])
+    code = spark_score.main(
+        [
+            str(path),
+            str(tmp_path / "served_scores"),
+            "--triton-url",
+            triton.grpc_url,
+            "--master",
+            "local[2]",
+            "--batch-size",
+            "100",
+            "--rows-per-request",
+            "32",
+        ]
+    )
     assert code == 0
     served = _read_scores(tmp_path / "served_scores")
     ids = [r["id"] for r in records]
@@ -101,8 +128,12 @@ def test_spark_job_refuses_input_without_ids(tmp_path):
 
     pq.write_table(pa.table({"a_title": ["x"], "b_title": ["y"]}), tmp_path / "noid.parquet")
     with pytest.raises(ValueError, match="'id' column"):
-        spark_score.score_parquet(str(tmp_path / "noid.parquet"), str(tmp_path / "out"),
-                                  {"kind": "onnx", "onnx_dir": "unused"}, master="local[2]")
+        spark_score.score_parquet(
+            str(tmp_path / "noid.parquet"),
+            str(tmp_path / "out"),
+            {"kind": "onnx", "onnx_dir": "unused"},
+            master="local[2]",
+        )
 
 
 def test_sagemaker_processing_submission(tmp_path):
@@ -111,9 +142,16 @@ def test_sagemaker_processing_submission(tmp_path):
 
     from search_tools.sagemaker_processing import ProcessingPlan, processing_job_request, submit
 
-    plan = ProcessingPlan("dup-scoring-1", "arn:aws:iam::123456789012:role/sm", "123.dkr.ecr.us-east-1.amazonaws.com/spark:1",
-                          "s3://bucket/pairs/", "s3://bucket/scores/", "s3://bucket/code/",
-                          onnx_model_s3="s3://bucket/model/", instance_count=3)
+    plan = ProcessingPlan(
+        "dup-scoring-1",
+        "arn:aws:iam::123456789012:role/sm",
+        "123.dkr.ecr.us-east-1.amazonaws.com/spark:1",
+        "s3://bucket/pairs/",
+        "s3://bucket/scores/",
+        "s3://bucket/code/",
+        onnx_model_s3="s3://bucket/model/",
+        instance_count=3,
+    )
     with moto.mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="bucket")
@@ -125,13 +163,18 @@ def test_sagemaker_processing_submission(tmp_path):
     assert "predict_batch_udf" in body
     app = job["AppSpecification"]
     assert app["ContainerEntrypoint"] == ["smspark-submit", "/opt/ml/processing/input/code/spark_score.py"]
-    assert app["ContainerArguments"][:2] == ["file:///opt/ml/processing/input/pairs", "file:///opt/ml/processing/output/scores"]
+    assert app["ContainerArguments"][:2] == [
+        "file:///opt/ml/processing/input/pairs",
+        "file:///opt/ml/processing/output/scores",
+    ]
     assert "--onnx-dir" in app["ContainerArguments"]
     request = processing_job_request(plan)
     # The request is valid for the real service model (what botocore would send to AWS).
     from botocore.validate import ParamValidator
 
-    operation = boto3.client("sagemaker", region_name="us-east-1").meta.service_model.operation_model("CreateProcessingJob")
+    operation = boto3.client("sagemaker", region_name="us-east-1").meta.service_model.operation_model(
+        "CreateProcessingJob"
+    )
     report = ParamValidator().validate(request, operation.input_shape)
     assert not report.has_errors(), report.generate_report()
     assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3

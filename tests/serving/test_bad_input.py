@@ -4,6 +4,7 @@ Each bad request gets a clear Triton error naming the problem (INVALID_ARGUMENT 
 own fault, NOT_FOUND for an unknown model); good requests sharing a dynamic batch with bad ones are
 answered exactly as when sent alone; the server stays live and ready throughout.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -16,20 +17,37 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from support.reliability import (all_pipeline_params, assert_same_outputs, assert_valid_outputs, batch_size_counts,
-                                 config, good_request, outputs_of, patient, registered, request_fields,
-                                 running_server, text_tensor, validating_model, with_shared_models, write_repo)
+from support.reliability import (
+    all_pipeline_params,
+    assert_same_outputs,
+    assert_valid_outputs,
+    batch_size_counts,
+    config,
+    good_request,
+    outputs_of,
+    patient,
+    registered,
+    request_fields,
+    running_server,
+    text_tensor,
+    validating_model,
+    with_shared_models,
+    write_repo,
+)
 from search_backends.contracts.spell_correct import MAX_NEW_TOKENS, NUM_BEAMS
 from search_backends.text_input import MAX_TEXT_BYTES
 from search_build.pipelines import build_pipeline
 
 # How a pipeline answers an empty / whitespace-only text (documented in its module); others may do either.
-EMPTY_TEXT = {"query_embedding": "error",   # text_input.decode_text: an empty query has no embedding
-              "spell_correct": "error",     # served: refused like query_embedding (in-process SpellCorrector returns "")
-              "product_duplicate": "error"}  # pair_tokenizer: a product whose fields are all missing or empty
+EMPTY_TEXT = {
+    "query_embedding": "error",  # text_input.decode_text: an empty query has no embedding
+    "spell_correct": "error",  # served: refused like query_embedding (in-process SpellCorrector returns "")
+    "product_duplicate": "error",
+}  # pair_tokenizer: a product whose fields are all missing or empty
 # Invalid decoding controls, per pipeline that takes them: optional INT32 input tensors.
-INVALID_CONTROLS = {"spell_correct": [(NUM_BEAMS, 0), (NUM_BEAMS, 1000), (NUM_BEAMS, -3),
-                                      (MAX_NEW_TOKENS, 0), (MAX_NEW_TOKENS, 10**9)]}
+INVALID_CONTROLS = {
+    "spell_correct": [(NUM_BEAMS, 0), (NUM_BEAMS, 1000), (NUM_BEAMS, -3), (MAX_NEW_TOKENS, 0), (MAX_NEW_TOKENS, 10**9)]
+}
 BATCH_WAIT_US = 50_000  # the validating model waits this long to fill a batch: concurrent requests share one
 
 # catalog_search takes a vector, not text: its bad input is tested in test_catalog_search.py.
@@ -41,7 +59,9 @@ pipeline_param = pytest.mark.parametrize("name", all_pipeline_params(TEXTLESS))
 def served(tmp_path_factory):
     names = [n for n in registered() if n not in TEXTLESS]
     pipelines = {n: patient(build_pipeline(n), BATCH_WAIT_US) for n in names}
-    pipelines = with_shared_models(pipelines, {validating_model(p): p.model(validating_model(p)) for p in pipelines.values()})
+    pipelines = with_shared_models(
+        pipelines, {validating_model(p): p.model(validating_model(p)) for p in pipelines.values()}
+    )
     repo = write_repo(list(pipelines.values()), tmp_path_factory.mktemp("bad_input_repo"))
     with running_server(repo, tmp_path_factory.mktemp("logs") / "tritonserver.log") as server:
         yield server, pipelines
@@ -138,8 +158,11 @@ def test_text_beyond_the_token_limit_is_truncated(name, served, grpc):
     if name == "query_embedding":
         # Documented rule (tokenization.BatchTokenizer): keep the first max_length - 2 word pieces.
         head = "music " * 126
-        assert_same_outputs(outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": long_text})), cfg),
-                            outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": head})), cfg), 1e-5)
+        assert_same_outputs(
+            outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": long_text})), cfg),
+            outputs_of(grpc.infer(entry, good_request(grpcclient, cfg, 0, {"TEXT": head})), cfg),
+            1e-5,
+        )
 
 
 @pipeline_param
@@ -152,8 +175,9 @@ def test_text_over_the_byte_limit_is_refused(name, served, grpc):
 
 
 @pipeline_param
-@pytest.mark.parametrize("raw,words", [(b"caf\xe9 \xff\xfe", ("UTF-8",)), (b"abc\x00def", ("NUL",))],
-                         ids=["invalid-utf8", "nul"])
+@pytest.mark.parametrize(
+    "raw,words", [(b"caf\xe9 \xff\xfe", ("UTF-8",)), (b"abc\x00def", ("NUL",))], ids=["invalid-utf8", "nul"]
+)
 def test_undecodable_text(name, raw, words, served, grpc):
     entry = _entry(served, name)
     cfg = config(grpc, entry)
@@ -180,8 +204,12 @@ def test_wrong_dtype_shape_and_missing_input(name, served, grpc):
 
 
 def test_unknown_model(served, grpc):
-    _assert_invalid(_call(grpc, "no_such_pipeline", [text_tensor(grpcclient, "TEXT", ["a"])]),
-                    "unknown model", "no_such_pipeline", status="StatusCode.NOT_FOUND")
+    _assert_invalid(
+        _call(grpc, "no_such_pipeline", [text_tensor(grpcclient, "TEXT", ["a"])]),
+        "unknown model",
+        "no_such_pipeline",
+        status="StatusCode.NOT_FOUND",
+    )
 
 
 @pipeline_param
@@ -231,8 +259,9 @@ def test_good_and_bad_requests_in_one_batch(name, served, grpc):
     bad_values = [b"\xff bad", b"nul\x00", b"y" * (MAX_TEXT_BYTES + 1), b"\xed\xa0\x80 surrogate"]
     goods = [good_request(grpcclient, cfg, i) for i in range(len(bad_values))]
     alone = [outputs_of(grpc.infer(entry, g), cfg) for g in goods]
-    requests = [r for pair in zip(goods, (good_request(grpcclient, cfg, 0, {field: b}) for b in bad_values))
-                for r in pair]
+    requests = [
+        r for pair in zip(goods, (good_request(grpcclient, cfg, 0, {field: b}) for b in bad_values)) for r in pair
+    ]
     checker = validating_model(pipeline)
     with cf.ThreadPoolExecutor(len(requests)) as pool:
         for _attempt in range(3):
@@ -253,6 +282,7 @@ def test_good_and_bad_requests_in_one_batch(name, served, grpc):
 
 
 # --- property-based: arbitrary unicode never crashes, gives valid output or a clean InputError -------------------
+
 
 @pipeline_param
 def test_arbitrary_unicode_through_the_server(name, served, grpc):

@@ -3,6 +3,7 @@
 Served results are compared with an in-process search of the very index folder the server loaded, stage outputs
 with the stage models called on their own, and catalog vectors with the served query_embedding.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,6 +61,7 @@ def flat_folder(items, vectors, embedder, tmp_path_factory):
 
 # ---- catalog files ------------------------------------------------------------------------------------------
 
+
 def test_catalog_vectors_are_sentence_transformers_vectors(items, vectors):
     from sentence_transformers import SentenceTransformer
 
@@ -90,17 +92,35 @@ def test_embedding_resumes_from_finished_chunks(items, embedder, vectors, monkey
 def test_hnsw_recall_against_exact(items, vectors, embedder, flat_folder, tmp_path):
     hnsw_dir = tmp_path / C.CATALOG_DIR
     manifest = write_catalog(hnsw_dir, items, vectors, IndexSettings(kind=C.INDEX_HNSW), embedder.key)
-    assert manifest["index"] == {**manifest["index"], "kind": C.INDEX_HNSW, "m": C.HNSW_M,
-                                 "ef_construction": C.HNSW_EF_CONSTRUCTION, "ef_search": C.HNSW_EF_SEARCH}
-    queries = embedder.encode(["love songs", "rock band", "new york", "the black keys", "summer night", "jazz piano",
-                               "football club", "queen", "dark side of the moon", "river song"])
+    assert manifest["index"] == {
+        **manifest["index"],
+        "kind": C.INDEX_HNSW,
+        "m": C.HNSW_M,
+        "ef_construction": C.HNSW_EF_CONSTRUCTION,
+        "ef_search": C.HNSW_EF_SEARCH,
+    }
+    queries = embedder.encode(
+        [
+            "love songs",
+            "rock band",
+            "new york",
+            "the black keys",
+            "summer night",
+            "jazz piano",
+            "football club",
+            "queen",
+            "dark side of the moon",
+            "river song",
+        ]
+    )
     exact, approx = FaissCatalog(flat_folder).search(queries, 10), open_catalog(hnsw_dir).search(queries, 10)
     recall = np.mean([len(set(a.ids) & set(e.ids)) / 10 for a, e in zip(approx, exact)])
     assert recall >= 0.95, recall
     # Exact search is exact: each item's own title finds the item first.
     self_hits = FaissCatalog(flat_folder).search(vectors[:50], 1)
     assert [h.ids[0] for h in self_hits] == items.ids[:50] or sum(
-        h.ids[0] == i for h, i in zip(self_hits, items.ids[:50])) >= 48  # duplicate titles may tie
+        h.ids[0] == i for h, i in zip(self_hits, items.ids[:50])
+    ) >= 48  # duplicate titles may tie
 
 
 def test_search_guards_its_inputs(flat_folder):
@@ -109,7 +129,9 @@ def test_search_guards_its_inputs(flat_folder):
         catalog.search(np.zeros((1, 5), np.float32), 3)
     with pytest.raises(ValueError, match="finite"):
         catalog.search(np.full((1, catalog.dim), np.nan, np.float32), 3)
-    assert [len(h.ids) for h in catalog.search(np.ones((2, catalog.dim), np.float32), catalog.size + 50)] == [catalog.size] * 2
+    assert [len(h.ids) for h in catalog.search(np.ones((2, catalog.dim), np.float32), catalog.size + 50)] == [
+        catalog.size
+    ] * 2
 
 
 def _floats(name, array):
@@ -148,16 +170,31 @@ def test_served_catalog_search_equals_in_process_search(grpc_client, served_cata
     import concurrent.futures as cf
 
     reference = open_catalog(served_catalog_dir)
-    queries = _served_embeddings(grpc_client, ["love songs", "metallica", "the rolling stones", "new york city",
-                                               "summer of love", "piano", "black and white", "queen"])
+    queries = _served_embeddings(
+        grpc_client,
+        [
+            "love songs",
+            "metallica",
+            "the rolling stones",
+            "new york city",
+            "summer of love",
+            "piano",
+            "black and white",
+            "queen",
+        ],
+    )
 
     def ask(rows, k):
-        r = grpc_client.infer(C.CATALOG_SEARCH, [_floats(C.EMBEDDING, queries[rows]), _ints(C.TOP_K, np.full((len(rows), 1), k))])
+        r = grpc_client.infer(
+            C.CATALOG_SEARCH, [_floats(C.EMBEDDING, queries[rows]), _ints(C.TOP_K, np.full((len(rows), 1), k))]
+        )
         return r
 
     with cf.ThreadPoolExecutor(4) as pool:  # concurrent requests with different k share dynamic batches
-        futures = {(tuple(rows), k): pool.submit(ask, rows, k) for rows, k in
-                   (([0, 1], 10), ([2], 3), ([3, 4, 5], 25), ([6, 7], 1))}
+        futures = {
+            (tuple(rows), k): pool.submit(ask, rows, k)
+            for rows, k in (([0, 1], 10), ([2], 3), ([3, 4, 5], 25), ([6, 7], 1))
+        }
         for (rows, k), future in futures.items():
             result = future.result()
             want = reference.search(queries[list(rows)], k)
@@ -181,12 +218,15 @@ def test_served_catalog_holds_the_served_embeddings(grpc_client, served_catalog_
 
 
 @served_catalog
-@pytest.mark.parametrize("inputs, field", [
-    (lambda dim: [_floats(C.EMBEDDING, np.full((1, dim), np.nan))], "EMBEDDING"),
-    (lambda dim: [_floats(C.EMBEDDING, np.ones((1, dim))), _ints(C.TOP_K, np.array([[0]]))], "TOP_K"),
-    (lambda dim: [_floats(C.EMBEDDING, np.ones((1, dim))), _ints(C.TOP_K, np.array([[C.MAX_TOP_K + 1]]))], "TOP_K"),
-    (lambda dim: [_floats(C.EMBEDDING, np.ones((2, dim))), _ints(C.TOP_K, np.array([[2], [3]]))], "TOP_K"),
-])
+@pytest.mark.parametrize(
+    "inputs, field",
+    [
+        (lambda dim: [_floats(C.EMBEDDING, np.full((1, dim), np.nan))], "EMBEDDING"),
+        (lambda dim: [_floats(C.EMBEDDING, np.ones((1, dim))), _ints(C.TOP_K, np.array([[0]]))], "TOP_K"),
+        (lambda dim: [_floats(C.EMBEDDING, np.ones((1, dim))), _ints(C.TOP_K, np.array([[C.MAX_TOP_K + 1]]))], "TOP_K"),
+        (lambda dim: [_floats(C.EMBEDDING, np.ones((2, dim))), _ints(C.TOP_K, np.array([[2], [3]]))], "TOP_K"),
+    ],
+)
 def test_served_catalog_search_rejects_bad_input(grpc_client, served_catalog_dir, inputs, field):
     dim = open_catalog(served_catalog_dir).dim
     with pytest.raises(InferenceServerException) as info:
@@ -199,7 +239,9 @@ def test_served_catalog_search_rejects_bad_input(grpc_client, served_catalog_dir
 @served_bar
 def test_search_bar_equals_its_stages(grpc_client, served_catalog_dir):
     texts = ["metalica enter sandman", "tayler swift love story", "wireless headphones"]
-    result = grpc_client.infer(C.SEARCH_BAR, [string_input(grpcclient, C.TEXT, texts), _ints(C.TOP_K, np.full((3, 1), 7))])
+    result = grpc_client.infer(
+        C.SEARCH_BAR, [string_input(grpcclient, C.TEXT, texts), _ints(C.TOP_K, np.full((3, 1), 7))]
+    )
     corrected = [row[0] for row in _decoded(result.as_numpy(C.CORRECTED))]
     spell = grpc_client.infer(C.SPELL_ENTRY, [string_input(grpcclient, "TEXT", texts)])
     assert corrected == [row[0] for row in _decoded(spell.as_numpy(C.SPELL_OUTPUT))]
@@ -215,8 +257,10 @@ def test_search_bar_equals_its_stages(grpc_client, served_catalog_dir):
 @served_bar
 def test_search_bar_switches(grpc_client, served_catalog_dir):
     text = ["metalica enter sandman"]
-    off = grpc_client.infer(C.SEARCH_BAR, [string_input(grpcclient, C.TEXT, text), _bools(C.CORRECT_SPELLING, [False]),
-                                           _bools(C.DETECT_INTENT, [False])])
+    off = grpc_client.infer(
+        C.SEARCH_BAR,
+        [string_input(grpcclient, C.TEXT, text), _bools(C.CORRECT_SPELLING, [False]), _bools(C.DETECT_INTENT, [False])],
+    )
     assert _decoded(off.as_numpy(C.CORRECTED)) == [text]
     assert _decoded(off.as_numpy(C.INTENT)) == [[""]] and not off.as_numpy(C.INTENT_PROBABILITIES).any()
     want = open_catalog(served_catalog_dir).search(_served_embeddings(grpc_client, text), C.DEFAULT_TOP_K)
@@ -237,9 +281,11 @@ def test_search_bar_bad_request_does_not_disturb_others(grpc_client):
 
     with cf.ThreadPoolExecutor(6) as pool:
         goods = [pool.submit(good) for _ in range(3)]
-        errors = [pool.submit(bad, [string_input(grpcclient, C.TEXT, [""])]),
-                  pool.submit(bad, [string_input(grpcclient, C.TEXT, ["a"]), _ints(C.TOP_K, np.array([[C.MAX_TOP_K + 1]]))]),
-                  pool.submit(bad, [string_input(grpcclient, C.TEXT, ["a", "b"]), _bools(C.CORRECT_SPELLING, [True, False])])]
+        errors = [
+            pool.submit(bad, [string_input(grpcclient, C.TEXT, [""])]),
+            pool.submit(bad, [string_input(grpcclient, C.TEXT, ["a"]), _ints(C.TOP_K, np.array([[C.MAX_TOP_K + 1]]))]),
+            pool.submit(bad, [string_input(grpcclient, C.TEXT, ["a", "b"]), _bools(C.CORRECT_SPELLING, [True, False])]),
+        ]
         reference = good()
         for g in goods:
             assert _decoded(g.result().as_numpy(C.ITEM_IDS)) == _decoded(reference.as_numpy(C.ITEM_IDS))
@@ -249,6 +295,7 @@ def test_search_bar_bad_request_does_not_disturb_others(grpc_client):
 
 
 # ---- Milvus (a real milvus-lite server process) --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def milvus_uri(tmp_path_factory):
@@ -277,15 +324,31 @@ def milvus_uri(tmp_path_factory):
 @pytest.fixture(scope="module")
 def milvus_folder(milvus_uri, items, vectors, embedder, tmp_path_factory):
     folder = tmp_path_factory.mktemp("milvus") / C.CATALOG_DIR
-    write_catalog(folder, items, vectors, IndexSettings(backend=C.BACKEND_MILVUS, kind=C.INDEX_FLAT,
-                                                        milvus_uri=milvus_uri, milvus_collection="test_catalog"),
-                  embedder.key)
+    write_catalog(
+        folder,
+        items,
+        vectors,
+        IndexSettings(
+            backend=C.BACKEND_MILVUS, kind=C.INDEX_FLAT, milvus_uri=milvus_uri, milvus_collection="test_catalog"
+        ),
+        embedder.key,
+    )
     return folder
 
 
 def test_milvus_returns_the_items_of_faiss_exact_search(milvus_folder, flat_folder, embedder):
-    queries = embedder.encode(["love songs", "metallica", "rock and roll", "the beatles", "new orleans jazz",
-                               "king of the hill", "moon river", "red hot"])
+    queries = embedder.encode(
+        [
+            "love songs",
+            "metallica",
+            "rock and roll",
+            "the beatles",
+            "new orleans jazz",
+            "king of the hill",
+            "moon river",
+            "red hot",
+        ]
+    )
     milvus, faiss_exact = MilvusCatalog(milvus_folder), FaissCatalog(flat_folder)
     assert milvus.size == faiss_exact.size
     for got, want in zip(milvus.search(queries, 10), faiss_exact.search(queries, 10)):
@@ -297,11 +360,21 @@ def test_served_catalog_search_over_milvus(milvus_folder, flat_folder, milvus_ur
     from search_build.repository.writer import write_repository
     from search_tools.server import TritonServer
 
-    pipeline = build_pipeline(C.CATALOG_SEARCH, catalog=catalog_file, catalog_backend=C.BACKEND_MILVUS,
-                              index_kind=C.INDEX_FLAT, milvus_uri=milvus_uri, milvus_collection="served_catalog")
+    pipeline = build_pipeline(
+        C.CATALOG_SEARCH,
+        catalog=catalog_file,
+        catalog_backend=C.BACKEND_MILVUS,
+        index_kind=C.INDEX_FLAT,
+        milvus_uri=milvus_uri,
+        milvus_collection="served_catalog",
+    )
     repo = write_repository([pipeline], tmp_path / "repo", "local", progress=lambda _: None)
-    assert json.loads((repo / C.CATALOG_SEARCH / "1" / C.CATALOG_DIR / C.MANIFEST_FILE).read_text())["milvus"][
-        "collection"] == "served_catalog"
+    assert (
+        json.loads((repo / C.CATALOG_SEARCH / "1" / C.CATALOG_DIR / C.MANIFEST_FILE).read_text())["milvus"][
+            "collection"
+        ]
+        == "served_catalog"
+    )
     queries = embedder.encode(["love songs", "moon river", "the beatles"])
     with TritonServer(repo, log_path=tmp_path / "tritonserver.log") as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -312,14 +385,21 @@ def test_served_catalog_search_over_milvus(milvus_folder, flat_folder, milvus_ur
 
 # ---- command line -------------------------------------------------------------------------------------------
 
+
 def test_index_build_adds_catalog_search_to_a_repository(catalog_file, tmp_path):
     from search_build.repository.writer import MANIFEST_FILE, write_repository
     from search_tools.cli import main
 
     repo = write_repository([build_pipeline(C.EMBEDDING_ENTRY)], tmp_path / "repo", "local", progress=lambda _: None)
     small = tmp_path / "small.jsonl"
-    small.write_text("\n".join(json.dumps({"id": f"s{i}", "title": t, "genre": g}) for i, (t, g) in enumerate(
-        [("Enter Sandman", "metal"), ("Love Story", "pop"), ("So What", "jazz")])) + "\n", encoding="utf-8")
+    small.write_text(
+        "\n".join(
+            json.dumps({"id": f"s{i}", "title": t, "genre": g})
+            for i, (t, g) in enumerate([("Enter Sandman", "metal"), ("Love Story", "pop"), ("So What", "jazz")])
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     assert main(["index", "build", "--catalog", str(small), "--repository", str(repo)]) == 0
     manifest = json.loads((repo / MANIFEST_FILE).read_text())
     assert set(manifest["pipelines"]) == {C.EMBEDDING_ENTRY, C.CATALOG_SEARCH}

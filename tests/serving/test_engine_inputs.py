@@ -1,5 +1,6 @@
 """Direct calls to the encoder engines (composing models) with out-of-range ids, over-long rows or bad masks:
 a per-request INVALID_ARGUMENT naming the tensor, and the requests batched with them answered as when alone."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -16,8 +17,10 @@ from search_build.pipelines import build_pipeline
 
 ENGINES = {Q.QUERY_EMBEDDING: Q.ENCODER, P.DUPLICATE: P.ENCODER}
 # One entry request per pipeline, and the output compared (batched with bad direct calls vs alone).
-ENTRY_TEXT = {Q.QUERY_EMBEDDING: ({Q.TEXT: "lofi beats"}, Q.EMBEDDING),
-              P.DUPLICATE: ({P.A_TITLE: "usb c cable 2m", P.B_TITLE: "usb-c cable, 2 m"}, P.SCORE)}
+ENTRY_TEXT = {
+    Q.QUERY_EMBEDDING: ({Q.TEXT: "lofi beats"}, Q.EMBEDDING),
+    P.DUPLICATE: ({P.A_TITLE: "usb c cable 2m", P.B_TITLE: "usb-c cable, 2 m"}, P.SCORE),
+}
 
 
 @pytest.mark.parametrize("pipeline", list(ENGINES))
@@ -49,9 +52,11 @@ def test_direct_bad_engine_requests_fail_alone(grpc_client, pipeline):
         return [_ints(n, values[n]) for n in names]
 
     good_ids = np.array([[101, 2000, 3000, 102]])
-    bad = [(feed(np.array([[101, vocab + 5, 102]])), "input_ids"),
-           (feed(np.full((1, engine.max_sequence_length + 8), 1000)), "input_ids"),
-           (feed(good_ids, np.array([[1, 1, 7, 1]])), "attention_mask")]
+    bad = [
+        (feed(np.array([[101, vocab + 5, 102]])), "input_ids"),
+        (feed(np.full((1, engine.max_sequence_length + 8), 1000)), "input_ids"),
+        (feed(good_ids, np.array([[1, 1, 7, 1]])), "attention_mask"),
+    ]
     fields, out = ENTRY_TEXT[pipeline]
 
     def entry_inputs():

@@ -1,4 +1,5 @@
 """query_intent and product_duplicate served by a real tritonserver match the PyTorch multi-task model."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from support.serving import SERVED_PIPELINES, string_input
 from search_build.pipelines.product_search import DEFAULT_CHECKPOINT, FIELDS
 from search_build.training.product_data import make_intent_splits, make_product_pair_splits
 
-pytestmark = pytest.mark.skipif(not {"query_intent", "product_duplicate"} <= set(SERVED_PIPELINES),
-                                reason="product pipelines not served in this run")
+pytestmark = pytest.mark.skipif(
+    not {"query_intent", "product_duplicate"} <= set(SERVED_PIPELINES),
+    reason="product pipelines not served in this run",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,9 @@ def _torch_intent_probs(model, config, texts):
     tokenizer = BatchTokenizer(resolve_encoder_dir(config), max_length=config["intent"]["max_length"])
     enc = tokenizer.encode(texts)
     with torch.no_grad():
-        logits = model.intent_logits(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask,
-                                                                          enc.token_type_ids)))
+        logits = model.intent_logits(
+            *(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids))
+        )
     return torch.softmax(logits, -1).numpy()
 
 
@@ -54,10 +58,11 @@ def _torch_duplicate_probs(model, config, pairs):
     encoder = PairEncoder.from_dir(resolve_encoder_dir(config), max_length=config["duplicate"]["max_length"])
     out = []
     for i in range(0, len(pairs), 32):
-        enc = encoder.encode_records([(p.a, p.b) for p in pairs[i:i + 32]])
+        enc = encoder.encode_records([(p.a, p.b) for p in pairs[i : i + 32]])
         with torch.no_grad():
-            logit = model.duplicate_logit(*(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask,
-                                                                              enc.token_type_ids)))
+            logit = model.duplicate_logit(
+                *(torch.from_numpy(a) for a in (enc.input_ids, enc.attention_mask, enc.token_type_ids))
+            )
         out.append(torch.sigmoid(logit.reshape(-1)).numpy())
     return np.concatenate(out)
 
@@ -82,7 +87,7 @@ def test_intent_matches_pytorch(grpc_client, torch_model, heldout):
     labels = [config["intent"]["id2label"][str(i)] for i in range(want.shape[1])]
     got, got_labels = [], []
     for i in range(0, len(texts), 16):  # multi-row requests
-        result = grpc_client.infer("query_intent", [string_input(grpcclient, "TEXT", texts[i:i + 16])])
+        result = grpc_client.infer("query_intent", [string_input(grpcclient, "TEXT", texts[i : i + 16])])
         got.append(result.as_numpy("PROBABILITIES"))
         got_labels += [v[0].decode() for v in result.as_numpy("LABEL")]
     got = np.concatenate(got)
@@ -107,8 +112,12 @@ def test_duplicate_matches_pytorch(grpc_client, torch_model, heldout):
     model, config = torch_model
     _, pairs = heldout
     want = _torch_duplicate_probs(model, config, pairs)
-    got = np.concatenate([grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[i:i + 16]))
-                          .as_numpy("SCORE")[:, 0] for i in range(0, len(pairs), 16)])
+    got = np.concatenate(
+        [
+            grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[i : i + 16])).as_numpy("SCORE")[:, 0]
+            for i in range(0, len(pairs), 16)
+        ]
+    )
     assert np.abs(got - want).max() < 1e-4
     assert ((got > 0.5) == (want > 0.5)).all()
     accuracy = np.mean((got > 0.5) == np.array([p.label for p in pairs]))
@@ -118,8 +127,9 @@ def test_duplicate_matches_pytorch(grpc_client, torch_model, heldout):
 def test_missing_fields_are_allowed(grpc_client, heldout):
     _, pairs = heldout
     full = grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[:4])).as_numpy("SCORE")
-    partial = grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[:4],
-                                                                  omit=("A_DESCRIPTION", "B_DESCRIPTION")))
+    partial = grpc_client.infer(
+        "product_duplicate", _pair_inputs(grpcclient, pairs[:4], omit=("A_DESCRIPTION", "B_DESCRIPTION"))
+    )
     scores = partial.as_numpy("SCORE")
     assert scores.shape == full.shape and np.all((scores >= 0) & (scores <= 1))
 
@@ -132,18 +142,23 @@ def test_one_encoder_graph_serves_both_heads(http_client, grpc_client, triton, h
     intents, pairs = heldout
 
     def counts():
-        return {m: int(grpc_client.get_inference_statistics(m, as_json=True)["model_stats"][0]
-                       .get("inference_count", 0)) for m in ("product_encoder", "query_intent_encoder")}  # JSON omits 0
+        return {
+            m: int(grpc_client.get_inference_statistics(m, as_json=True)["model_stats"][0].get("inference_count", 0))
+            for m in ("product_encoder", "query_intent_encoder")
+        }  # JSON omits 0
 
     before = counts()
-    futures = [http_client.async_infer("query_intent", [string_input(httpclient, "TEXT", [e.text])]) for e in intents[:20]]
+    futures = [
+        http_client.async_infer("query_intent", [string_input(httpclient, "TEXT", [e.text])]) for e in intents[:20]
+    ]
     futures += [http_client.async_infer("product_duplicate", _pair_inputs(httpclient, [p])) for p in pairs[:20]]
     for f in futures:
         f.get_result()
     after = counts()
     assert {m: after[m] - before[m] for m in after} == {"product_encoder": 20, "query_intent_encoder": 20}
-    digests = {m: hashlib.sha256((triton.model_repository / m / "1" / "model.onnx").read_bytes()).hexdigest()
-               for m in after}
+    digests = {
+        m: hashlib.sha256((triton.model_repository / m / "1" / "model.onnx").read_bytes()).hexdigest() for m in after
+    }
     assert len(set(digests.values())) == 1, "both stubs must run the same exported encoder graph"
     index = grpc_client.get_model_repository_index(headers=triton.admin_headers, as_json=True)
     repo_models = {m["name"] for m in index["models"]}
@@ -156,18 +171,50 @@ def test_batch_scoring_job_through_triton_matches_direct_scores(triton, grpc_cli
     import sys
 
     _, pairs = heldout
-    rows = [{"id": f"p{i}", "a_type": p.a.product_type, "a_title": p.a.title, "a_description": p.a.description,
-             "b_type": p.b.product_type, "b_title": p.b.title, "b_description": p.b.description}
-            for i, p in enumerate(pairs[:120])]
+    rows = [
+        {
+            "id": f"p{i}",
+            "a_type": p.a.product_type,
+            "a_title": p.a.title,
+            "a_description": p.a.description,
+            "b_type": p.b.product_type,
+            "b_title": p.b.title,
+            "b_description": p.b.description,
+        }
+        for i, p in enumerate(pairs[:120])
+    ]
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "scores.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "search_tools.cli", "score", str(source), str(out), "--triton-url",
-                           triton.grpc_url, "--rows-per-request", "16", "--in-flight", "4", "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search_tools.cli",
+            "score",
+            str(source),
+            str(out),
+            "--triton-url",
+            triton.grpc_url,
+            "--rows-per-request",
+            "16",
+            "--in-flight",
+            "4",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [w["id"] for w in written] == [r["id"] for r in rows]
-    direct = np.concatenate([grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[i:min(i + 16, 120)]))
-                             .as_numpy("SCORE")[:, 0] for i in range(0, 120, 16)])
+    direct = np.concatenate(
+        [
+            grpc_client.infer("product_duplicate", _pair_inputs(grpcclient, pairs[i : min(i + 16, 120)])).as_numpy(
+                "SCORE"
+            )[:, 0]
+            for i in range(0, 120, 16)
+        ]
+    )
     assert np.abs(np.array([w["score"] for w in written]) - direct).max() < 1e-5

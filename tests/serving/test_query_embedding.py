@@ -1,4 +1,5 @@
 """query_embedding served by a real tritonserver matches sentence-transformers."""
+
 from __future__ import annotations
 
 import queue
@@ -15,14 +16,30 @@ ENCODER = "query_embedding_encoder"
 
 BURSTS = 5
 QUERIES = [
-    "taylor swift", "Taylor Swift love story (Taylor's version)", "lofi hip hop radio beats to relax/study to",
-    "beethoven symphony no. 9 in d minor, op. 125", "AC/DC - Highway to Hell", "música para dormir",
-    "シティポップ 80年代", "k-pop 2024 hits 🔥🔥", "a", "?", "rock", "the the the the the",
-    "songs like bohemian rhapsody but slower and with more piano", "    padded with spaces    ",
-    "UPPERCASE QUERY WITH NUMBERS 1234567890", "naïve café déjà vu", "Привет мир песни",
-    "emoji only 🎸🥁🎹", "new line\nin the middle", "tab\tseparated\tquery",
-    "x" * 40, " ".join(["very long query about music"] * 80),  # beyond max_seq_length: truncated
-    "hip-hop/rap; r&b <3", "what's that song that goes na na na",
+    "taylor swift",
+    "Taylor Swift love story (Taylor's version)",
+    "lofi hip hop radio beats to relax/study to",
+    "beethoven symphony no. 9 in d minor, op. 125",
+    "AC/DC - Highway to Hell",
+    "música para dormir",
+    "シティポップ 80年代",
+    "k-pop 2024 hits 🔥🔥",
+    "a",
+    "?",
+    "rock",
+    "the the the the the",
+    "songs like bohemian rhapsody but slower and with more piano",
+    "    padded with spaces    ",
+    "UPPERCASE QUERY WITH NUMBERS 1234567890",
+    "naïve café déjà vu",
+    "Привет мир песни",
+    "emoji only 🎸🥁🎹",
+    "new line\nin the middle",
+    "tab\tseparated\tquery",
+    "x" * 40,
+    " ".join(["very long query about music"] * 80),  # beyond max_seq_length: truncated
+    "hip-hop/rap; r&b <3",
+    "what's that song that goes na na na",
 ]
 
 
@@ -67,8 +84,11 @@ def test_concurrent_requests_batch_to_the_same_vectors(grpc_client):
         before = _execution_count(grpc_client)
         done = queue.Queue()
         for k, q in enumerate(QUERIES * 2):
-            grpc_client.async_infer("query_embedding", [string_input(grpcclient, "TEXT", [q])],
-                                    partial(lambda k, result, error: done.put((k, result, error)), k))
+            grpc_client.async_infer(
+                "query_embedding",
+                [string_input(grpcclient, "TEXT", [q])],
+                partial(lambda k, result, error: done.put((k, result, error)), k),
+            )
         for _ in range(2 * len(QUERIES)):
             k, result, error = done.get(timeout=60)
             assert error is None, error

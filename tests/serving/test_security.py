@@ -1,4 +1,5 @@
 """Security: no pickle-based weights, no remote code, loopback by default, validated configuration values."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -16,7 +17,15 @@ from support.project import PROJECT_ROOT, project_files
 
 SHIPPED = ("build", "python_backends", "tools", "scripts")
 # Built from pieces so this file does not match its own patterns.
-REPOSITORY_SUFFIXES = {".pbtxt", ".py", ".onnx", ".json", ".txt", ".tsv", ".safetensors"}  # .tsv: spell guard word lists
+REPOSITORY_SUFFIXES = {
+    ".pbtxt",
+    ".py",
+    ".onnx",
+    ".json",
+    ".txt",
+    ".tsv",
+    ".safetensors",
+}  # .tsv: spell guard word lists
 
 
 def test_model_weights_load_from_safetensors_only():
@@ -32,8 +41,10 @@ def test_model_weights_load_from_safetensors_only():
             cls, args = m.group(1), m.group(2)
             if "Tokenizer" in cls or cls in ("cls", "super") or cls in own or "use_safetensors=True" in args:
                 continue
-            findings.append(f"{path.relative_to(PROJECT_ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: "
-                            f"{cls}.from_pretrained without use_safetensors=True")
+            findings.append(
+                f"{path.relative_to(PROJECT_ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: "
+                f"{cls}.from_pretrained without use_safetensors=True"
+            )
     assert not findings, "\n".join(findings)
 
 
@@ -76,15 +87,23 @@ def _is_catalog_data(path: Path) -> bool:
 
 
 def _assert_safe_repository(repo: Path, allowed: frozenset[Path] = frozenset()) -> None:
-    bad = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-           and p not in allowed
-           and p.suffix.lower() not in REPOSITORY_SUFFIXES and not p.name.endswith((".onnx.data", ".onnx_data"))
-           and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)  # kept by `searchbar sweep --apply`
-           and not _is_ctranslate2_weights(p) and not _is_catalog_data(p)]
+    bad = [
+        str(p.relative_to(repo))
+        for p in repo.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p not in allowed
+        and p.suffix.lower() not in REPOSITORY_SUFFIXES
+        and not p.name.endswith((".onnx.data", ".onnx_data"))
+        and not re.fullmatch(r"config\.pbtxt\.[\w-]+\.bak", p.name)  # kept by `searchbar sweep --apply`
+        and not _is_ctranslate2_weights(p)
+        and not _is_catalog_data(p)
+    ]
     assert not bad, f"unexpected file types in {repo}: {bad}"
 
 
 # --- loopback by default ---------------------------------------------------------------------------------------
+
 
 def test_server_and_cli_default_to_loopback():
     import argparse
@@ -103,10 +122,15 @@ def test_server_and_cli_default_to_loopback():
 
 
 def test_running_server_listens_on_loopback_only(triton):
-    sockets = [c for proc in [psutil.Process(triton.process.pid), *psutil.Process(triton.process.pid).children(True)]
-               for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    sockets = [
+        c
+        for proc in [psutil.Process(triton.process.pid), *psutil.Process(triton.process.pid).children(True)]
+        for c in proc.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
     ports = {c.laddr.port for c in sockets}
     assert {triton.http_port, triton.grpc_port, triton.metrics_port} <= ports
+
     def loopback(ip: str) -> bool:
         addr = ipaddress.ip_address(ip)
         return (addr.ipv4_mapped or addr).is_loopback if addr.version == 6 else addr.is_loopback
@@ -157,8 +181,9 @@ def test_repository_and_logging_apis_need_the_admin_key(tmp_path):
         for call in refused:
             with pytest.raises(InferenceServerException) as caught:
                 call()
-            assert "restricted" in caught.value.message().lower() or "unavailable" in str(caught.value).lower(), \
+            assert "restricted" in caught.value.message().lower() or "unavailable" in str(caught.value).lower(), (
                 caught.value.message()
+            )
         assert grpc_client.is_model_ready(tokenizer) and not (tmp_path / "pwned").exists()
         # inference stays open; the key opens the rest
         index = grpc_client.get_model_repository_index(headers=server.admin_headers, as_json=True)

@@ -1,5 +1,6 @@
 """spell_correct served by a real tritonserver: with the guard off it equals Hugging Face generate() token for
 token; with the guard on (the default) it equals the in-process guard applied to that HF output."""
+
 from __future__ import annotations
 
 
@@ -13,17 +14,39 @@ from search_backends.contracts.spell_correct import LENGTH_PENALTY, MIN_LENGTH, 
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT
 from support.project import PROJECT_ROOT
 
-pytestmark = pytest.mark.skipif("spell_correct" not in SERVED_PIPELINES,
-                                reason="spell_correct not served in this run")
+pytestmark = pytest.mark.skipif("spell_correct" not in SERVED_PIPELINES, reason="spell_correct not served in this run")
 
 INPUTS = [
-    "tayler swift", "beetles yesterday", "metalica enter sandman", "classcal music for studdy", "hello",
-    "lofi beats to studdy", "the weekend blinding lihgts", "bohemain rapsody", "ed sheren perfect", "a",
-    "coldplay", "rain sounds for sleping", "billie elish bad guy", "jazz pianno", "acoustic covr songs",
-    "drake gods plan", "niravna smells like teen spirit", "mozart for babys", "happy birthday song",
-    "80s synthwave", "adele someone like yuo", "chill hop", "workout playlist", "reggae bob marly",
-    "frank ocean blond", "imagine dragons beliver", "vivaldi four seasons sprng", "kendrik lamar humble",
-    "piano", "study music without lyrics and with some rain in the background please",
+    "tayler swift",
+    "beetles yesterday",
+    "metalica enter sandman",
+    "classcal music for studdy",
+    "hello",
+    "lofi beats to studdy",
+    "the weekend blinding lihgts",
+    "bohemain rapsody",
+    "ed sheren perfect",
+    "a",
+    "coldplay",
+    "rain sounds for sleping",
+    "billie elish bad guy",
+    "jazz pianno",
+    "acoustic covr songs",
+    "drake gods plan",
+    "niravna smells like teen spirit",
+    "mozart for babys",
+    "happy birthday song",
+    "80s synthwave",
+    "adele someone like yuo",
+    "chill hop",
+    "workout playlist",
+    "reggae bob marly",
+    "frank ocean blond",
+    "imagine dragons beliver",
+    "vivaldi four seasons sprng",
+    "kendrik lamar humble",
+    "piano",
+    "study music without lyrics and with some rain in the background please",
     "Tayler   SWIFT  ",  # normalisation: case and spaces
 ]
 
@@ -37,6 +60,7 @@ def hf():
     model = BartForConditionalGeneration.from_pretrained(DEFAULT_CHECKPOINT).eval()
 
     from search_backends.spell_codec import SpellTextCodec
+
     codec = SpellTextCodec(DEFAULT_CHECKPOINT)
 
     def generate(texts, **options):
@@ -47,6 +71,7 @@ def hf():
             out = model.generate(**batch, **options)
         heads = tokenizer.batch_decode(out, skip_special_tokens=True)
         return [" ".join(filter(None, (h, tail))) for h, (_, tail) in zip(heads, prepared)]
+
     return generate
 
 
@@ -78,8 +103,12 @@ def test_default_decoding_comes_from_generation_config(grpc_client, hf):
 def test_concurrent_mixed_requests_decode_together_and_match(http_client, hf):
     """Short and long inputs, greedy and beam requests arriving together share decoding steps."""
     jobs = [(t, 1 if i % 2 else 4) for i, t in enumerate(INPUTS)]
-    futures = [http_client.async_infer("spell_correct", [string_input(httpclient, "TEXT", [t])],
-                                       parameters={"num_beams": b, "guard": False}) for t, b in jobs]
+    futures = [
+        http_client.async_infer(
+            "spell_correct", [string_input(httpclient, "TEXT", [t])], parameters={"num_beams": b, "guard": False}
+        )
+        for t, b in jobs
+    ]
     got = [f.get_result().as_numpy("CORRECTED")[0][0].decode() for f in futures]
     want = [hf([t], num_beams=b)[0] for t, b in jobs]
     assert got == want
@@ -89,13 +118,19 @@ def test_concurrent_mixed_requests_decode_together_and_match(http_client, hf):
 
 def test_controls_by_optional_inputs(grpc_client, hf):
     text = ["classcal music for studdy"]
-    inputs = [_int_input(NUM_BEAMS, 4), _int_input(NO_REPEAT_NGRAM_SIZE, 2), _int_input(MIN_LENGTH, 3),
-              _int_input(LENGTH_PENALTY, 0.5, "FP32", np.float32)]
-    assert _correct(grpc_client, text, inputs=inputs) == hf(text, num_beams=4, no_repeat_ngram_size=2, min_length=3,
-                                                             length_penalty=0.5)
+    inputs = [
+        _int_input(NUM_BEAMS, 4),
+        _int_input(NO_REPEAT_NGRAM_SIZE, 2),
+        _int_input(MIN_LENGTH, 3),
+        _int_input(LENGTH_PENALTY, 0.5, "FP32", np.float32),
+    ]
+    assert _correct(grpc_client, text, inputs=inputs) == hf(
+        text, num_beams=4, no_repeat_ngram_size=2, min_length=3, length_penalty=0.5
+    )
     assert _correct(grpc_client, text, {"num_beams": 4, "max_new_tokens": 3}) == hf(text, num_beams=4, max_new_tokens=3)
-    assert _correct(grpc_client, text, {"num_beams": 3, "early_stopping": "never"}) == hf(text, num_beams=3,
-                                                                                          early_stopping="never")
+    assert _correct(grpc_client, text, {"num_beams": 3, "early_stopping": "never"}) == hf(
+        text, num_beams=3, early_stopping="never"
+    )
 
 
 def test_multi_row_request(grpc_client, hf):
@@ -114,9 +149,15 @@ def test_text_beyond_model_limit_keeps_the_tail(grpc_client, hf):
     assert out == hf([long])[0]
 
 
-@pytest.mark.parametrize("params, message", [({"num_beams": 0}, "num_beams"), ({"num_beams": 1000}, "num_beams"),
-                                             ({"max_new_tokens": 0}, "max_new_tokens"),
-                                             ({"early_stopping": "sometimes"}, "early_stopping")])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"num_beams": 0}, "num_beams"),
+        ({"num_beams": 1000}, "num_beams"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"early_stopping": "sometimes"}, "early_stopping"),
+    ],
+)
 def test_invalid_controls_get_clear_errors(grpc_client, params, message):
     from tritonclient.utils import InferenceServerException
 
@@ -143,8 +184,9 @@ def test_guard_is_on_by_default_and_equals_the_in_process_guard(grpc_client, hf,
     codec = SpellTextCodec(DEFAULT_CHECKPOINT)
     prepared = codec.prepare(INPUTS)
     raw_heads = hf([head for head, _ in prepared])
-    want = codec.join_tails([guard.apply(head, raw) for (head, _), raw in zip(prepared, raw_heads)],
-                            [tail for _, tail in prepared])
+    want = codec.join_tails(
+        [guard.apply(head, raw) for (head, _), raw in zip(prepared, raw_heads)], [tail for _, tail in prepared]
+    )
     result = grpc_client.infer("spell_correct", [string_input(grpcclient, "TEXT", INPUTS)])  # no guard parameter
     assert [v[0].decode() for v in result.as_numpy("CORRECTED")] == want
 
@@ -241,12 +283,16 @@ def test_direct_bad_token_requests_to_spell_generate_fail_alone(bls_server):
         return info.value
 
     with cf.ThreadPoolExecutor(8) as pool:
-        errors = [(pool.submit(bad_call, rows([[0, vocab + 3, 2]])), "input_ids"),
-                  (pool.submit(bad_call, rows([[0] + [120] * (positions + 4) + [2]])), "input_ids"),
-                  (pool.submit(bad_call, rows(good, [[1, 1, 9, 1, 1]])), "attention_mask")]
+        errors = [
+            (pool.submit(bad_call, rows([[0, vocab + 3, 2]])), "input_ids"),
+            (pool.submit(bad_call, rows([[0] + [120] * (positions + 4) + [2]])), "input_ids"),
+            (pool.submit(bad_call, rows(good, [[1, 1, 9, 1, 1]])), "attention_mask"),
+        ]
         goods = [pool.submit(client.infer, "spell_generate", rows(good)) for _ in range(2)]
-        texts = [pool.submit(client.infer, "spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
-                 for _ in range(2)]
+        texts = [
+            pool.submit(client.infer, "spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])])
+            for _ in range(2)
+        ]
         for future, name in errors:
             err = future.result()
             assert "INVALID_ARG" in str(err.status()) and name in err.message(), err.message()

@@ -1,4 +1,5 @@
 """A small catalog for the tests: two-word phrases of Wikipedia titles (the spell model's bigrams.tsv)."""
+
 from __future__ import annotations
 
 import csv

@@ -2,6 +2,7 @@
 
 Only what the adapters use: tensors, requests with parameters, responses with errors, the logger.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -63,8 +64,14 @@ def get_input_tensor_by_name(request, name):
     return request.inputs.get(name)
 
 
-_NUMPY = {"TYPE_STRING": np.object_, "TYPE_BOOL": np.bool_, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64,
-          "TYPE_FP32": np.float32, "TYPE_FP16": np.float16}
+_NUMPY = {
+    "TYPE_STRING": np.object_,
+    "TYPE_BOOL": np.bool_,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_FP32": np.float32,
+    "TYPE_FP16": np.float16,
+}
 
 
 def triton_string_to_numpy(name):
@@ -73,8 +80,14 @@ def triton_string_to_numpy(name):
 
 def install() -> types.ModuleType:
     module = types.ModuleType("triton_python_backend_utils")
-    for name in ("TritonError", "Tensor", "InferenceResponse", "Logger", "get_input_tensor_by_name",
-                 "triton_string_to_numpy"):
+    for name in (
+        "TritonError",
+        "Tensor",
+        "InferenceResponse",
+        "Logger",
+        "get_input_tensor_by_name",
+        "triton_string_to_numpy",
+    ):
         setattr(module, name, globals()[name])
     sys.modules["triton_python_backend_utils"] = module
     common = str(MODELS / "_common")

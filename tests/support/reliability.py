@@ -1,4 +1,5 @@
 """Helpers shared by the reliability tests: every registered pipeline, its inputs, private servers."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,9 +26,17 @@ def all_pipeline_params(skip: dict[str, str] | None = None) -> list:
     names = list(dict.fromkeys([*PLANNED_PIPELINES, *pipeline_names()]))
     registered = set(pipeline_names())
     skip = skip or {}
-    return [pytest.param(n, marks=pytest.mark.skip(reason=skip[n]) if n in skip else () if n in registered else
-                         pytest.mark.skip(reason=f"pipeline {n!r} is not registered yet (search_build.pipelines)"))
-            for n in names]
+    return [
+        pytest.param(
+            n,
+            marks=pytest.mark.skip(reason=skip[n])
+            if n in skip
+            else ()
+            if n in registered
+            else pytest.mark.skip(reason=f"pipeline {n!r} is not registered yet (search_build.pipelines)"),
+        )
+        for n in names
+    ]
 
 
 def with_shared_models(pipelines: dict[str, Pipeline], changed: dict[str, object]) -> dict[str, Pipeline]:
@@ -82,8 +91,9 @@ def config(client, model: str) -> dict:
 
 
 def string_inputs(cfg: dict, *, required_only: bool = True) -> list[str]:
-    return [i["name"] for i in cfg["input"] if i["data_type"] == "TYPE_STRING"
-            and not (required_only and i.get("optional"))]
+    return [
+        i["name"] for i in cfg["input"] if i["data_type"] == "TYPE_STRING" and not (required_only and i.get("optional"))
+    ]
 
 
 # Entries whose string inputs are all optional, with the smallest request each documents as valid. product_duplicate
@@ -104,8 +114,10 @@ def request_fields(cfg: dict) -> list[str]:
 
 
 def text_tensor(module, name: str, values: list, shape=None, datatype: str = "BYTES"):
-    data = np.array([v if isinstance(v, (bytes, int, np.integer)) else v.encode("utf-8") for v in values],
-                    dtype=np.object_ if datatype == "BYTES" else None)
+    data = np.array(
+        [v if isinstance(v, (bytes, int, np.integer)) else v.encode("utf-8") for v in values],
+        dtype=np.object_ if datatype == "BYTES" else None,
+    )
     data = data.reshape(shape or (len(values), 1))
     t = module.InferInput(name, list(data.shape), datatype)
     t.set_data_from_numpy(data)
@@ -116,8 +128,10 @@ def good_request(module, cfg: dict, i: int = 0, overrides: dict | None = None) -
     """One row for every field of a minimal valid request (``request_fields``): sample queries,
     ``overrides[name]`` where given (bytes or str)."""
     overrides = overrides or {}
-    return [text_tensor(module, name, [overrides.get(name, MUSIC_QUERIES[(i + k) % len(MUSIC_QUERIES)])])
-            for k, name in enumerate(request_fields(cfg))]
+    return [
+        text_tensor(module, name, [overrides.get(name, MUSIC_QUERIES[(i + k) % len(MUSIC_QUERIES)])])
+        for k, name in enumerate(request_fields(cfg))
+    ]
 
 
 def outputs_of(result, cfg: dict) -> dict[str, np.ndarray]:

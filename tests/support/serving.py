@@ -1,4 +1,5 @@
 """What the served tests share: which pipelines the session server serves, input builders, tolerances."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Pipelines and repositories the sweep tests tune."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """File reading/writing, ordering, retry and resume logic of the batch scorer, with a fake scorer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -58,7 +59,7 @@ def make_records(n: int, seed: int = 0, with_id: bool = True) -> list[dict]:
     rng = random.Random(seed)
     records = []
     for i in range(n):
-        record = {f: (None if rng.random() < 0.15 else f"{f} {rng.randrange(1000)}, \"q\"\n{i}") for f in FIELDS}
+        record = {f: (None if rng.random() < 0.15 else f'{f} {rng.randrange(1000)}, "q"\n{i}') for f in FIELDS}
         if with_id:
             record["id"] = f"p{i:05d}"
         records.append(record)
@@ -138,8 +139,9 @@ def test_transient_errors_are_retried_without_losing_or_duplicating_rows(tmp_pat
     src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.jsonl"
     write_input(src, records)
     scorer = FakeScorer(transient_failures=5)  # e.g. the server restarting mid-run
-    stats = score_file(src, out, scorer, rows_per_request=16, in_flight=4, backoff_s=0.001, max_backoff_s=0.01,
-                       progress=False)
+    stats = score_file(
+        src, out, scorer, rows_per_request=16, in_flight=4, backoff_s=0.001, max_backoff_s=0.01, progress=False
+    )
     assert stats.retries == 5
     assert_complete(out, records)
     assert sorted(scorer.scored_rows) == list(range(120))
@@ -150,8 +152,16 @@ def test_transient_errors_give_up_after_max_retry_time(tmp_path):
     src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
     write_input(src, records)
     with pytest.raises(ConnectionError):
-        score_file(src, out, FakeScorer(transient_failures=10**9), rows_per_request=4, max_retry_s=0.05,
-                   backoff_s=0.001, max_backoff_s=0.005, progress=False)
+        score_file(
+            src,
+            out,
+            FakeScorer(transient_failures=10**9),
+            rows_per_request=4,
+            max_retry_s=0.05,
+            backoff_s=0.001,
+            max_backoff_s=0.005,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("out_suffix", [".csv", ".jsonl"])
@@ -160,8 +170,9 @@ def test_resume_after_failure_and_torn_writes(tmp_path, out_suffix):
     src, out = tmp_path / "pairs.csv", tmp_path / f"scores{out_suffix}"
     write_input(src, records)
     with pytest.raises(RuntimeError, match="fatal"):
-        score_file(src, out, FakeScorer(fatal_after_calls=11), rows_per_request=10, in_flight=3, commit_rows=25,
-                   progress=False)
+        score_file(
+            src, out, FakeScorer(fatal_after_calls=11), rows_per_request=10, in_flight=3, commit_rows=25, progress=False
+        )
     journal = out.with_name(out.name + ".journal")
     last = json.loads(journal.read_text().splitlines()[-1])
     assert 0 < last["rows"] < 300 and last["bytes"] == out.stat().st_size
@@ -196,10 +207,16 @@ def test_resume_refuses_a_different_input_or_an_unjournaled_output(tmp_path):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(0, 90), rows_per_request=st.integers(1, 17), in_flight=st.integers(1, 5),
-       commit_rows=st.integers(1, 40), fail_after=st.integers(0, 12))
-def test_any_interruption_point_resumes_to_the_same_output(tmp_path_factory, n, rows_per_request, in_flight,
-                                                           commit_rows, fail_after):
+@given(
+    n=st.integers(0, 90),
+    rows_per_request=st.integers(1, 17),
+    in_flight=st.integers(1, 5),
+    commit_rows=st.integers(1, 40),
+    fail_after=st.integers(0, 12),
+)
+def test_any_interruption_point_resumes_to_the_same_output(
+    tmp_path_factory, n, rows_per_request, in_flight, commit_rows, fail_after
+):
     tmp = tmp_path_factory.mktemp("resume")
     records = make_records(n, seed=n)
     src, out = tmp / "pairs.jsonl", tmp / "scores.csv"
@@ -208,25 +225,46 @@ def test_any_interruption_point_resumes_to_the_same_output(tmp_path_factory, n, 
     else:
         src.write_text("")
     try:
-        score_file(src, out, FakeScorer(fatal_after_calls=fail_after), rows_per_request=rows_per_request,
-                   in_flight=in_flight, commit_rows=commit_rows, progress=False)
+        score_file(
+            src,
+            out,
+            FakeScorer(fatal_after_calls=fail_after),
+            rows_per_request=rows_per_request,
+            in_flight=in_flight,
+            commit_rows=commit_rows,
+            progress=False,
+        )
     except RuntimeError:
         pass
-    score_file(src, out, FakeScorer(), rows_per_request=rows_per_request, in_flight=in_flight,
-               commit_rows=commit_rows, progress=False)
+    score_file(
+        src,
+        out,
+        FakeScorer(),
+        rows_per_request=rows_per_request,
+        in_flight=in_flight,
+        commit_rows=commit_rows,
+        progress=False,
+    )
     if n:
         assert_complete(out, records)
     else:
         assert read_output(out) == []
 
 
-@pytest.mark.parametrize("status, message, transient", [
-    ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", True),
-    ("StatusCode.INTERNAL", "in ensemble 'product_duplicate', Stub process 'product_encoder_0_0' is not healthy.", True),
-    ("StatusCode.UNAVAILABLE", "Request for unknown model: 'product_duplicate' is not found", True),
-    ("StatusCode.INVALID_ARGUMENT", "A_TITLE: expected BYTES", False),
-    ("StatusCode.INTERNAL", "division by zero in head", False),
-])
+@pytest.mark.parametrize(
+    "status, message, transient",
+    [
+        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", True),
+        (
+            "StatusCode.INTERNAL",
+            "in ensemble 'product_duplicate', Stub process 'product_encoder_0_0' is not healthy.",
+            True,
+        ),
+        ("StatusCode.UNAVAILABLE", "Request for unknown model: 'product_duplicate' is not found", True),
+        ("StatusCode.INVALID_ARGUMENT", "A_TITLE: expected BYTES", False),
+        ("StatusCode.INTERNAL", "division by zero in head", False),
+    ],
+)
 def test_triton_scorer_retries_server_faults_not_request_faults(status, message, transient):
     from tritonclient.utils import InferenceServerException
 
@@ -262,8 +300,9 @@ def test_resume_refuses_another_model(tmp_path):
     src, out = tmp_path / "pairs.jsonl", tmp_path / "scores.csv"
     write_input(src, make_records(60))
     with pytest.raises(RuntimeError, match="fatal"):
-        score_file(src, out, IdentifiedScorer("v1", fatal_after_calls=3), rows_per_request=5, commit_rows=5,
-                   progress=False)
+        score_file(
+            src, out, IdentifiedScorer("v1", fatal_after_calls=3), rows_per_request=5, commit_rows=5, progress=False
+        )
     with pytest.raises(ResumeError, match="another model"):
         score_file(src, out, IdentifiedScorer("v2"), progress=False)
     stats = score_file(src, out, IdentifiedScorer("v1"), rows_per_request=5, progress=False)  # the same model resumes

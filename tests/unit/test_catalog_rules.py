@@ -3,6 +3,7 @@
 Served results are compared with an in-process search of the very index folder the server loaded, stage outputs
 with the stage models called on their own, and catalog vectors with the served query_embedding.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,14 +19,27 @@ from search_backends.text_input import InputError
 from search_build.catalog.indexing import IndexSettings
 from search_build.catalog.items import CatalogError, read_catalog
 
+
 def test_catalog_formats_read_alike(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"id": "a1", "title": "Enter Sandman", "artist": "Metallica"}, {"id": "b2", "title": "Love Story", "year": 2008}]
+    rows = [
+        {"id": "a1", "title": "Enter Sandman", "artist": "Metallica"},
+        {"id": "b2", "title": "Love Story", "year": 2008},
+    ]
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    pq.write_table(pa.table({"id": ["a1", "b2"], "title": ["Enter Sandman", "Love Story"],
-                             "artist": ["Metallica", None], "year": [None, 2008]}), tmp_path / "c.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["a1", "b2"],
+                "title": ["Enter Sandman", "Love Story"],
+                "artist": ["Metallica", None],
+                "year": [None, 2008],
+            }
+        ),
+        tmp_path / "c.parquet",
+    )
     (tmp_path / "c.csv").write_text("id,title,artist\na1,Enter Sandman,Metallica\n", encoding="utf-8")
     jsonl, parquet, csv = (read_catalog(tmp_path / f"c.{s}") for s in ("jsonl", "parquet", "csv"))
     assert jsonl.ids == parquet.ids == ["a1", "b2"] and jsonl.titles == parquet.titles
@@ -35,12 +49,15 @@ def test_catalog_formats_read_alike(tmp_path):
     assert jsonl.sha256 != parquet.sha256
 
 
-@pytest.mark.parametrize("content, message", [
-    ("id,name\n1,x\n", "needs both 'id' and 'title'"),
-    ("id,title\n1,x\n1,y\n", "duplicate id '1'"),
-    ("id,title\n1,\n", "'title' must be"),
-    ("id,title\n", "no items"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("id,name\n1,x\n", "needs both 'id' and 'title'"),
+        ("id,title\n1,x\n1,y\n", "duplicate id '1'"),
+        ("id,title\n1,\n", "'title' must be"),
+        ("id,title\n", "no items"),
+    ],
+)
 def test_bad_catalogs_are_refused_with_the_row(tmp_path, content, message):
     path = tmp_path / "c.csv"
     path.write_text(content, encoding="utf-8")
@@ -56,6 +73,7 @@ def test_unknown_catalog_format_is_refused(tmp_path):
 
 # ---- embedding and indexes ----------------------------------------------------------------------------------
 
+
 def test_auto_index_kind_follows_the_documented_size():
     settings = IndexSettings()
     assert settings.resolved_kind(C.EXACT_MAX_ITEMS) == C.INDEX_FLAT
@@ -67,20 +85,29 @@ def test_auto_index_kind_follows_the_documented_size():
 def test_top_k_rules():
     assert top_k_of_request(None) == C.DEFAULT_TOP_K
     assert top_k_of_request(np.array([[4], [4]], np.int32)) == 4
-    for bad, message in ((np.array([[0]], np.int32), "between 1 and"), (np.array([[C.MAX_TOP_K + 1]], np.int32), "between"),
-                         (np.array([[3], [4]], np.int32), "same number"), (np.array([[1.5]]), "integers")):
+    for bad, message in (
+        (np.array([[0]], np.int32), "between 1 and"),
+        (np.array([[C.MAX_TOP_K + 1]], np.int32), "between"),
+        (np.array([[3], [4]], np.int32), "same number"),
+        (np.array([[1.5]]), "integers"),
+    ):
         with pytest.raises(ValueError, match=message):
             top_k_of_request(bad)
 
 
 def test_padding_marks_missing_results():
-    out = padded([Hits(["a", "b"], ["A", "B"], ["{}", "{}"], np.array([0.9, 0.8], np.float32)),
-                  Hits(["c"], ["C"], ["{}"], np.array([0.7], np.float32))])
+    out = padded(
+        [
+            Hits(["a", "b"], ["A", "B"], ["{}", "{}"], np.array([0.9, 0.8], np.float32)),
+            Hits(["c"], ["C"], ["{}"], np.array([0.7], np.float32)),
+        ]
+    )
     assert out[C.ITEM_IDS].tolist() == [["a", "b"], ["c", C.MISSING_ID]]
     assert out[C.SCORES][1, 1] == C.MISSING_SCORE
 
 
 # ---- search_bar logic (fake stages) -------------------------------------------------------------------------
+
 
 def _fake_stages(log: list, fail_on: str | None = None) -> Stages:
     async def spell(texts):
@@ -99,16 +126,27 @@ def _fake_stages(log: list, fail_on: str | None = None) -> Stages:
 
     async def search(vectors, k):
         log.append(("search", len(vectors), k))
-        return padded([Hits([f"i{j}" for j in range(k)], [f"T{j}" for j in range(k)], ["{}"] * k,
-                            np.linspace(1, 0, k).astype(np.float32)) for _ in range(len(vectors))])
+        return padded(
+            [
+                Hits(
+                    [f"i{j}" for j in range(k)],
+                    [f"T{j}" for j in range(k)],
+                    ["{}"] * k,
+                    np.linspace(1, 0, k).astype(np.float32),
+                )
+                for _ in range(len(vectors))
+            ]
+        )
 
     return Stages(spell, intent, embed, search, intent_classes=2)
 
 
 def test_search_bar_batches_each_stage_once_and_respects_switches():
     log: list = []
-    requests = [SearchBarRequest(["metalica one", "metalica two"], top_k=3),
-                SearchBarRequest(["metalica"], top_k=5, correct_spelling=False, detect_intent=False)]
+    requests = [
+        SearchBarRequest(["metalica one", "metalica two"], top_k=3),
+        SearchBarRequest(["metalica"], top_k=5, correct_spelling=False, detect_intent=False),
+    ]
     first, second = asyncio.run(run_search_bar(requests, _fake_stages(log)))
     assert [entry[0] for entry in log] == ["spell", "intent", "embed", "search"]
     assert log[0] == ("spell", ["metalica one", "metalica two"])  # the switched-off request is not corrected
@@ -124,23 +162,30 @@ def test_search_bar_batches_each_stage_once_and_respects_switches():
 
 def test_search_bar_isolates_a_failing_request():
     log: list = []
-    outcomes = asyncio.run(run_search_bar([SearchBarRequest(["good"]), SearchBarRequest(["poison"]),
-                                           SearchBarRequest(["fine"])], _fake_stages(log, fail_on="poison")))
+    outcomes = asyncio.run(
+        run_search_bar(
+            [SearchBarRequest(["good"]), SearchBarRequest(["poison"]), SearchBarRequest(["fine"])],
+            _fake_stages(log, fail_on="poison"),
+        )
+    )
     assert isinstance(outcomes[1], RuntimeError)
     assert outcomes[0][C.CORRECTED].reshape(-1).tolist() == ["good"] and outcomes[2][C.ITEM_IDS].shape == (1, 10)
 
 
 def test_search_bar_request_validation():
-    ok = parse_request(np.array([[b"tayler swift"]], dtype=object), np.array([[4]], np.int32),
-                       np.array([[False]]), None)
+    ok = parse_request(
+        np.array([[b"tayler swift"]], dtype=object), np.array([[4]], np.int32), np.array([[False]]), None
+    )
     assert ok == SearchBarRequest(["tayler swift"], 4, False, True)
-    for args, field in (((None,), "TEXT"), ((np.array([[b""]], dtype=object),), "TEXT"),
-                        ((np.array([[b"a"]], dtype=object), np.array([[0]], np.int32)), "TOP_K"),
-                        ((np.array([[b"a"], [b"b"]], dtype=object), None, np.array([[True], [False]])), "CORRECT_SPELLING"),
-                        ((np.array([[b"a"]], dtype=object), None, None, np.array([[1]], np.int32)), "DETECT_INTENT")):
+    for args, field in (
+        ((None,), "TEXT"),
+        ((np.array([[b""]], dtype=object),), "TEXT"),
+        ((np.array([[b"a"]], dtype=object), np.array([[0]], np.int32)), "TOP_K"),
+        ((np.array([[b"a"], [b"b"]], dtype=object), None, np.array([[True], [False]])), "CORRECT_SPELLING"),
+        ((np.array([[b"a"]], dtype=object), None, None, np.array([[1]], np.int32)), "DETECT_INTENT"),
+    ):
         with pytest.raises(InputError, match=field):
             parse_request(*args)
 
 
 # ---- served -------------------------------------------------------------------------------------------------
-

@@ -2,6 +2,7 @@
 
 Fast: the specs are rendered (``searchbar demo --specs-only``), nothing is exported or served.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -50,15 +51,23 @@ def test_committed_configs_are_the_demo_builds(demo_pipelines):
     normalise = _digest_filter().normalise
     committed = {p.parent.name: normalise(p.read_text()) for p in sorted(REPOSITORY.glob("*/config.pbtxt"))}
     problems = [f"{name}: missing (the demo build serves it)" for name in sorted(set(expected) - set(committed))]
-    problems += [f"{name}: committed, but the demo build has no such model" for name in sorted(set(committed) - set(expected))]
+    problems += [
+        f"{name}: committed, but the demo build has no such model" for name in sorted(set(committed) - set(expected))
+    ]
     for name in sorted(set(expected) & set(committed)):
         path = f"model_repository/{name}/config.pbtxt"
         if _parsed(committed[name], path) != _parsed(expected[name], f"the spec of {name}"):
-            diff = difflib.unified_diff(committed[name].splitlines(), expected[name].splitlines(),
-                                        f"{path} (committed)", f"{name} (rendered from the specs)", lineterm="")
+            diff = difflib.unified_diff(
+                committed[name].splitlines(),
+                expected[name].splitlines(),
+                f"{path} (committed)",
+                f"{name} (rendered from the specs)",
+                lineterm="",
+            )
             problems.append(f"{name}: differs from the specs\n" + "\n".join(diff))
-    assert not problems, (f"model_repository/ is not the demo build's configs; regenerate with `{REGENERATE}`:\n"
-                          + "\n".join(problems))
+    assert not problems, (
+        f"model_repository/ is not the demo build's configs; regenerate with `{REGENERATE}`:\n" + "\n".join(problems)
+    )
 
 
 def test_digest_filter_reads_a_built_config_as_the_committed_one(demo_pipelines, tmp_path):
@@ -78,7 +87,7 @@ def test_git_is_told_to_use_the_filter():
     attributes = (PROJECT_ROOT / ".gitattributes").read_text()
     assert re.search(r"^/model_repository/\*/config\.pbtxt filter=artifact-digest$", attributes, re.M)
     setup = (PROJECT_ROOT / "scripts" / "setup.sh").read_text()
-    assert f"filter.artifact-digest.clean \"$PY {FILTER_SCRIPT.relative_to(PROJECT_ROOT)}\"" in setup
+    assert f'filter.artifact-digest.clean "$PY {FILTER_SCRIPT.relative_to(PROJECT_ROOT)}"' in setup
 
 
 def test_readme_names_every_committed_model():

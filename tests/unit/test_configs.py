@@ -1,4 +1,5 @@
 """Generated configs parse with Triton's own protobuf and ensembles are wired to real tensors."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,12 +32,17 @@ def test_ensemble_maps_name_real_tensors(name, target):
             for model_input, tensor in step.input_map.items():
                 assert model_input in callee_inputs, f"{step.model_name} has no input {model_input}"
                 assert tensor in available, f"{cfg.name}: {tensor} is used before anything produces it"
-                assert available[tensor].data_type == callee_inputs[model_input].data_type, (step.model_name, model_input)
+                assert available[tensor].data_type == callee_inputs[model_input].data_type, (
+                    step.model_name,
+                    model_input,
+                )
             for model_output, tensor in step.output_map.items():
                 assert model_output in callee_outputs, f"{step.model_name} has no output {model_output}"
                 available[tensor] = callee_outputs[model_output]
             required = {t.name for t in callee.input if not t.optional}
-            assert required <= set(step.input_map), f"{step.model_name}: unmapped inputs {required - set(step.input_map)}"
+            assert required <= set(step.input_map), (
+                f"{step.model_name}: unmapped inputs {required - set(step.input_map)}"
+            )
             assert callee.max_batch_size >= cfg.max_batch_size or callee.max_batch_size == 0
         for out in cfg.output:
             assert out.name in available, f"{cfg.name}: output {out.name} is never produced"
@@ -83,5 +89,3 @@ def test_local_query_embedding_is_one_stub():
     assert [i.name for i in native.input] == ["input_ids", "attention_mask"]
     with pytest.raises(ValueError, match="fuse_tokenizer"):
         build_pipeline("query_embedding", target="triton-cpu", fuse_tokenizer=True)
-
-

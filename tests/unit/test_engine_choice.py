@@ -1,5 +1,6 @@
 """CPU encoder engines: OpenVINO and ONNX Runtime on the same exported graph, the engine/precision choice per
 target, the build-time parity gate (and its automatic FP32 fallback), and the configs each choice renders."""
+
 from __future__ import annotations
 
 
@@ -11,13 +12,18 @@ from search_build.repository import engine_choice as E
 from search_build.export import engine_parity as P
 
 needs_openvino = pytest.mark.skipif(not G.openvino_available(), reason="openvino not installed")
-@pytest.mark.parametrize("target, engine, precision, want", [
-    ("triton-gpu", "auto", "auto", ("tensorrt", "fp32")),
-    ("triton-gpu", "auto", "fp16", ("tensorrt", "fp16")),
-    ("local", "onnxruntime", "auto", ("onnxruntime", "fp32")),
-    ("local", "auto", "int8", ("onnxruntime", "int8")),
-    ("triton-cpu", "onnxruntime", "int8", ("onnxruntime", "int8")),
-])
+
+
+@pytest.mark.parametrize(
+    "target, engine, precision, want",
+    [
+        ("triton-gpu", "auto", "auto", ("tensorrt", "fp32")),
+        ("triton-gpu", "auto", "fp16", ("tensorrt", "fp16")),
+        ("local", "onnxruntime", "auto", ("onnxruntime", "fp32")),
+        ("local", "auto", "int8", ("onnxruntime", "int8")),
+        ("triton-cpu", "onnxruntime", "int8", ("onnxruntime", "int8")),
+    ],
+)
 def test_engine_choice(target, engine, precision, want):
     choice = E.choose_engine(target, engine, precision)
     assert (choice.engine, choice.precision) == want
@@ -36,13 +42,16 @@ def test_auto_is_openvino_at_the_cpus_best_precision(monkeypatch):
     assert not choice.auto_precision  # asked for: a gate failure stops the build instead of falling back
 
 
-@pytest.mark.parametrize("target, engine, precision, message", [
-    ("local", "auto", "fp16", "needs TensorRT"),
-    ("triton-cpu", "onnxruntime", "bf16", "use --engine openvino"),
-    ("local", "openvino", "int8", "use --engine onnxruntime"),
-    ("triton-gpu", "openvino", "auto", "CPU engine"),
-    ("local", "tvm", "auto", "engine must be"),
-])
+@pytest.mark.parametrize(
+    "target, engine, precision, message",
+    [
+        ("local", "auto", "fp16", "needs TensorRT"),
+        ("triton-cpu", "onnxruntime", "bf16", "use --engine openvino"),
+        ("local", "openvino", "int8", "use --engine onnxruntime"),
+        ("triton-gpu", "openvino", "auto", "CPU engine"),
+        ("local", "tvm", "auto", "engine must be"),
+    ],
+)
 def test_engine_choice_refusals_say_what_to_do(target, engine, precision, message):
     if engine == "openvino" and not G.openvino_available():
         pytest.skip("openvino not installed")
@@ -55,5 +64,3 @@ def test_top_k_overlap():
     x = rng.standard_normal((50, 16))
     assert P.top_k_overlap(x, x) == 1.0
     assert P.top_k_overlap(x, rng.standard_normal((50, 16))) < 0.5
-
-

@@ -1,5 +1,6 @@
 """A local engine model's request handling (search_backends.engine_inputs.EngineInputRules.request_feed, the
 batch runner) and the onnx_runner adapter over a fake engine with the mocked pb_utils: fast, no server."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,6 +17,7 @@ RULES = EngineInputRules(8, {INPUT_IDS: (0, 50), ATTENTION_MASK: (0, 2)})
 
 class SumEngine:
     """[N, L] ids and mask -> [N, 1] sum of the kept ids; records the batch it ran."""
+
     input_names, output_names = [INPUT_IDS, ATTENTION_MASK], ["total"]
     input_dtypes = {INPUT_IDS: np.int64, ATTENTION_MASK: np.int64}
 
@@ -44,8 +46,12 @@ def test_rules_parameters_round_trip_and_a_bad_length_names_the_key():
 
 def test_batch_runner_pads_ragged_requests_once():
     engine = SumEngine()
-    results = BatchRunner(engine).run([{INPUT_IDS: np.array([[1, 2, 3]]), ATTENTION_MASK: np.array([[1, 1, 1]])},
-                                       {INPUT_IDS: np.array([[4], [5]]), ATTENTION_MASK: np.array([[1], [1]])}])
+    results = BatchRunner(engine).run(
+        [
+            {INPUT_IDS: np.array([[1, 2, 3]]), ATTENTION_MASK: np.array([[1, 1, 1]])},
+            {INPUT_IDS: np.array([[4], [5]]), ATTENTION_MASK: np.array([[1], [1]])},
+        ]
+    )
     assert len(engine.feeds) == 1 and engine.feeds[0][INPUT_IDS].tolist() == [[1, 2, 3], [4, 0, 0], [5, 0, 0]]
     assert [r["total"].ravel().tolist() for r in results] == [[6.0], [4.0, 5.0]]
 
@@ -55,9 +61,14 @@ def test_onnx_runner_adapter_refuses_bad_requests_alone(mocked_pb_utils):
     engine = SumEngine()
     model.runner, model.rules, model.dtypes = BatchRunner(engine), RULES, {"total": np.float32}
     good = {INPUT_IDS: np.array([[1, 2]]), ATTENTION_MASK: np.array([[1, 1]])}
-    responses = model.execute([mocked_pb_utils.Request(good), mocked_pb_utils.Request({INPUT_IDS: good[INPUT_IDS]}),
-                               mocked_pb_utils.Request({**good, INPUT_IDS: np.array([[1, 99]])}),
-                               mocked_pb_utils.Request({INPUT_IDS: np.array([[7]]), ATTENTION_MASK: np.array([[1]])})])
+    responses = model.execute(
+        [
+            mocked_pb_utils.Request(good),
+            mocked_pb_utils.Request({INPUT_IDS: good[INPUT_IDS]}),
+            mocked_pb_utils.Request({**good, INPUT_IDS: np.array([[1, 99]])}),
+            mocked_pb_utils.Request({INPUT_IDS: np.array([[7]]), ATTENTION_MASK: np.array([[1]])}),
+        ]
+    )
     assert [r.error is None for r in responses] == [True, False, False, True]
     assert "missing input" in responses[1].error.message and "values must be in" in responses[2].error.message
     assert responses[0].outputs["total"].tolist() == [[3.0]] and responses[3].outputs["total"].tolist() == [[7.0]]

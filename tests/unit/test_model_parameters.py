@@ -1,4 +1,5 @@
 """Config parameters the adapters read, through the search_backends helpers (names from the contracts): fast."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,15 @@ def test_tokenizer_from_parameters_defaults_and_errors():
     params = {Q.TOKENIZER_DIR_PARAMETER: default_embedding_checkpoint().name}
     tokenizer = BatchTokenizer.from_parameters(folder, params)
     assert (tokenizer.max_length, tokenizer.pad_to_multiple_of) == (Q.DEFAULT_MAX_LENGTH, Q.DEFAULT_PAD_TO_MULTIPLE)
-    tokenizer = BatchTokenizer.from_parameters(folder, {**params, Q.MAX_LENGTH_PARAMETER: " 32 ",
-                                                        Q.PAD_TO_MULTIPLE_PARAMETER: "4"})
+    tokenizer = BatchTokenizer.from_parameters(
+        folder, {**params, Q.MAX_LENGTH_PARAMETER: " 32 ", Q.PAD_TO_MULTIPLE_PARAMETER: "4"}
+    )
     assert (tokenizer.max_length, tokenizer.pad_to_multiple_of) == (32, 4)
-    for key, raw in ((Q.MAX_LENGTH_PARAMETER, "12B"), (Q.MAX_LENGTH_PARAMETER, "1"), (Q.PAD_TO_MULTIPLE_PARAMETER, "0")):
+    for key, raw in (
+        (Q.MAX_LENGTH_PARAMETER, "12B"),
+        (Q.MAX_LENGTH_PARAMETER, "1"),
+        (Q.PAD_TO_MULTIPLE_PARAMETER, "0"),
+    ):
         with pytest.raises(ConfigError, match=key):
             BatchTokenizer.from_parameters(folder, {**params, key: raw})
 
@@ -47,10 +53,13 @@ def head_folder(tmp_path_factory):
     rng = np.random.default_rng(0)
     for name, out in (("intent.onnx", 3), ("duplicate.onnx", 1)):
         weight = numpy_helper.from_array(rng.normal(size=(4, out)).astype(np.float32), "weight")
-        graph = helper.make_graph([helper.make_node("MatMul", [P.POOLED_EMBEDDING, "weight"], ["logits"])], "head",
-                                  [helper.make_tensor_value_info(P.POOLED_EMBEDDING, TensorProto.FLOAT, ["batch", 4])],
-                                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", out])],
-                                  [weight])
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", [P.POOLED_EMBEDDING, "weight"], ["logits"])],
+            "head",
+            [helper.make_tensor_value_info(P.POOLED_EMBEDDING, TensorProto.FLOAT, ["batch", 4])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", out])],
+            [weight],
+        )
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), folder / name)
     (folder / P.LABELS_FILE).write_text(json.dumps({"0": "media", "1": "help", "2": "shop"}))
     return folder
@@ -59,8 +68,12 @@ def head_folder(tmp_path_factory):
 def test_heads_from_parameters(head_folder):
     head = IntentHead.from_parameters(head_folder, {P.HEAD_FILE_PARAMETER: "intent.onnx"})
     assert head.default_top_k == P.DEFAULT_TOP_K
-    assert IntentHead.from_parameters(head_folder, {P.HEAD_FILE_PARAMETER: "intent.onnx",
-                                                    P.TOP_K_PARAMETER: "1"}).default_top_k == 1
+    assert (
+        IntentHead.from_parameters(
+            head_folder, {P.HEAD_FILE_PARAMETER: "intent.onnx", P.TOP_K_PARAMETER: "1"}
+        ).default_top_k
+        == 1
+    )
     with pytest.raises(ConfigError, match=P.TOP_K_PARAMETER):
         IntentHead.from_parameters(head_folder, {P.HEAD_FILE_PARAMETER: "intent.onnx", P.TOP_K_PARAMETER: "x"})
     pooled = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
@@ -72,21 +85,39 @@ def test_heads_from_parameters(head_folder):
 
 def test_head_adapters_answer_each_request(head_folder, mocked_pb_utils):
     """intent_head: a bad TOP_K fails alone, each request keeps its k; duplicate_head: rows split back per request."""
+
     def load(adapter, head_file, outputs):
-        config = {"output": [{"name": n, "data_type": t} for n, t in outputs],
-                  "parameters": {P.HEAD_FILE_PARAMETER: {"string_value": head_file}}}
+        config = {
+            "output": [{"name": n, "data_type": t} for n, t in outputs],
+            "parameters": {P.HEAD_FILE_PARAMETER: {"string_value": head_file}},
+        }
         model = mocked_pb_utils.load_adapter(adapter).TritonPythonModel()
-        model.initialize({"model_config": json.dumps(config), "model_repository": str(head_folder.parent),
-                          "model_version": head_folder.name})
+        model.initialize(
+            {
+                "model_config": json.dumps(config),
+                "model_repository": str(head_folder.parent),
+                "model_version": head_folder.name,
+            }
+        )
         return model
 
     rng = np.random.default_rng(1)
     pooled = [rng.normal(size=(n, 4)).astype(np.float32) for n in (2, 1, 3)]
-    intent = load("intent_head", "intent.onnx", [(P.LABEL, "TYPE_STRING"), (P.PROBABILITIES, "TYPE_FP32"),
-                                                 (P.TOP_LABELS, "TYPE_STRING"), (P.TOP_PROBABILITIES, "TYPE_FP32")])
-    requests = [mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[0]}),
-                mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[1], P.TOP_K: np.array([[9]], np.int32)}),
-                mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[2], P.TOP_K: np.array([[1]] * 3, np.int32)})]
+    intent = load(
+        "intent_head",
+        "intent.onnx",
+        [
+            (P.LABEL, "TYPE_STRING"),
+            (P.PROBABILITIES, "TYPE_FP32"),
+            (P.TOP_LABELS, "TYPE_STRING"),
+            (P.TOP_PROBABILITIES, "TYPE_FP32"),
+        ],
+    )
+    requests = [
+        mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[0]}),
+        mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[1], P.TOP_K: np.array([[9]], np.int32)}),
+        mocked_pb_utils.Request({P.POOLED_EMBEDDING: pooled[2], P.TOP_K: np.array([[1]] * 3, np.int32)}),
+    ]
     responses = intent.execute(requests)
     assert responses[1].error is not None and P.TOP_K in responses[1].error.message
     assert responses[0].outputs[P.TOP_LABELS].shape == (2, P.DEFAULT_TOP_K)

@@ -3,6 +3,7 @@
 Oracles: the Hugging Face tokenizer for token ids, PyTorch for the heads' maths and for the
 exported graphs (the committed checkpoint ``models/product_heads`` chained encoder -> head).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from search_backends.heads import classify, duplicate_probability, sigmoid, softmax  # noqa: E402
 from search_backends.pair_encoding import fair_allocate  # noqa: E402
-from search_build.training.product_data import (INTENT_LABELS)
+from search_build.training.product_data import INTENT_LABELS
+
 
 def test_fair_allocate_is_longest_first():
     assert fair_allocate([10, 3], 20) == [10, 3]
@@ -27,12 +29,14 @@ def test_fair_allocate_is_longest_first():
 
 # --------------------------------------------------------------------------- numpy heads
 
+
 def test_heads_match_torch():
     rng = np.random.default_rng(0)
     logits = rng.normal(scale=5, size=(33, 4)).astype(np.float32)
     logits[0] = [1e4, -1e4, 0, 3]  # extreme values must not overflow
-    np.testing.assert_allclose(softmax(logits), torch.softmax(torch.from_numpy(logits), -1).numpy(),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        softmax(logits), torch.softmax(torch.from_numpy(logits), -1).numpy(), rtol=1e-5, atol=1e-7
+    )
     x = np.concatenate([rng.normal(scale=10, size=50), [-1e4, 1e4, 0.0]]).astype(np.float32)
     with np.errstate(over="raise"):
         np.testing.assert_allclose(sigmoid(x), torch.sigmoid(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-7)
@@ -52,11 +56,11 @@ def test_heads_match_torch():
     np.testing.assert_allclose(duplicate_probability(single), want, rtol=1e-6)
     np.testing.assert_allclose(duplicate_probability(single[:, 0]), want, rtol=1e-6)
     two = rng.normal(size=(7, 2)).astype(np.float32)
-    np.testing.assert_allclose(duplicate_probability(two), torch.softmax(torch.from_numpy(two), -1)[:, 1].numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        duplicate_probability(two), torch.softmax(torch.from_numpy(two), -1)[:, 1].numpy(), rtol=1e-6
+    )
     with pytest.raises(ValueError):
         classify(logits[:, :3], id2label)
 
 
 # --------------------------------------------------------------------------- exported models
-

@@ -1,4 +1,5 @@
 """The row bookkeeping of the adapters (search_backends.request_rows): fast, no server."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from search_backends.request_rows import concat_rows, pack_spans
 def test_concat_rows_remembers_each_request():
     pooled, ranges = concat_rows([np.ones((2, 3)), np.zeros((1, 3)), np.full((3, 3), 2.0)])
     assert pooled.shape == (6, 3) and ranges == [(0, 2), (2, 3), (3, 6)]
-    assert (pooled[ranges[2][0]:ranges[2][1]] == 2.0).all()
+    assert (pooled[ranges[2][0] : ranges[2][1]] == 2.0).all()
 
 
 def test_pack_spans_leaves_no_gap_for_dropped_requests():

@@ -2,13 +2,15 @@
 way the SageMaker Triton container's serve script starts it, answers /ping and /invocations (KServe
 JSON and binary+json) with the same results as the normal endpoint, using only its packaged
 Python environment."""
+
 from __future__ import annotations
 
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from search_build.deploy.sagemaker_package import (image_uri, load_plan, serve_arguments)
+from search_build.deploy.sagemaker_package import image_uri, load_plan, serve_arguments
+
 
 def _cfg(name, steps=()):
     cfg = mc.ModelConfig(name=name, backend="python" if not steps else "")
@@ -23,8 +25,12 @@ def test_bls_callees_are_loaded_explicitly_and_ensemble_steps_are_not():
     needed, explicit = load_plan(configs, {"gen": ["enc", "dec"]}, "pipe")
     assert needed == ["pipe", "tok", "gen", "enc", "dec"]
     assert explicit == ["enc", "dec"]
-    env_args = serve_arguments({"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "pipe",
-                                "SAGEMAKER_TRITON_ADDITIONAL_ARGS": "--load-model=enc --load-model=dec"})
+    env_args = serve_arguments(
+        {
+            "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "pipe",
+            "SAGEMAKER_TRITON_ADDITIONAL_ARGS": "--load-model=enc --load-model=dec",
+        }
+    )
     assert env_args == ["--model-control-mode=explicit", "--load-model=pipe", "--load-model=enc", "--load-model=dec"]
     with pytest.raises(ValueError, match="not in the repository"):
         load_plan(configs, {"gen": ["missing"]}, "pipe")

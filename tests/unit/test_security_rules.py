@@ -1,4 +1,5 @@
 """Security: no pickle-based weights, no remote code, loopback by default, validated configuration values."""
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,8 @@ FORBIDDEN_SOURCE = {
     "remote code": re.compile("trust_remote" + r"_code\s*=\s*True"),
 }
 PICKLE_WEIGHT_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"}
+
+
 def test_no_pickle_loading_or_remote_code_in_source():
     findings = []
     for path in project_files():
@@ -56,10 +59,20 @@ def test_load_generator_refuses_non_loopback_targets():
 
 # --- configuration values are validated ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field,value", [("max_batch_size", -1), ("max_queue_size", -5), ("queue_timeout_us", 1.5),
-                                         ("instance_count", 0), ("max_queue_delay_us", "100"),
-                                         ("preferred_batch_sizes", (0,)), ("preferred_batch_sizes", (128,)),
-                                         ("dynamic", "yes")])
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("max_batch_size", -1),
+        ("max_queue_size", -5),
+        ("queue_timeout_us", 1.5),
+        ("instance_count", 0),
+        ("max_queue_delay_us", "100"),
+        ("preferred_batch_sizes", (0,)),
+        ("preferred_batch_sizes", (128,)),
+        ("dynamic", "yes"),
+    ],
+)
 def test_batching_values_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         Batching(**{field: value})
@@ -81,8 +94,13 @@ def test_analyzer_preset_values_are_validated():
     from search_tools.analyzer_config import PerfSweepSettings
 
     PerfSweepSettings()
-    for bad in ({"concurrency": [0, 4]}, {"concurrency": "8"}, {"measurement_ms": -1}, {"queue_delays_us": [-1]},
-                {"max_candidates": 1.5}):
+    for bad in (
+        {"concurrency": [0, 4]},
+        {"concurrency": "8"},
+        {"measurement_ms": -1},
+        {"queue_delays_us": [-1]},
+        {"max_candidates": 1.5},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PerfSweepSettings(**bad)
 
@@ -97,5 +115,3 @@ def test_model_parameters_are_parsed_with_clear_errors():
             int_parameter({"max_length": raw}, "max_length", 128)
     with pytest.raises(ConfigError, match="pad_to_multiple_of=0 must be >= 1"):
         int_parameter({"pad_to_multiple_of": "0"}, "pad_to_multiple_of", 8, minimum=1)
-
-

@@ -1,5 +1,6 @@
 """spell_generate's request handling without an engine (search_backends.spell_decoding.ServedDecoding with a fake
 decoder) and the seq2seq_generate adapter over it with the mocked pb_utils: fast, no server, no export."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ class EchoDecoder:
 @pytest.fixture
 def decoding() -> ServedDecoding:
     rules = EngineInputRules(16, {INPUT_IDS: (0, 100), ATTENTION_MASK: (0, 2)})
-    return ServedDecoding(EchoDecoder(), GenerationDefaults.from_model_dir(DEFAULT_CHECKPOINT), ControlLimits(), rules,
-                          PAD)
+    return ServedDecoding(
+        EchoDecoder(), GenerationDefaults.from_model_dir(DEFAULT_CHECKPOINT), ControlLimits(), rules, PAD
+    )
 
 
 def _rows(*rows):
@@ -42,17 +44,20 @@ def _rows(*rows):
     ids = np.full((len(rows), width), PAD, np.int64)
     mask = np.zeros((len(rows), width), np.int64)
     for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        ids[i, : len(r)], mask[i, : len(r)] = r, 1
     return ids, mask
 
 
 def test_token_rows_checks_a_direct_callers_input(decoding):
     ids, mask = decoding.token_rows(*(a.astype(np.int32) for a in _rows([5, 6], [7])))
     assert ids.dtype == mask.dtype == np.int64
-    for bad, message in [((None, mask), "missing input"), ((ids, mask[:, :1]), "equal"),
-                         ((ids, np.zeros_like(mask)), "at least one attended token"),
-                         ((ids + 200, mask), "values must be in"),
-                         (_rows(list(range(1, 20))), "at most 16")]:
+    for bad, message in [
+        ((None, mask), "missing input"),
+        ((ids, mask[:, :1]), "equal"),
+        ((ids, np.zeros_like(mask)), "at least one attended token"),
+        ((ids + 200, mask), "values must be in"),
+        (_rows(list(range(1, 20))), "at most 16"),
+    ]:
         with pytest.raises(InputError, match=message):
             decoding.token_rows(*bad)
 
@@ -60,7 +65,7 @@ def test_token_rows_checks_a_direct_callers_input(decoding):
 def test_decode_requests_pads_once_and_splits_back(decoding):
     requests = [(*_rows([5, 6, 7], [8]), "a"), (*_rows([9]), "b"), (*_rows([10, 11], [12, 13], [14]), "c")]
     outputs = decoding.decode_requests(requests)
-    (ids, mask, params), = decoding.decoder.calls  # one decoder call for the whole batch
+    ((ids, mask, params),) = decoding.decoder.calls  # one decoder call for the whole batch
     assert ids.shape == mask.shape == (6, 3) and params == ["a", "a", "b", "c", "c", "c"]
     assert [o.tolist() for o in outputs] == [[[7, 6, 5], [8, PAD, PAD]], [[9]], [[11, 10], [13, 12], [14, PAD]]]
     assert all(o.dtype == np.int64 for o in outputs)
@@ -73,12 +78,22 @@ def test_seq2seq_adapter_refuses_bad_requests_alone(decoding, mocked_pb_utils):
     def request(rows, **controls):
         ids, mask = _rows(*rows)
         inputs = {INPUT_IDS: ids, ATTENTION_MASK: mask}
-        inputs.update({name: np.array([[value]], dtype=CONTROL_DTYPES[name].lower().replace("fp", "float"))
-                       for name, value in controls.items()})
+        inputs.update(
+            {
+                name: np.array([[value]], dtype=CONTROL_DTYPES[name].lower().replace("fp", "float"))
+                for name, value in controls.items()
+            }
+        )
         return mocked_pb_utils.Request(inputs)
 
-    responses = model.execute([request([[5, 6], [7]]), request([[8]], **{NUM_BEAMS: 0}), request([[9, 10]]),
-                               mocked_pb_utils.Request({INPUT_IDS: np.array([[5]]), ATTENTION_MASK: np.array([[0]])})])
+    responses = model.execute(
+        [
+            request([[5, 6], [7]]),
+            request([[8]], **{NUM_BEAMS: 0}),
+            request([[9, 10]]),
+            mocked_pb_utils.Request({INPUT_IDS: np.array([[5]]), ATTENTION_MASK: np.array([[0]])}),
+        ]
+    )
     assert [r.error is None for r in responses] == [True, False, True, False]
     assert NUM_BEAMS.lower() in responses[1].error.message.lower()
     assert responses[0].outputs[OUTPUT_IDS].tolist() == [[6, 5], [7, PAD]]

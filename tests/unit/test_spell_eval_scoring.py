@@ -1,4 +1,5 @@
 """`searchbar eval-spell`: the metrics, the SymSpell baseline and the command on a small file."""
+
 from __future__ import annotations
 
 
@@ -29,5 +30,3 @@ def test_symspell_baseline_is_the_real_library():
     baseline = SymSpellBaseline()
     out = baseline.correct(["whereis th elove", "", "hits 2024"])
     assert out[0] == "where is the love" and out[1] == "" and "2024" in out[2]
-
-

@@ -1,4 +1,5 @@
 """The no-damage guard (search_backends.spell_guard) and the spell_detokenize adapter, with pb_utils mocked."""
+
 from __future__ import annotations
 
 
@@ -8,9 +9,30 @@ import pytest
 from search_backends.spell_guard import SpellGuard, guard_switch, read_lexicon, write_lexicon
 from search_backends.text_input import InputError
 
-LEXICON = {"taylor": 4.5, "swift": 4.2, "swit": 1.6, "metallica": 3.2, "enter": 5.0, "sandman": 2.9, "the": 7.7,
-           "weeknd": 2.7, "weekend": 5.1, "hits": 4.6, "workout": 4.0, "he": 6.5, "rock": 5.0, "and": 7.4,
-           "roll": 4.6, "fly": 4.7, "me": 6.8, "to": 7.4, "moon": 4.8, "sinatra": 3.3, "frank": 4.6, "rockandroll": 1.0}
+LEXICON = {
+    "taylor": 4.5,
+    "swift": 4.2,
+    "swit": 1.6,
+    "metallica": 3.2,
+    "enter": 5.0,
+    "sandman": 2.9,
+    "the": 7.7,
+    "weeknd": 2.7,
+    "weekend": 5.1,
+    "hits": 4.6,
+    "workout": 4.0,
+    "he": 6.5,
+    "rock": 5.0,
+    "and": 7.4,
+    "roll": 4.6,
+    "fly": 4.7,
+    "me": 6.8,
+    "to": 7.4,
+    "moon": 4.8,
+    "sinatra": 3.3,
+    "frank": 4.6,
+    "rockandroll": 1.0,
+}
 
 
 @pytest.fixture
@@ -18,15 +40,18 @@ def guard():
     return SpellGuard(LEXICON, min_gain=1.0)
 
 
-@pytest.mark.parametrize("source, model, expected", [
-    ("taylor swift", "taylor swit", "taylor swift"),  # a known word never becomes a rarer one
-    ("taylor swit", "taylor swift", "taylor swift"),  # a rare typo becomes a much more frequent word
-    ("metalica enter sandman", "metallica enter sandman", "metallica enter sandman"),  # unknown -> known
-    ("metalica enter sandman", "metalicca enter sandman", "metalica enter sandman"),  # unknown -> unknown: kept
-    ("workut hits 2024", "workout hits he", "workout hits 2024"),  # numbers never change, fixes elsewhere stay
-    ("frank sinatr fly me to the moon", "frank sinater fly meothe tomon", "frank sinatr fly me to the moon"),
-    ("the weeknd", "the weekend", "the weeknd"),  # 2.7 -> 5.1 passes the gain... see min_gain test below
-])
+@pytest.mark.parametrize(
+    "source, model, expected",
+    [
+        ("taylor swift", "taylor swit", "taylor swift"),  # a known word never becomes a rarer one
+        ("taylor swit", "taylor swift", "taylor swift"),  # a rare typo becomes a much more frequent word
+        ("metalica enter sandman", "metallica enter sandman", "metallica enter sandman"),  # unknown -> known
+        ("metalica enter sandman", "metalicca enter sandman", "metalica enter sandman"),  # unknown -> unknown: kept
+        ("workut hits 2024", "workout hits he", "workout hits 2024"),  # numbers never change, fixes elsewhere stay
+        ("frank sinatr fly me to the moon", "frank sinater fly meothe tomon", "frank sinatr fly me to the moon"),
+        ("the weeknd", "the weekend", "the weeknd"),  # 2.7 -> 5.1 passes the gain... see min_gain test below
+    ],
+)
 def test_guard_keeps_only_supported_changes(guard, source, model, expected):
     if source == "the weeknd":
         guard = SpellGuard(LEXICON, min_gain=3.0)
@@ -65,5 +90,3 @@ def test_guard_switch_input_parameter_and_errors():
 
 
 # --------------------------------------------------------------------------- the adapter, pb_utils mocked
-
-

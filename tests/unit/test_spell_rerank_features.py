@@ -10,27 +10,46 @@ from __future__ import annotations
 import pytest
 
 from search_backends.contracts.spell_correct import RERANKER_FILE
-from search_backends.spell_rerank import FEATURES, Candidate, ErrorModel, WordReranker, candidate_features, edit_kinds, edit_ops
+from search_backends.spell_rerank import (
+    FEATURES,
+    Candidate,
+    ErrorModel,
+    WordReranker,
+    candidate_features,
+    edit_kinds,
+    edit_ops,
+)
 
-@pytest.mark.parametrize("typed, intended, ops, kinds", [
-    ("ristrict", "restrict", [("sub", "e", "i", False)], {"sub_vowel": 1}),
-    ("burj", "burn", [("sub", "n", "j", True)], {"sub_keyboard": 1}),
-    ("teh", "the", [("trans", "h", "e", True)], {"transpose": 1}),
-    ("reciver", "receiver", [("del", "c", "e", False)], {"del_vowel": 1}),
-    ("satelite", "satellite", [("del", "e", "l", False)], {"del_double": 1}),
-    ("helllo", "hello", [("ins", "e", "l", False)], {"ins_double": 1}),
-    ("xhello", "hello", [("ins", "^", "x", False)], {"ins_other": 1}),
-    ("volcanoe", "volcano", [("ins", "o", "e", True)], {"ins_vowel": 1}),
-    ("abba", "abba", [], {}),
-])
+
+@pytest.mark.parametrize(
+    "typed, intended, ops, kinds",
+    [
+        ("ristrict", "restrict", [("sub", "e", "i", False)], {"sub_vowel": 1}),
+        ("burj", "burn", [("sub", "n", "j", True)], {"sub_keyboard": 1}),
+        ("teh", "the", [("trans", "h", "e", True)], {"transpose": 1}),
+        ("reciver", "receiver", [("del", "c", "e", False)], {"del_vowel": 1}),
+        ("satelite", "satellite", [("del", "e", "l", False)], {"del_double": 1}),
+        ("helllo", "hello", [("ins", "e", "l", False)], {"ins_double": 1}),
+        ("xhello", "hello", [("ins", "^", "x", False)], {"ins_other": 1}),
+        ("volcanoe", "volcano", [("ins", "o", "e", True)], {"ins_vowel": 1}),
+        ("abba", "abba", [], {}),
+    ],
+)
 def test_edit_ops_name_each_edit_with_its_context(typed, intended, ops, kinds):
     assert edit_ops(typed, intended) == ops
     assert dict(edit_kinds(typed, intended)) == kinds
 
 
 def test_error_model_prefers_the_edits_people_make():
-    errors = ErrorModel.fit([("recieve", "receive"), ("beleive", "believe"), ("acheive", "achieve"),
-                             ("tommorow", "tomorrow"), ("wierd", "weird")])
+    errors = ErrorModel.fit(
+        [
+            ("recieve", "receive"),
+            ("beleive", "believe"),
+            ("acheive", "achieve"),
+            ("tommorow", "tomorrow"),
+            ("wierd", "weird"),
+        ]
+    )
     common = errors.log_prob(edit_ops("concieve", "conceive"))  # the ie/ei swap, seen three times
     rare = errors.log_prob(edit_ops("conceive", "conqeive"))  # a substitution never seen
     assert common > rare
@@ -44,8 +63,9 @@ def test_features_of_keep_and_of_a_change():
     lexicon = {"restrict": 3.8, "district": 5.0}
     keep = dict(zip(FEATURES, candidate_features("ristrict", Candidate("ristrict", 0), lexicon, False)))
     assert keep["keep"] == 1.0 and keep["keep_unknown"] == 1.0 and keep["zipf"] == 0.0
-    change = dict(zip(FEATURES, candidate_features("ristrict", Candidate("district", 1), lexicon, True,
-                                                   model_word="district")))
+    change = dict(
+        zip(FEATURES, candidate_features("ristrict", Candidate("district", 1), lexicon, True, model_word="district"))
+    )
     assert change["keep"] == 0.0 and change["zipf"] == 5.0 and change["distance_1"] == 1.0
     assert change["first_letter"] == 1.0 and change["context"] == 1.0 and change["from_model"] == 1.0
     assert change["sub_keyboard"] == 1.0  # r and d are neighbours
@@ -74,7 +94,9 @@ def test_near_words_equals_symspell_lookup():
 
     from search_backends.spell_guard import lexicon_index, near_words
 
-    words = {f"{a}{b}" for a in ("metal", "sand", "swift", "jaz", "k", "bohemian", "rhap") for b in ("", "ica", "s", "l")}
+    words = {
+        f"{a}{b}" for a in ("metal", "sand", "swift", "jaz", "k", "bohemian", "rhap") for b in ("", "ica", "s", "l")
+    }
     lexicon = {w: 3.0 for w in words} | {"metallica": 4.0, "jazz": 4.5, "kill": 5.0, "bohemian": 3.5}
     index = lexicon_index(lexicon, 1.0, 2)
     for query in ("metalica", "jaz", "kil", "bohemain", "rhapsody", "xx", "swfit", "sandmanx", "k"):

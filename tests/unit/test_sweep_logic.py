@@ -1,4 +1,5 @@
 """Sweep configs, input data, choosing, applying and costing (no server: fast)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,8 @@ from search_tools.perf import LoadPoint, format_table, plot_latency_throughput
 from support.sweep import repository_with_configs, two_stage_query_embedding
 
 PIPELINES = ("query_embedding", "query_intent", "product_duplicate", "spell_correct", "search_bar")
+
+
 # Ensemble inputs each pipeline's issue specifies (checked against the spec once it is registered).
 def _registered(name):
     if name not in pipeline_names():
@@ -42,7 +45,10 @@ def test_analyzer_config_parses_with_budget_and_quick_search(name, preset):
 
 def test_quick_preset_is_smaller_than_full():
     quick, full = (analyzer_config.load("query_embedding", p) for p in ("quick", "full"))
-    assert quick.model_analyzer["run_config_search_max_model_batch_size"] < full.model_analyzer["run_config_search_max_model_batch_size"]
+    assert (
+        quick.model_analyzer["run_config_search_max_model_batch_size"]
+        < full.model_analyzer["run_config_search_max_model_batch_size"]
+    )
     assert len(quick.perf_sweep.concurrency) < len(full.perf_sweep.concurrency)
     # quick must finish one pipeline in < 10 min: Model Analyzer gets a bounded share of it
     assert quick.perf_sweep.analyzer_time_limit_s <= 240 < full.perf_sweep.analyzer_time_limit_s
@@ -61,7 +67,9 @@ def test_analyzer_config_names_real_models(name):
         assert set(model_analyzer.cpu_only_models(pipeline)) == models - {name}
     else:  # a BLS entry (search_bar): its stages are the models it calls, all in the pipeline
         assert entry.bls_calls and set(entry.bls_calls) <= models
-        assert set(model_analyzer.cpu_only_models(pipeline)) == {m.name for m in pipeline.models if not isinstance(m, Ensemble)}
+        assert set(model_analyzer.cpu_only_models(pipeline)) == {
+            m.name for m in pipeline.models if not isinstance(m, Ensemble)
+        }
 
 
 def test_spell_inputs_are_misspelled_and_duplicate_pairs_mixed():
@@ -77,9 +85,11 @@ def _points(label, data):
 
 
 def test_choice_is_highest_throughput_within_budget():
-    results = {"default": _points("default", [(1, 100, 8), (4, 300, 20), (8, 500, 60)]),
-               "a": _points("a", [(1, 90, 9), (4, 380, 28), (8, 900, 31)]),
-               "b": _points("b", [(1, 50, 40)])}
+    results = {
+        "default": _points("default", [(1, 100, 8), (4, 300, 20), (8, 500, 60)]),
+        "a": _points("a", [(1, 90, 9), (4, 380, 28), (8, 900, 31)]),
+        "b": _points("b", [(1, 50, 40)]),
+    }
     assert choose.best_under_budget(results["a"], 30).throughput == 380
     assert choose.best_under_budget(results["b"], 30) is None
     assert choose.choose(results, 30) == "a"
@@ -119,14 +129,17 @@ def test_candidates_include_queue_delay_variants_of_the_default_settings():
     zero = apply_batching(base, {m: {"max_queue_delay_us": 0} for m in cands[0].batching})
     encoder = zero.model("query_embedding_encoder")
     assert [c.name for c in candidates.candidate_list(zero, [], [0, 1000], 4)] == [
-        candidates.DEFAULT_NAME, f"tokenize x1 b64 d1000, encoder x1 b64 d1000 {encoder.engine}-{encoder.precision}"]
+        candidates.DEFAULT_NAME,
+        f"tokenize x1 b64 d1000, encoder x1 b64 d1000 {encoder.engine}-{encoder.precision}",
+    ]
 
 
 def test_dry_run_shows_diff_and_apply_keeps_backup(tmp_path):
     base = two_stage_query_embedding()
     repo = repository_with_configs(base, tmp_path / "repo")
-    chosen = candidates.Candidate("c", {"query_embedding_encoder": {"max_batch_size": 8, "instance_count": 2,
-                                                               "max_queue_delay_us": 1000}})
+    chosen = candidates.Candidate(
+        "c", {"query_embedding_encoder": {"max_batch_size": 8, "instance_count": 2, "max_queue_delay_us": 1000}}
+    )
     path = repo / "query_embedding_encoder" / "config.pbtxt"
     before = path.read_text()
 
@@ -154,8 +167,10 @@ def test_overrides_file_round_trips_into_the_spec(tmp_path):
     loaded = load_overrides(path)
     assert set(loaded) == {"other_model", "query_embedding_tokenize"}
     rebuilt = apply_batching(base, loaded)
-    assert to_pbtxt(model_config(rebuilt.model("query_embedding_tokenize"), "local")) == \
-        candidates.render_configs(candidates.Candidate("c", chosen).pipeline(base))["query_embedding_tokenize"]
+    assert (
+        to_pbtxt(model_config(rebuilt.model("query_embedding_tokenize"), "local"))
+        == candidates.render_configs(candidates.Candidate("c", chosen).pipeline(base))["query_embedding_tokenize"]
+    )
     assert rebuilt.model("query_embedding_encoder") == base.model("query_embedding_encoder")
     path.write_text(json.dumps({"models": {"m": {"max_batch": 4}}}))
     with pytest.raises(ValueError, match="unknown batching fields"):
@@ -185,10 +200,20 @@ def test_build_reads_the_sweep_result_for_the_local_target_only(tmp_path):
 
 def _sweep_report(tmp_path, beats_default):
     chosen = {"query_embedding_encoder": {"max_batch_size": 64, "instance_count": 1, "max_queue_delay_us": 0}}
-    report = {"chosen": "encoder x1 b64 d0", "chosen_batching": chosen, "run_dir": "r", "preset": "quick",
-              "budget_ms": 30, "machine": {"cpus": 2},
-              "verification": {"beats_default": beats_default, "chosen_wins": 2 if beats_default else 1,
-                               "n_rounds": 2, "throughput_ratio": 1.2}}
+    report = {
+        "chosen": "encoder x1 b64 d0",
+        "chosen_batching": chosen,
+        "run_dir": "r",
+        "preset": "quick",
+        "budget_ms": 30,
+        "machine": {"cpus": 2},
+        "verification": {
+            "beats_default": beats_default,
+            "chosen_wins": 2 if beats_default else 1,
+            "n_rounds": 2,
+            "throughput_ratio": 1.2,
+        },
+    }
     path = tmp_path / f"sweep_{beats_default}.json"
     path.write_text(json.dumps(report))
     return path
@@ -198,8 +223,15 @@ def _apply_args(tmp_path, results, **kw):
     repo = tmp_path / "repo"
     if not repo.exists():
         repository_with_configs(two_stage_query_embedding(), repo)
-    defaults = dict(pipeline="query_embedding", from_results=results, apply=True, dry_run=False, force=False,
-                    repository=repo, overrides=tmp_path / "overrides.json")
+    defaults = dict(
+        pipeline="query_embedding",
+        from_results=results,
+        apply=True,
+        dry_run=False,
+        force=False,
+        repository=repo,
+        overrides=tmp_path / "overrides.json",
+    )
     return argparse.Namespace(**{**defaults, **kw})
 
 
@@ -221,19 +253,35 @@ def test_apply_from_results_needs_a_verified_win_or_force(tmp_path, capsys):
 def test_cost_per_million_and_side_by_side_report(tmp_path, capsys):
     assert cost_report.cost_per_million(100.0, 3.6) == pytest.approx(10.0)
     assert cost_report.cost_per_million(0.0, 3.6) is None
-    run = {"pipeline": "query_embedding", "preset": "quick", "budget_ms": 30, "chosen": "c",
-           "verification": {"summary": {"default": {"throughput": 200.0, "p99_ms": 20.0},
-                                        "chosen": {"throughput": 400.0, "p99_ms": 25.0}}}}
-    untuned = {"pipeline": "query_embedding", "preset": "quick", "budget_ms": 30, "chosen": None,
-               "candidates": [{"name": "default", "best": None}]}
+    run = {
+        "pipeline": "query_embedding",
+        "preset": "quick",
+        "budget_ms": 30,
+        "chosen": "c",
+        "verification": {
+            "summary": {
+                "default": {"throughput": 200.0, "p99_ms": 20.0},
+                "chosen": {"throughput": 400.0, "p99_ms": 25.0},
+            }
+        },
+    }
+    untuned = {
+        "pipeline": "query_embedding",
+        "preset": "quick",
+        "budget_ms": 30,
+        "chosen": None,
+        "candidates": [{"name": "default", "best": None}],
+    }
     paths = []
     for i, r in enumerate((run, untuned)):
         paths.append(tmp_path / f"{i}.json")
         paths[-1].write_text(json.dumps(r))
     parser = argparse.ArgumentParser()
     cost_report.add_arguments(parser)
-    args = parser.parse_args([str(p) for p in paths] + ["--price-per-hour", "0.72", "2.5", "--labels", "cpu", "gpu",
-                                                         "--out", str(tmp_path / "cost.md")])
+    args = parser.parse_args(
+        [str(p) for p in paths]
+        + ["--price-per-hour", "0.72", "2.5", "--labels", "cpu", "gpu", "--out", str(tmp_path / "cost.md")]
+    )
     assert cost_report.run(args) == 0
     md = (tmp_path / "cost.md").read_text()
     assert "| cpu | default | 200.0 | 20.0 | 30 | 0.72 | 1.0000 |" in md
@@ -242,8 +290,12 @@ def test_cost_per_million_and_side_by_side_report(tmp_path, capsys):
 
 
 def test_plot_is_written(tmp_path):
-    png = plot_latency_throughput(_points("default", [(1, 100, 8), (4, 300, 20)]) + _points("c", [(1, 120, 7)]),
-                                  tmp_path / "p.png", "t", budget_ms=30)
+    png = plot_latency_throughput(
+        _points("default", [(1, 100, 8), (4, 300, 20)]) + _points("c", [(1, 120, 7)]),
+        tmp_path / "p.png",
+        "t",
+        budget_ms=30,
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -259,10 +311,11 @@ def test_overrides_file_checks_engine_fields(tmp_path):
     from search_build.repository.batching_overrides import load_overrides
 
     path = tmp_path / "batching.json"
-    for entry, message in (({"engine": "openvino"}, "precision"), ({"engine": "openvino", "precision": "int8"}, "int8"),
-                           ({"engine": "tvm", "precision": "fp32"}, "engine must be")):
+    for entry, message in (
+        ({"engine": "openvino"}, "precision"),
+        ({"engine": "openvino", "precision": "int8"}, "int8"),
+        ({"engine": "tvm", "precision": "fp32"}, "engine must be"),
+    ):
         path.write_text(json.dumps({"models": {"product_encoder": entry}}))
         with pytest.raises(ValueError, match=message):
             load_overrides(path)
-
-

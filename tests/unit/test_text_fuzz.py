@@ -4,6 +4,7 @@ Each bad request gets a clear Triton error naming the problem (INVALID_ARGUMENT 
 own fault, NOT_FOUND for an unknown model); good requests sharing a dynamic batch with bad ones are
 answered exactly as when sent alone; the server stays live and ready throughout.
 """
+
 from __future__ import annotations
 
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from search_backends.text_input import InputError, decode_text
+
 
 # How a pipeline answers an empty / whitespace-only text (documented in its module); others may do either.
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def test_pair_encoder_on_arbitrary_unicode(embedding_tokenizer_dir, fields):
 
 class _FakeSeq2Seq:
     """A deterministic toy encoder-decoder for the decoding loop: logits depend on the last token and the input."""
+
     vocab, heads, dim = 11, 2, 4
 
     def encode(self, ids, mask):
@@ -81,21 +84,30 @@ class _FakeSeq2Seq:
     def decode_step(self, tokens, mask, past, cross):
         base = cross[0][:, 0, 0, 0][:, None]
         logits = np.sin(base * 0.37 + tokens * 1.3 + np.arange(self.vocab)[None, :] * 0.91).astype(np.float32)
-        present = [np.concatenate([p, np.zeros((len(tokens), self.heads, 1, self.dim), np.float32)], axis=2)
-                   for p in past]
+        present = [
+            np.concatenate([p, np.zeros((len(tokens), self.heads, 1, self.dim), np.float32)], axis=2) for p in past
+        ]
         return logits, present
 
 
 @settings(max_examples=150, deadline=5000)
-@given(ids=st.lists(st.lists(st.integers(0, 10), min_size=1, max_size=12), min_size=1, max_size=4),
-       num_beams=st.integers(-2, 6), max_new_tokens=st.integers(-1, 12), no_repeat=st.integers(0, 3),
-       length_penalty=st.floats(-2, 2, allow_nan=False))
+@given(
+    ids=st.lists(st.lists(st.integers(0, 10), min_size=1, max_size=12), min_size=1, max_size=4),
+    num_beams=st.integers(-2, 6),
+    max_new_tokens=st.integers(-1, 12),
+    no_repeat=st.integers(0, 3),
+    length_penalty=st.floats(-2, 2, allow_nan=False),
+)
 def test_spell_generate_loop_never_crashes(ids, num_beams, max_new_tokens, no_repeat, length_penalty):
     gen = pytest.importorskip("search_backends.spell_generation", reason="spell generation module not added yet")
     defaults = gen.GenerationDefaults({"decoder_start_token_id": 2, "eos_token_id": 3, "pad_token_id": 1}, 64)
     try:
-        params = defaults.resolve(num_beams=num_beams, max_new_tokens=max_new_tokens,
-                                  no_repeat_ngram_size=no_repeat, length_penalty=length_penalty)
+        params = defaults.resolve(
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            no_repeat_ngram_size=no_repeat,
+            length_penalty=length_penalty,
+        )
     except ValueError as exc:  # the clean refusal the adapter turns into INVALID_ARGUMENT
         assert num_beams < 1 or max_new_tokens < 1, exc
         return
@@ -119,5 +131,3 @@ def _cached(factory, *args, **kwargs):
     if key not in _CACHE:
         _CACHE[key] = factory(*args, **kwargs)
     return _CACHE[key]
-
-

@@ -19,9 +19,11 @@ def test_long_text_is_clipped_before_tokenizing_and_keeps_the_same_tokens(checkp
     reference = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     reference.no_padding()
     reference.enable_truncation(32)
-    long_texts = ["metallica enter sandman live " * 3000,  # 90 KB of words
-                  "x" * 5 + " supercalifragilistic" * 4000,
-                  "short query"]
+    long_texts = [
+        "metallica enter sandman live " * 3000,  # 90 KB of words
+        "x" * 5 + " supercalifragilistic" * 4000,
+        "short query",
+    ]
     batch = tokenizer.encode(long_texts)
     for row, text in enumerate(long_texts):
         expected = reference.encode(text).ids  # the whole text, truncated by the tokenizer itself

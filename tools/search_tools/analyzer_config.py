@@ -4,6 +4,7 @@
 ``analyzer_configs/presets/<preset>.yaml`` holds ``model_analyzer:`` keys merged over it and
 ``perf_sweep:`` settings for our own perf_analyzer stage (search_tools.sweep).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,13 +19,19 @@ from .server import LOOPBACK, backend_directory, free_port, library_path, pytrit
 ANALYZER_DIR = PROJECT_ROOT / "analyzer_configs"
 PRESETS = ("quick", "full")
 # Keys of a Model Analyzer config that hold paths relative to the project root.
-PATH_KEYS = ("model_repository", "output_model_repository_path", "export_path", "checkpoint_directory",
-             "perf_analyzer_path")
+PATH_KEYS = (
+    "model_repository",
+    "output_model_repository_path",
+    "export_path",
+    "checkpoint_directory",
+    "perf_analyzer_path",
+)
 
 
 @dataclass
 class PerfSweepSettings:
     """Our perf_analyzer stage: the load every candidate configuration gets, and its size."""
+
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 8])
     measurement_ms: int = 2000
     queue_delays_us: list[int] = field(default_factory=lambda: [0, 1000])
@@ -38,10 +45,14 @@ class PerfSweepSettings:
 
     def __post_init__(self) -> None:
         """Values come from YAML presets: refuse wrong types and ranges with the key named."""
+
         def ints(name: str, minimum: int) -> None:
             value = getattr(self, name)
-            if not isinstance(value, list) or not value or any(
-                    isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value):
+            if (
+                not isinstance(value, list)
+                or not value
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value)
+            ):
                 raise ValueError(f"perf_sweep.{name} must be a non-empty list of integers >= {minimum}, got {value!r}")
 
         def one(name: str, minimum: int) -> None:
@@ -63,7 +74,7 @@ class PerfSweepSettings:
 class AnalyzerConfig:
     pipeline: str
     preset: str
-    model_analyzer: dict          # the merged Model Analyzer profile config
+    model_analyzer: dict  # the merged Model Analyzer profile config
     perf_sweep: PerfSweepSettings
 
     @property
@@ -109,8 +120,10 @@ def load(pipeline: str, preset: str = "quick") -> AnalyzerConfig:
     sweep = overlay.get("perf_sweep", {}) or {}
     unknown = set(sweep) - set(PerfSweepSettings.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"presets/{preset}.yaml: unknown perf_sweep keys {sorted(unknown)}; "
-                         f"known: {sorted(PerfSweepSettings.__dataclass_fields__)}")
+        raise ValueError(
+            f"presets/{preset}.yaml: unknown perf_sweep keys {sorted(unknown)}; "
+            f"known: {sorted(PerfSweepSettings.__dataclass_fields__)}"
+        )
     try:
         cfg = AnalyzerConfig(pipeline, preset, merged, PerfSweepSettings(**sweep))
         budget = cfg.budget_ms
@@ -121,9 +134,14 @@ def load(pipeline: str, preset: str = "quick") -> AnalyzerConfig:
     return cfg
 
 
-def resolve_for_this_machine(cfg: dict, *, model_repository: Path, export_dir: Path,
-                             cpu_only_composing: list[str] | None = None,
-                             bls_composing: list[str] | None = None) -> dict:
+def resolve_for_this_machine(
+    cfg: dict,
+    *,
+    model_repository: Path,
+    export_dir: Path,
+    cpu_only_composing: list[str] | None = None,
+    bls_composing: list[str] | None = None,
+) -> dict:
     """A copy runnable here: absolute paths, the pip tritonserver and its backend directory with the
     stub, LD_LIBRARY_PATH for the stub, and outputs under ``export_dir``."""
     out = copy.deepcopy(cfg)

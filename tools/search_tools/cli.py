@@ -1,4 +1,5 @@
 """`searchbar` command line: build, serve, query, doctor, demo, training, exports and the operator tools."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,28 +19,57 @@ COMMANDS = (
     ("demo", "search_tools.demo", "build the default repository, serve it and query every pipeline"),
     ("doctor", "search_tools.doctor", "check that tritonserver, the Python stub and perf_analyzer run here"),
     ("eval-spell", "search_tools.spell_eval", "spell-correction quality on query<TAB>expected files, beside SymSpell"),
-    ("sweep", "search_tools.sweep.command",
-     "Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching"),
+    (
+        "sweep",
+        "search_tools.sweep.command",
+        "Model Analyzer + perf_analyzer sweep that picks (and --apply) a pipeline's batching",
+    ),
     ("cost-report", "search_tools.cost_report", "cost per million requests from sweep results, side by side"),
     ("load-test", "search_tools.load_test", "open-loop load at a fixed rate, with p99 budgets for served and rejected"),
     ("soak", "search_tools.soak", "steady load for a bounded time while server and stub memory is sampled"),
-    ("score", "search_tools.batch_scoring.command",
-     "duplicate scoring of a pairs file on one machine (resumable; Triton or in-process ONNX)"),
-    ("score-spark", "search_tools.spark_score", "duplicate scoring of Parquet pairs on Spark (local[2] here, any cluster)"),
-    ("submit-spark-sagemaker", "search_tools.sagemaker_processing", "run the Spark scoring job as a SageMaker Processing job"),
-    ("package-sagemaker", "search_build.deploy.sagemaker_package", "write model.tar.gz for a SageMaker Triton endpoint"),
-    ("deploy-sagemaker", "search_tools.sagemaker_deploy", "upload model.tar.gz and create an autoscaled SageMaker endpoint"),
+    (
+        "score",
+        "search_tools.batch_scoring.command",
+        "duplicate scoring of a pairs file on one machine (resumable; Triton or in-process ONNX)",
+    ),
+    (
+        "score-spark",
+        "search_tools.spark_score",
+        "duplicate scoring of Parquet pairs on Spark (local[2] here, any cluster)",
+    ),
+    (
+        "submit-spark-sagemaker",
+        "search_tools.sagemaker_processing",
+        "run the Spark scoring job as a SageMaker Processing job",
+    ),
+    (
+        "package-sagemaker",
+        "search_build.deploy.sagemaker_package",
+        "write model.tar.gz for a SageMaker Triton endpoint",
+    ),
+    (
+        "deploy-sagemaker",
+        "search_tools.sagemaker_deploy",
+        "upload model.tar.gz and create an autoscaled SageMaker endpoint",
+    ),
     ("train spell", "search_build.training.spell_train", "train the spelling model (models/spell_bart)"),
     ("train reranker", "search_build.training.spell_rerank_train", "fit the spelling repair's word reranker"),
     ("train product", "search_build.training.product_train", "train the product heads (models/product_heads)"),
     ("data spell", "search_build.training.spell_data", "write the spelling held-out file, or print training pairs"),
-    ("data lexicon", "search_build.training.spell_sources", "write the spell guard's lexicon and bigrams into a checkpoint"),
+    (
+        "data lexicon",
+        "search_build.training.spell_sources",
+        "write the spell guard's lexicon and bigrams into a checkpoint",
+    ),
     ("data perf-inputs", "search_tools.input_data", "write every pipeline's perf_analyzer input data"),
     ("export spell", "search_build.export.spell_export", "export the spelling checkpoint to ONNX (encoder + decoder)"),
     ("export product", "search_build.export.product_export", "export the product heads checkpoint to ONNX"),
 )
-GROUPS = {"train": "train the project's default models", "data": "write the project's seeded data files",
-          "export": "export a checkpoint to ONNX"}
+GROUPS = {
+    "train": "train the project's default models",
+    "data": "write the project's seeded data files",
+    "export": "export a checkpoint to ONNX",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             groups[group[0]] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
         p = (groups[group[0]] if group else commands).add_parser(word, help=summary, description=summary)
         p.set_defaults(command_module=module)
-        if argv[:len(name.split())] == name.split():
+        if argv[: len(name.split())] == name.split():
             _add_arguments(p, importlib.import_module(module))
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers a command started (sweep, demo, soak) are stopped by

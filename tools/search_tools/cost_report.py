@@ -6,6 +6,7 @@
 Each sweep JSON gives two rows, the default and the chosen configuration (the verification
 medians where the sweep verified, else the sweep's best point under the budget).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def cost_per_million(throughput_per_s: float, price_per_hour: float) -> float | 
 class CostRow:
     run: str
     config: str
-    throughput: float | None      # requests/s at the best load level within the budget
+    throughput: float | None  # requests/s at the best load level within the budget
     p99_ms: float | None
     budget_ms: float
     price_per_hour: float
@@ -42,17 +43,37 @@ def rows_from_sweep(report: dict, label: str, price_per_hour: float) -> list[Cos
     verification = report.get("verification")
     if verification:
         s = verification["summary"]
-        return [CostRow(label, f"{name} ({report['chosen']})" if name == "chosen" else name,
-                        s[name]["throughput"], s[name]["p99_ms"], budget, price_per_hour) for name in ("default", "chosen")]
+        return [
+            CostRow(
+                label,
+                f"{name} ({report['chosen']})" if name == "chosen" else name,
+                s[name]["throughput"],
+                s[name]["p99_ms"],
+                budget,
+                price_per_hour,
+            )
+            for name in ("default", "chosen")
+        ]
     by_name = {c["name"]: c for c in report["candidates"]}
     names = ["default"] + ([report["chosen"]] if report.get("chosen") not in (None, "default") else [])
-    return [CostRow(label, name, (by_name[name]["best"] or {}).get("throughput"),
-                    (by_name[name]["best"] or {}).get("p99_ms"), budget, price_per_hour) for name in names]
+    return [
+        CostRow(
+            label,
+            name,
+            (by_name[name]["best"] or {}).get("throughput"),
+            (by_name[name]["best"] or {}).get("p99_ms"),
+            budget,
+            price_per_hour,
+        )
+        for name in names
+    ]
 
 
 def markdown_table(rows: Sequence[CostRow]) -> str:
-    out = ["| run | configuration | req/s under p99 budget | p99 (ms) | budget (ms) | $/hour | $ per 1M requests |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        "| run | configuration | req/s under p99 budget | p99 (ms) | budget (ms) | $/hour | $ per 1M requests |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         tput = f"{r.throughput:.1f}" if r.throughput else "none within budget"
         p99 = f"{r.p99_ms:.1f}" if r.p99_ms else "-"
@@ -63,8 +84,13 @@ def markdown_table(rows: Sequence[CostRow]) -> str:
 
 def add_arguments(parser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="sweep.json files written by `searchbar sweep`")
-    parser.add_argument("--price-per-hour", type=float, nargs="+", required=True,
-                        help="instance price in $/hour, one for all runs or one per run")
+    parser.add_argument(
+        "--price-per-hour",
+        type=float,
+        nargs="+",
+        required=True,
+        help="instance price in $/hour, one for all runs or one per run",
+    )
     parser.add_argument("--labels", nargs="+", help="a name per run (default: pipeline + preset + stamp)")
     parser.add_argument("--out", type=Path, default=Path("out/cost_report.md"), help="markdown file to write")
 
@@ -78,12 +104,18 @@ def run(args) -> int:
     rows: list[CostRow] = []
     for i, path in enumerate(args.runs):
         report = json.loads(Path(path).read_text())
-        label = args.labels[i] if args.labels else f"{report['pipeline']} {report['preset']} {report.get('stamp', '')}".strip()
+        label = (
+            args.labels[i]
+            if args.labels
+            else f"{report['pipeline']} {report['preset']} {report.get('stamp', '')}".strip()
+        )
         rows += rows_from_sweep(report, label, prices[i] if len(prices) > 1 else prices[0])
     table = markdown_table(rows)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("# Serving cost per million requests\n\nOne instance kept busy at the highest measured "
-                        "throughput whose p99 latency stays within the budget.\n\n" + table + "\n")
+    args.out.write_text(
+        "# Serving cost per million requests\n\nOne instance kept busy at the highest measured "
+        "throughput whose p99 latency stays within the budget.\n\n" + table + "\n"
+    )
     print(f"\nwrote {args.out}")
     return 0

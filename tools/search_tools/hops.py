@@ -9,6 +9,7 @@ between the entry's total and the sum of its steps is the ensemble's scheduling 
 
     searchbar hops --repository model_repository --model query_embedding --concurrency 1 8 32
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ class Hop:
 def _stats(client, model: str) -> dict:
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     inference = stats.get("inference_stats", {})
-    out = {key: (int(inference.get(key, {}).get("count", 0)), int(inference.get(key, {}).get("ns", 0)))
-           for key in ("success", *STAT_KEYS)}
+    out = {
+        key: (int(inference.get(key, {}).get("count", 0)), int(inference.get(key, {}).get("ns", 0)))
+        for key in ("success", *STAT_KEYS)
+    }
     out["executions"] = int(stats.get("execution_count", 0))
     return out
 
@@ -67,12 +70,23 @@ def step_models(client, entry: str) -> list[str]:
 def hops_between(before: dict, after: dict) -> list[Hop]:
     hops = []
     for model in after:
-        delta = {k: (after[model][k][0] - before[model][k][0], after[model][k][1] - before[model][k][1])
-                 for k in ("success", *STAT_KEYS)}
+        delta = {
+            k: (after[model][k][0] - before[model][k][0], after[model][k][1] - before[model][k][1])
+            for k in ("success", *STAT_KEYS)
+        }
         requests = delta["success"][0]
         per = lambda key: delta[key][1] / requests / 1e6 if requests else 0.0  # noqa: E731 - ns per request -> ms
-        hops.append(Hop(model, requests, after[model]["executions"] - before[model]["executions"],
-                        per("queue"), per("compute_input"), per("compute_infer"), per("compute_output")))
+        hops.append(
+            Hop(
+                model,
+                requests,
+                after[model]["executions"] - before[model]["executions"],
+                per("queue"),
+                per("compute_input"),
+                per("compute_infer"),
+                per("compute_output"),
+            )
+        )
     return hops
 
 
@@ -90,21 +104,31 @@ def measure(grpc_url: str, entry: str, concurrency: int, input_data: Path, *, me
     hops = hops_between(before, after)
     server_ms = hops[0].total_ms  # the entry's request time: everything inside the server
     steps_ms = sum(h.total_ms for h in hops[1:])
-    return {"concurrency": concurrency, "throughput": point.throughput, "client_avg_ms": point.avg_ms,
-            "client_p99_ms": point.p99_ms, "server_ms": server_ms,
-            "ensemble_scheduling_ms": max(0.0, server_ms - steps_ms) if len(hops) > 1 else 0.0,
-            "transport_ms": max(0.0, point.avg_ms - server_ms),
-            "hops": [{**asdict(h), "total_ms": h.total_ms, "rows_per_execution": h.rows_per_execution}
-                     for h in hops[1:] or hops]}
+    return {
+        "concurrency": concurrency,
+        "throughput": point.throughput,
+        "client_avg_ms": point.avg_ms,
+        "client_p99_ms": point.p99_ms,
+        "server_ms": server_ms,
+        "ensemble_scheduling_ms": max(0.0, server_ms - steps_ms) if len(hops) > 1 else 0.0,
+        "transport_ms": max(0.0, point.avg_ms - server_ms),
+        "hops": [
+            {**asdict(h), "total_ms": h.total_ms, "rows_per_execution": h.rows_per_execution} for h in hops[1:] or hops
+        ],
+    }
 
 
 def format_hops(result: dict) -> str:
-    lines = [f"concurrency {result['concurrency']}: {result['throughput']:.0f} req/s, client avg "
-             f"{result['client_avg_ms']:.2f} ms (p99 {result['client_p99_ms']:.2f})",
-             f"  {'hop':32s} {'queue':>7s} {'input':>7s} {'execute':>8s} {'output':>7s} {'total':>7s} {'rows/exec':>9s}"]
+    lines = [
+        f"concurrency {result['concurrency']}: {result['throughput']:.0f} req/s, client avg "
+        f"{result['client_avg_ms']:.2f} ms (p99 {result['client_p99_ms']:.2f})",
+        f"  {'hop':32s} {'queue':>7s} {'input':>7s} {'execute':>8s} {'output':>7s} {'total':>7s} {'rows/exec':>9s}",
+    ]
     for h in result["hops"]:
-        lines.append(f"  {h['model']:32s} {h['queue_ms']:7.3f} {h['input_ms']:7.3f} {h['infer_ms']:8.3f} "
-                     f"{h['output_ms']:7.3f} {h['total_ms']:7.3f} {h['rows_per_execution']:9.1f}")
+        lines.append(
+            f"  {h['model']:32s} {h['queue_ms']:7.3f} {h['input_ms']:7.3f} {h['infer_ms']:8.3f} "
+            f"{h['output_ms']:7.3f} {h['total_ms']:7.3f} {h['rows_per_execution']:9.1f}"
+        )
     lines.append(f"  {'ensemble scheduling':32s} {'':31s} {result['ensemble_scheduling_ms']:7.3f}")
     lines.append(f"  {'gRPC + client (transport)':32s} {'':31s} {result['transport_ms']:7.3f}")
     return "\n".join(lines)
@@ -123,7 +147,10 @@ def run(args) -> int:
     from .server import TritonServer
 
     results = []
-    with tempfile.TemporaryDirectory() as tmp, TritonServer(args.repository, log_path=Path(tmp) / "server.log") as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TritonServer(args.repository, log_path=Path(tmp) / "server.log") as server,
+    ):
         data = write_pipeline_input_data(args.model, Path(tmp))
         for c in args.concurrency:
             result = measure(server.grpc_url, args.model, c, data, measurement_ms=int(args.seconds * 1000))

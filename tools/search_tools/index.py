@@ -3,6 +3,7 @@
 Other models of the repository are left as they are. A running server picks the new index up on a reload of
 catalog_search (model control API, with the admin key) or a restart.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,10 +18,17 @@ def add_arguments(parser) -> None:
 
     add_catalog_arguments(p)
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
-    p.add_argument("--target", choices=("local", "triton-cpu", "triton-gpu"), default=None,
-                   help="default: the target the repository was built for (local for a new one)")
-    p.add_argument("--embedding-checkpoint", default=None,
-                   help="must be the checkpoint query_embedding serves (default: all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--target",
+        choices=("local", "triton-cpu", "triton-gpu"),
+        default=None,
+        help="default: the target the repository was built for (local for a new one)",
+    )
+    p.add_argument(
+        "--embedding-checkpoint",
+        default=None,
+        help="must be the checkpoint query_embedding serves (default: all-MiniLM-L6-v2)",
+    )
 
 
 def run(args) -> int:
@@ -36,5 +44,7 @@ def run(args) -> int:
     pipeline = build_pipeline(C.CATALOG_SEARCH, target=target, checkpoint=args.embedding_checkpoint, **options)
     write_repository([pipeline], args.repository, target, clean=False)
     folder = args.repository / C.CATALOG_SEARCH / "1" / C.CATALOG_DIR
-    print(f"{C.CATALOG_SEARCH} written to {folder.parent.parent}: {(folder / C.MANIFEST_FILE).read_text(encoding='utf-8')}")
+    print(
+        f"{C.CATALOG_SEARCH} written to {folder.parent.parent}: {(folder / C.MANIFEST_FILE).read_text(encoding='utf-8')}"
+    )
     return 0

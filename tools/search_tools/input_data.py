@@ -3,6 +3,7 @@
 Regenerate the committed files with ``searchbar data perf-inputs`` (or ``searchbar sweep``,
 which writes the file of the pipeline it profiles when it is missing).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,10 +45,15 @@ def _spell_controls() -> dict[str, str | int | float | bool]:
     max_length = int(v["max_length"])
     if "max_length" not in d.values and d.max_position_embeddings is not None:
         max_length = min(max_length + 1, d.max_position_embeddings)
-    return {S.NUM_BEAMS: int(v["num_beams"]), S.MAX_NEW_TOKENS: int(v.get("max_new_tokens") or max_length - 1),
-            S.MIN_LENGTH: int(v["min_length"]), S.LENGTH_PENALTY: float(v["length_penalty"]),
-            S.NO_REPEAT_NGRAM_SIZE: int(v["no_repeat_ngram_size"]),
-            S.EARLY_STOPPING: str(v["early_stopping"]).lower(), S.GUARD_INPUT: True}
+    return {
+        S.NUM_BEAMS: int(v["num_beams"]),
+        S.MAX_NEW_TOKENS: int(v.get("max_new_tokens") or max_length - 1),
+        S.MIN_LENGTH: int(v["min_length"]),
+        S.LENGTH_PENALTY: float(v["length_penalty"]),
+        S.NO_REPEAT_NGRAM_SIZE: int(v["no_repeat_ngram_size"]),
+        S.EARLY_STOPPING: str(v["early_stopping"]).lower(),
+        S.GUARD_INPUT: True,
+    }
 
 
 def _pairs() -> Iterator[dict[str, str]]:
@@ -62,8 +68,9 @@ ROWS = {
     P.INTENT: lambda: _with(_text(SHOPPING_QUERIES), _intent_controls()),
     P.DUPLICATE: _pairs,
     # search_bar: misspelled queries, top 10, both stages on (the defaults, named so the file lists every input)
-    C.SEARCH_BAR: lambda: _with(_text(MISSPELLED_MUSIC_QUERIES), {C.TOP_K: C.DEFAULT_TOP_K, C.CORRECT_SPELLING: True,
-                                                                  C.DETECT_INTENT: True}),
+    C.SEARCH_BAR: lambda: _with(
+        _text(MISSPELLED_MUSIC_QUERIES), {C.TOP_K: C.DEFAULT_TOP_K, C.CORRECT_SPELLING: True, C.DETECT_INTENT: True}
+    ),
 }
 
 

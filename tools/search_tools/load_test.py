@@ -11,6 +11,7 @@ server by mistake.
 The verdict: served requests' p99 stays within ``--budget-ms`` and rejections (UNAVAILABLE:
 "Exceeds maximum queue size" or "Request timeout expired") come back quickly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,10 @@ REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)
 @dataclass(frozen=True)
 class Outcome:
     """One request: when it was sent (s since start), how long it took, and how it ended."""
+
     sent_s: float
     latency_s: float
-    status: str            # "OK" or the gRPC status name
+    status: str  # "OK" or the gRPC status name
     message: str = ""
 
     @property
@@ -69,10 +71,12 @@ class LoadReport:
 
     def text(self) -> str:
         f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-        lines = [f"{self.model}: offered {self.rate:g}/s for {self.duration_s:.1f}s -> sent {self.sent}, "
-                 f"served {self.served} ({self.served_per_s:.0f}/s), rejected {self.rejected}, other errors {self.other_errors}",
-                 f"  served   p50 {f(self.served_p50_ms)} ms  p99 {f(self.served_p99_ms)} ms  max {f(self.served_max_ms)} ms",
-                 f"  rejected p50 {f(self.rejected_p50_ms)} ms  p99 {f(self.rejected_p99_ms)} ms"]
+        lines = [
+            f"{self.model}: offered {self.rate:g}/s for {self.duration_s:.1f}s -> sent {self.sent}, "
+            f"served {self.served} ({self.served_per_s:.0f}/s), rejected {self.rejected}, other errors {self.other_errors}",
+            f"  served   p50 {f(self.served_p50_ms)} ms  p99 {f(self.served_p99_ms)} ms  max {f(self.served_max_ms)} ms",
+            f"  rejected p50 {f(self.rejected_p50_ms)} ms  p99 {f(self.rejected_p99_ms)} ms",
+        ]
         lines += [f"  {n} x {msg}" for msg, n in self.error_samples.items()]
         return "\n".join(lines)
 
@@ -103,6 +107,7 @@ def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES) ->
             t.set_data_from_numpy(value)
             inputs.append(t)
         return inputs
+
     return make
 
 
@@ -118,9 +123,18 @@ def model_metadata(url: str, model: str) -> dict:
         client.close()
 
 
-async def open_loop(url: str, model: str, make_inputs: Callable[[int], list], *, rate: float, duration_s: float,
-                    max_requests: int = 100_000, timeout_s: float = 10.0, output: str | None = None,
-                    parameters: dict | None = None) -> list[Outcome]:
+async def open_loop(
+    url: str,
+    model: str,
+    make_inputs: Callable[[int], list],
+    *,
+    rate: float,
+    duration_s: float,
+    max_requests: int = 100_000,
+    timeout_s: float = 10.0,
+    output: str | None = None,
+    parameters: dict | None = None,
+) -> list[Outcome]:
     """Send request ``i`` at ``i / rate`` seconds (open loop) for ``duration_s``; gather every outcome."""
     import tritonclient.grpc.aio as aioclient
     from tritonclient.utils import InferenceServerException
@@ -136,8 +150,7 @@ async def open_loop(url: str, model: str, make_inputs: Callable[[int], list], *,
 
     async def one(i: int, sent: float) -> None:
         try:
-            await client.infer(model, make_inputs(i), outputs=outputs, parameters=parameters,
-                               client_timeout=timeout_s)
+            await client.infer(model, make_inputs(i), outputs=outputs, parameters=parameters, client_timeout=timeout_s)
             status, message = "OK", ""
         except InferenceServerException as exc:
             status, message = str(exc.status() or "UNKNOWN"), exc.message() or str(exc)
@@ -168,16 +181,47 @@ def summarise(model: str, rate: float, outcomes: Sequence[Outcome]) -> LoadRepor
         if not o.ok:
             key = f"{o.status}: {o.message[:120]}"
             samples[key] = samples.get(key, 0) + 1
-    return LoadReport(model, rate, max((o.sent_s for o in outcomes), default=0.0), len(outcomes), len(served),
-                      len(rejected), len(others), pct(served, 50), pct(served, 99), max(served, default=None),
-                      pct(rejected, 50), pct(rejected, 99), len(served) / span, samples)
+    return LoadReport(
+        model,
+        rate,
+        max((o.sent_s for o in outcomes), default=0.0),
+        len(outcomes),
+        len(served),
+        len(rejected),
+        len(others),
+        pct(served, 50),
+        pct(served, 99),
+        max(served, default=None),
+        pct(rejected, 50),
+        pct(rejected, 99),
+        len(served) / span,
+        samples,
+    )
 
 
-def run_load(url: str, model: str, *, rate: float, duration_s: float, max_requests: int = 100_000,
-             timeout_s: float = 10.0, parameters: dict | None = None) -> tuple[LoadReport, list[Outcome]]:
+def run_load(
+    url: str,
+    model: str,
+    *,
+    rate: float,
+    duration_s: float,
+    max_requests: int = 100_000,
+    timeout_s: float = 10.0,
+    parameters: dict | None = None,
+) -> tuple[LoadReport, list[Outcome]]:
     make = text_inputs_factory(model_metadata(url, model))
-    outcomes = asyncio.run(open_loop(url, model, make, rate=rate, duration_s=duration_s, max_requests=max_requests,
-                                     timeout_s=timeout_s, parameters=parameters))
+    outcomes = asyncio.run(
+        open_loop(
+            url,
+            model,
+            make,
+            rate=rate,
+            duration_s=duration_s,
+            max_requests=max_requests,
+            timeout_s=timeout_s,
+            parameters=parameters,
+        )
+    )
     return summarise(model, rate, outcomes), outcomes
 
 
@@ -194,13 +238,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    report, _ = run_load(args.url, args.model, rate=args.rate, duration_s=args.duration,
-                         max_requests=args.max_requests, timeout_s=args.timeout)
+    report, _ = run_load(
+        args.url,
+        args.model,
+        rate=args.rate,
+        duration_s=args.duration,
+        max_requests=args.max_requests,
+        timeout_s=args.timeout,
+    )
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
-    ok = (report.served_p99_ms is None or report.served_p99_ms <= args.budget_ms) and \
-         (report.rejected_p99_ms is None or report.rejected_p99_ms <= args.reject_budget_ms) and not report.other_errors
-    print(f"verdict: {'PASS' if ok else 'FAIL'} (served p99 budget {args.budget_ms:g} ms, "
-          f"rejection p99 budget {args.reject_budget_ms:g} ms, no other errors)")
+    ok = (
+        (report.served_p99_ms is None or report.served_p99_ms <= args.budget_ms)
+        and (report.rejected_p99_ms is None or report.rejected_p99_ms <= args.reject_budget_ms)
+        and not report.other_errors
+    )
+    print(
+        f"verdict: {'PASS' if ok else 'FAIL'} (served p99 budget {args.budget_ms:g} ms, "
+        f"rejection p99 budget {args.reject_budget_ms:g} ms, no other errors)"
+    )
     return 0 if ok else 1
 
 

@@ -1,4 +1,5 @@
 """`searchbar query`: send inputs to a served pipeline with tritonclient and print the outputs."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,22 @@ from search_backends.contracts import search_bar as C
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="pipeline entry model, e.g. query_embedding")
     parser.add_argument("texts", nargs="*", help="texts for the model's first string input (one row each)")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
-                        help="value for a named input (repeat; same value on every row), e.g. TOP_K=5 or "
-                             "CORRECT_SPELLING=false; numbers and booleans follow the input's datatype")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="value for a named input (repeat; same value on every row), e.g. TOP_K=5 or "
+        "CORRECT_SPELLING=false; numbers and booleans follow the input's datatype",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON even where a readable view exists (search_bar)")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="request parameter, e.g. num_beams=4 (integers and floats are converted)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="request parameter, e.g. num_beams=4 (integers and floats are converted)",
+    )
     parser.add_argument("--url", default="127.0.0.1:8001", help="gRPC address (or HTTP with --http)")
     parser.add_argument("--http", action="store_true")
     parser.add_argument("--full", action="store_true", help="print long vectors in full")
@@ -73,6 +84,7 @@ def run(args) -> int:
     metadata = client.get_model_metadata(args.model)
     if not isinstance(metadata, dict):
         from google.protobuf.json_format import MessageToDict
+
         metadata = MessageToDict(metadata, preserving_proto_field_name=True)
     named = dict(kv.split("=", 1) for kv in args.input)
     params = {k: _convert(v) for k, v in (kv.split("=", 1) for kv in args.param)}
@@ -92,12 +104,15 @@ def run(args) -> int:
         if value is None:
             continue
         if value.dtype == np.object_:
-            value = np.vectorize(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b,
-                                 otypes=[object])(value)
+            value = np.vectorize(
+                lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b, otypes=[object]
+            )(value)
         listed = value.tolist()
         if not args.full and value.ndim >= 2 and value.shape[-1] > 8 and value.dtype != np.object_:
-            listed = [[*map(lambda x: round(float(x), 5), row[:6]), f"... ({value.shape[-1]} values)"]
-                      for row in value.reshape(value.shape[0], -1).tolist()]
+            listed = [
+                [*map(lambda x: round(float(x), 5), row[:6]), f"... ({value.shape[-1]} values)"]
+                for row in value.reshape(value.shape[0], -1).tolist()
+            ]
         out[spec["name"]] = listed
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0

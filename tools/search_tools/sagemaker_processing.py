@@ -9,6 +9,7 @@ instances, or a fleet). The image must hold this package and its serving depende
 SageMaker's Spark processing image with ``pip install searchbar-triton`` (``--image-uri``). Clients are passed
 in, so the same code runs against AWS, moto or a botocore Stubber.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,9 @@ class ProcessingPlan:
     job_name: str
     role_arn: str
     image_uri: str
-    input_s3: str                    # s3://bucket/prefix/ of Parquet pairs
-    output_s3: str                   # s3://bucket/prefix/ for the scores
-    code_s3: str                     # s3://bucket/prefix/ where spark_score.py is uploaded
+    input_s3: str  # s3://bucket/prefix/ of Parquet pairs
+    output_s3: str  # s3://bucket/prefix/ for the scores
+    code_s3: str  # s3://bucket/prefix/ where spark_score.py is uploaded
     instance_type: str = "ml.m5.4xlarge"
     instance_count: int = 2
     volume_gb: int = 50
@@ -50,41 +51,77 @@ class ProcessingPlan:
 
 
 def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
 def job_arguments(plan: ProcessingPlan) -> list[str]:
-    scorer = (["--triton-url", plan.triton_url] if plan.triton_url else ["--onnx-dir", CONTAINER_MODEL])
+    scorer = ["--triton-url", plan.triton_url] if plan.triton_url else ["--onnx-dir", CONTAINER_MODEL]
     return [f"file://{CONTAINER_INPUT}", f"file://{CONTAINER_OUTPUT}", *scorer, "--batch-size", str(plan.batch_size)]
 
 
 def processing_job_request(plan: ProcessingPlan) -> dict:
     """The CreateProcessingJob request (shapes as in the SageMaker API reference)."""
     inputs = [
-        {"InputName": "code", "S3Input": {"S3Uri": plan.code_s3.rstrip("/") + "/" + SCRIPT.name,
-                                          "LocalPath": CONTAINER_CODE, "S3DataType": "S3Prefix",
-                                          "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}},
+        {
+            "InputName": "code",
+            "S3Input": {
+                "S3Uri": plan.code_s3.rstrip("/") + "/" + SCRIPT.name,
+                "LocalPath": CONTAINER_CODE,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        },
         # Each instance gets its share of the pair files; Spark spreads them over its executors.
-        {"InputName": "pairs", "S3Input": {"S3Uri": plan.input_s3, "LocalPath": CONTAINER_INPUT, "S3DataType": "S3Prefix",
-                                           "S3InputMode": "File", "S3DataDistributionType": "ShardedByS3Key"}},
+        {
+            "InputName": "pairs",
+            "S3Input": {
+                "S3Uri": plan.input_s3,
+                "LocalPath": CONTAINER_INPUT,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "ShardedByS3Key",
+            },
+        },
     ]
     if plan.onnx_model_s3:
-        inputs.append({"InputName": "model", "S3Input": {
-            "S3Uri": plan.onnx_model_s3, "LocalPath": CONTAINER_MODEL, "S3DataType": "S3Prefix", "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated"}})
+        inputs.append(
+            {
+                "InputName": "model",
+                "S3Input": {
+                    "S3Uri": plan.onnx_model_s3,
+                    "LocalPath": CONTAINER_MODEL,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                },
+            }
+        )
     return {
         "ProcessingJobName": plan.job_name,
         "RoleArn": plan.role_arn,
-        "AppSpecification": {"ImageUri": plan.image_uri,
-                             "ContainerEntrypoint": ["smspark-submit", f"{CONTAINER_CODE}/{SCRIPT.name}"],
-                             "ContainerArguments": job_arguments(plan)},
+        "AppSpecification": {
+            "ImageUri": plan.image_uri,
+            "ContainerEntrypoint": ["smspark-submit", f"{CONTAINER_CODE}/{SCRIPT.name}"],
+            "ContainerArguments": job_arguments(plan),
+        },
         "ProcessingInputs": inputs,
-        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "scores", "S3Output": {
-            "S3Uri": plan.output_s3, "LocalPath": CONTAINER_OUTPUT, "S3UploadMode": "EndOfJob"}}]},
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": plan.instance_count,
-                                                  "InstanceType": plan.instance_type,
-                                                  "VolumeSizeInGB": plan.volume_gb}},
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "scores",
+                    "S3Output": {"S3Uri": plan.output_s3, "LocalPath": CONTAINER_OUTPUT, "S3UploadMode": "EndOfJob"},
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": plan.instance_count,
+                "InstanceType": plan.instance_type,
+                "VolumeSizeInGB": plan.volume_gb,
+            }
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": plan.max_runtime_s},
         "Environment": {SPARK_CONF_ENV: json.dumps(plan.spark_conf)},
     }
@@ -100,8 +137,11 @@ def submit(plan: ProcessingPlan, sagemaker, s3) -> dict:
 def add_arguments(parser) -> None:
     parser.add_argument("--job-name", required=True)
     parser.add_argument("--role-arn", required=True)
-    parser.add_argument("--image-uri", required=True,
-                        help="a Spark processing image with this package installed (FROM SageMaker's Spark image)")
+    parser.add_argument(
+        "--image-uri",
+        required=True,
+        help="a Spark processing image with this package installed (FROM SageMaker's Spark image)",
+    )
     parser.add_argument("--input-s3", required=True)
     parser.add_argument("--output-s3", required=True)
     parser.add_argument("--code-s3", required=True)
@@ -116,9 +156,20 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import boto3
 
-    plan = ProcessingPlan(args.job_name, args.role_arn, args.image_uri, args.input_s3, args.output_s3, args.code_s3,
-                          instance_type=args.instance_type, instance_count=args.instance_count,
-                          triton_url=args.triton_url, onnx_model_s3=args.onnx_model_s3)
-    answer = submit(plan, boto3.client("sagemaker", region_name=args.region), boto3.client("s3", region_name=args.region))
+    plan = ProcessingPlan(
+        args.job_name,
+        args.role_arn,
+        args.image_uri,
+        args.input_s3,
+        args.output_s3,
+        args.code_s3,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        triton_url=args.triton_url,
+        onnx_model_s3=args.onnx_model_s3,
+    )
+    answer = submit(
+        plan, boto3.client("sagemaker", region_name=args.region), boto3.client("s3", region_name=args.region)
+    )
     print(json.dumps({"ProcessingJobArn": answer["ProcessingJobArn"]}))
     return 0

@@ -1,4 +1,5 @@
 """Readable text for search_bar results (used by `searchbar query search_bar` and the demo)."""
+
 from __future__ import annotations
 
 import json
@@ -32,5 +33,7 @@ def format_results(texts: list[str], result, labels: list[str] | None = None, ma
                 continue
             shown = json.loads(_text(extra))
             detail = ", ".join(f"{k}={v}" for k, v in list(shown.items())[:max_fields])
-            lines.append(f"  {rank:2}. {float(score):.3f}  {_text(title)}  [{item_id}]" + (f"  {detail}" if detail else ""))
+            lines.append(
+                f"  {rank:2}. {float(score):.3f}  {_text(title)}  [{item_id}]" + (f"  {detail}" if detail else "")
+            )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """`searchbar serve`: run tritonserver on a model repository until Ctrl-C."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--sagemaker-port", type=int, default=0, help="also serve /ping and /invocations")
-    parser.add_argument("--model-control", choices=("none", "explicit", "poll"), default="none",
-                        help="explicit: load/unload through the repository API (every model is loaded at start)")
-    parser.add_argument("--admin-key-file", type=Path, default=Path(".searchbar_admin_key"),
-                        help="where to write the key the repository, logging and trace APIs require (header "
-                             "searchbar-admin-key); a fresh key per start, file mode 0600")
-    parser.add_argument("--unrestricted-admin-api", action="store_true",
-                        help="let every client load models (with file overrides: run code), change logging or "
-                             "tracing. Only for a trusted, isolated network")
+    parser.add_argument(
+        "--model-control",
+        choices=("none", "explicit", "poll"),
+        default="none",
+        help="explicit: load/unload through the repository API (every model is loaded at start)",
+    )
+    parser.add_argument(
+        "--admin-key-file",
+        type=Path,
+        default=Path(".searchbar_admin_key"),
+        help="where to write the key the repository, logging and trace APIs require (header "
+        "searchbar-admin-key); a fresh key per start, file mode 0600",
+    )
+    parser.add_argument(
+        "--unrestricted-admin-api",
+        action="store_true",
+        help="let every client load models (with file overrides: run code), change logging or "
+        "tracing. Only for a trusted, isolated network",
+    )
     parser.add_argument("--log", type=Path, help="server log file (default: the terminal)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for readiness")
 
@@ -39,28 +51,45 @@ def run(args) -> int:
     manifest = args.repository / MANIFEST_FILE
     not_built = json.loads(manifest.read_text(encoding="utf-8")).get(ENGINES_NOT_BUILT) if manifest.exists() else None
     if not_built:
-        print(f"{args.repository} was built with --configs-only: {', '.join(not_built)} hold ONNX graphs, not "
-              "engines; build it again without that flag to serve it", file=sys.stderr)
+        print(
+            f"{args.repository} was built with --configs-only: {', '.join(not_built)} hold ONNX graphs, not "
+            "engines; build it again without that flag to serve it",
+            file=sys.stderr,
+        )
         return 2
-    server = TritonServer(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
-                          metrics_port=args.metrics_port, host=args.host, model_control=args.model_control,
-                          load_models=["*"] if args.model_control == "explicit" else [],
-                          restrict_admin=not args.unrestricted_admin_api,
-                          sagemaker_port=args.sagemaker_port, log_path=args.log, log_to_terminal=args.log is None)
+    server = TritonServer(
+        args.repository,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        host=args.host,
+        model_control=args.model_control,
+        load_models=["*"] if args.model_control == "explicit" else [],
+        restrict_admin=not args.unrestricted_admin_api,
+        sagemaker_port=args.sagemaker_port,
+        log_path=args.log,
+        log_to_terminal=args.log is None,
+    )
     if server.restrict_admin:
         write_secret(args.admin_key_file, server.admin_key)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     started = time.monotonic()
     server.start(timeout=args.timeout)
-    print(f"ready in {time.monotonic() - started:.1f}s: HTTP {server.http_url}  gRPC {server.grpc_url}  "
-          f"metrics {server.host}:{server.metrics_port}" + (f"  SageMaker {server.host}:{args.sagemaker_port}"
-                                                            if args.sagemaker_port else "") + "  (Ctrl-C stops)",
-          flush=True)
-    print(f"repository/logging/trace APIs: the key in {args.admin_key_file} as header {ADMIN_HEADER} (HTTP) or "
-          f"triton-grpc-protocol-{ADMIN_HEADER} (gRPC)"
-          if server.restrict_admin else "repository/logging/trace APIs open to every client (--unrestricted-admin-api)",
-          flush=True)
+    print(
+        f"ready in {time.monotonic() - started:.1f}s: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+        f"metrics {server.host}:{server.metrics_port}"
+        + (f"  SageMaker {server.host}:{args.sagemaker_port}" if args.sagemaker_port else "")
+        + "  (Ctrl-C stops)",
+        flush=True,
+    )
+    print(
+        f"repository/logging/trace APIs: the key in {args.admin_key_file} as header {ADMIN_HEADER} (HTTP) or "
+        f"triton-grpc-protocol-{ADMIN_HEADER} (gRPC)"
+        if server.restrict_admin
+        else "repository/logging/trace APIs open to every client (--unrestricted-admin-api)",
+        flush=True,
+    )
     try:
         while not stop["now"] and server.process.poll() is None:
             time.sleep(0.5)

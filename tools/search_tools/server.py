@@ -4,6 +4,7 @@ The wheel ships the server binary, the Python backend and one stub per Python ve
 backend directory inside site-packages must get the stub for *this* interpreter, so we assemble a
 writable backend directory once per environment and point the server at it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,7 @@ def _site_packages() -> Path:
 def pytriton_root() -> Path:
     root = _site_packages() / "pytriton" / "tritonserver"
     if not (root / "bin" / "tritonserver").exists():
-        raise FileNotFoundError(
-            f"tritonserver not found under {root}; run scripts/setup.sh (installs nvidia-pytriton)")
+        raise FileNotFoundError(f"tritonserver not found under {root}; run scripts/setup.sh (installs nvidia-pytriton)")
     return root
 
 
@@ -87,8 +87,12 @@ def servers_serving(repositories) -> list[int]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         argv = proc.info["cmdline"] or []
-        if (argv and Path(argv[0]).name == "tritonserver" and proc.info["status"] != psutil.STATUS_ZOMBIE
-                and any(w in arg for arg in argv for w in wanted)):
+        if (
+            argv
+            and Path(argv[0]).name == "tritonserver"
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+            and any(w in arg for arg in argv for w in wanted)
+        ):
             found.append(proc.pid)
     return found
 
@@ -195,15 +199,20 @@ class TritonServer:
             str(pytriton_root() / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_directory()}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
             f"--log-verbose={self.log_verbose}",
             "--exit-on-error=true",
         ]
         if self.restrict_admin:
-            cmd += [f"--grpc-restricted-protocol={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}",
-                    f"--http-restricted-api={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}"]
+            cmd += [
+                f"--grpc-restricted-protocol={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}",
+                f"--http-restricted-api={ADMIN_APIS}:{ADMIN_HEADER}={self.admin_key}",
+            ]
         if self.model_control != "none":
             cmd.append(f"--model-control-mode={self.model_control}")
             cmd += [f"--load-model={m}" for m in self.load_models]
@@ -218,8 +227,8 @@ class TritonServer:
         else:
             log = None if self.log_to_terminal else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command(), env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            self.command(), env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_ready(timeout)
         return self
 
@@ -236,7 +245,8 @@ class TritonServer:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
                     f"tritonserver exited with code {self.process.returncode}; see {self.log_path or 'its output'}"
-                    + self._log_tail())
+                    + self._log_tail()
+                )
             if self.is_ready():
                 return
             time.sleep(0.25)

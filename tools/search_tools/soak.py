@@ -11,6 +11,7 @@ a CSV, a PNG plots them, and the verdict compares each process after warm-up wit
 
     searchbar soak --pipeline query_embedding --duration 600 --rate 50 --out soak_out
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -84,8 +85,14 @@ class Growth:
         return self.growth_mb <= self.bound_mb
 
 
-def judge(samples: list[tuple[float, str, float]], *, warmup_s: float, window_s: float,
-          max_growth_pct: float = 5.0, min_growth_mb: float = 10.0) -> list[Growth]:
+def judge(
+    samples: list[tuple[float, str, float]],
+    *,
+    warmup_s: float,
+    window_s: float,
+    max_growth_pct: float = 5.0,
+    min_growth_mb: float = 10.0,
+) -> list[Growth]:
     """Per-process growth between the first window after warm-up and the last window of the run."""
     end = max(t for t, _, _ in samples)
     if end - warmup_s < 2 * window_s:
@@ -106,6 +113,7 @@ def judge(samples: list[tuple[float, str, float]], *, warmup_s: float, window_s:
 
 def plot(samples: list[tuple[float, str, float]], path: Path, warmup_s: float, title: str) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -125,9 +133,20 @@ def plot(samples: list[tuple[float, str, float]], path: Path, warmup_s: float, t
     return path
 
 
-def soak(server: TritonServer, model: str, *, duration_s: float, rate: float, sample_every_s: float,
-         out_dir: Path, warmup_s: float, window_s: float, max_growth_pct: float, min_growth_mb: float,
-         max_rejected_pct: float = 1.0) -> dict:
+def soak(
+    server: TritonServer,
+    model: str,
+    *,
+    duration_s: float,
+    rate: float,
+    sample_every_s: float,
+    out_dir: Path,
+    warmup_s: float,
+    window_s: float,
+    max_growth_pct: float,
+    min_growth_mb: float,
+    max_rejected_pct: float = 1.0,
+) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     samples: list[tuple[float, str, float]] = []
     stop = threading.Event()
@@ -145,8 +164,17 @@ def soak(server: TritonServer, model: str, *, duration_s: float, rate: float, sa
     thread.start()
     try:
         make = text_inputs_factory(model_metadata(server.grpc_url, model))
-        outcomes = asyncio.run(open_loop(server.grpc_url, model, make, rate=rate, duration_s=duration_s,
-                                         max_requests=int(rate * duration_s) + 1, timeout_s=30.0))
+        outcomes = asyncio.run(
+            open_loop(
+                server.grpc_url,
+                model,
+                make,
+                rate=rate,
+                duration_s=duration_s,
+                max_requests=int(rate * duration_s) + 1,
+                timeout_s=30.0,
+            )
+        )
     finally:
         stop.set()
         thread.join()
@@ -155,26 +183,56 @@ def soak(server: TritonServer, model: str, *, duration_s: float, rate: float, sa
         w.writerow(["seconds", "process", "rss_mib"])
         w.writerows((f"{t:.1f}", lbl, f"{v:.2f}") for t, lbl, v in samples)
     plot(samples, out_dir / "soak_rss.png", warmup_s, f"soak: {model} at {rate:g} req/s, RSS per process")
-    report = make_report(model, rate, duration_s, samples, summarise(model, rate, outcomes).as_dict(),
-                         warmup_s=warmup_s, window_s=window_s, max_growth_pct=max_growth_pct,
-                         min_growth_mb=min_growth_mb, max_rejected_pct=max_rejected_pct)
+    report = make_report(
+        model,
+        rate,
+        duration_s,
+        samples,
+        summarise(model, rate, outcomes).as_dict(),
+        warmup_s=warmup_s,
+        window_s=window_s,
+        max_growth_pct=max_growth_pct,
+        min_growth_mb=min_growth_mb,
+        max_rejected_pct=max_rejected_pct,
+    )
     (out_dir / "soak_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def make_report(model: str, rate: float, duration_s: float, samples, load: dict, *, warmup_s: float, window_s: float,
-                max_growth_pct: float, min_growth_mb: float, max_rejected_pct: float) -> dict:
+def make_report(
+    model: str,
+    rate: float,
+    duration_s: float,
+    samples,
+    load: dict,
+    *,
+    warmup_s: float,
+    window_s: float,
+    max_growth_pct: float,
+    min_growth_mb: float,
+    max_rejected_pct: float,
+) -> dict:
     """The verdict: no process grows beyond its bound, no request fails other than by a (rare) fast rejection."""
-    growth = judge(samples, warmup_s=warmup_s, window_s=window_s, max_growth_pct=max_growth_pct,
-                   min_growth_mb=min_growth_mb)
+    growth = judge(
+        samples, warmup_s=warmup_s, window_s=window_s, max_growth_pct=max_growth_pct, min_growth_mb=min_growth_mb
+    )
     rejected_pct = 100.0 * load["rejected"] / max(load["sent"], 1)
-    verdict = bool(growth) and all(g.ok for g in growth) and load["other_errors"] == 0 \
-        and rejected_pct <= max_rejected_pct
-    return {"model": model, "duration_s": duration_s, "rate": rate, "warmup_s": warmup_s, "window_s": window_s,
-            "bound": f"growth <= max({min_growth_mb:g} MiB, {max_growth_pct:g}% of post-warm-up RSS); "
-                     f"no errors; rejected <= {max_rejected_pct:g}%",
-            "rejected_pct": rejected_pct, "load": load, "growth": [{**asdict(g), "ok": g.ok} for g in growth],
-            "verdict": "PASS" if verdict else "FAIL"}
+    verdict = (
+        bool(growth) and all(g.ok for g in growth) and load["other_errors"] == 0 and rejected_pct <= max_rejected_pct
+    )
+    return {
+        "model": model,
+        "duration_s": duration_s,
+        "rate": rate,
+        "warmup_s": warmup_s,
+        "window_s": window_s,
+        "bound": f"growth <= max({min_growth_mb:g} MiB, {max_growth_pct:g}% of post-warm-up RSS); "
+        f"no errors; rejected <= {max_rejected_pct:g}%",
+        "rejected_pct": rejected_pct,
+        "load": load,
+        "growth": [{**asdict(g), "ok": g.ok} for g in growth],
+        "verdict": "PASS" if verdict else "FAIL",
+    }
 
 
 def rejudge(out_dir: Path, **bounds) -> dict:
@@ -182,27 +240,43 @@ def rejudge(out_dir: Path, **bounds) -> dict:
     old = json.loads((out_dir / "soak_report.json").read_text())
     with open(out_dir / "soak_rss.csv") as fh:
         samples = [(float(r["seconds"]), r["process"], float(r["rss_mib"])) for r in csv.DictReader(fh)]
-    report = make_report(old["model"], old["rate"], old["duration_s"], samples, old["load"],
-                         warmup_s=old["warmup_s"], window_s=old["window_s"], **bounds)
+    report = make_report(
+        old["model"],
+        old["rate"],
+        old["duration_s"],
+        samples,
+        old["load"],
+        warmup_s=old["warmup_s"],
+        window_s=old["window_s"],
+        **bounds,
+    )
     (out_dir / "soak_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = [f"soak {report['model']}: {report['duration_s']:.0f}s at {report['rate']:g} req/s; "
-             f"sent {report['load']['sent']}, served {report['load']['served']}, "
-             f"served p99 {report['load']['served_p99_ms']:.1f} ms",
-             f"{'process':34} {'after warm-up':>13} {'end':>9} {'growth':>9} {'bound':>8} {'slope/h':>9}"]
+    lines = [
+        f"soak {report['model']}: {report['duration_s']:.0f}s at {report['rate']:g} req/s; "
+        f"sent {report['load']['sent']}, served {report['load']['served']}, "
+        f"served p99 {report['load']['served_p99_ms']:.1f} ms",
+        f"{'process':34} {'after warm-up':>13} {'end':>9} {'growth':>9} {'bound':>8} {'slope/h':>9}",
+    ]
     for g in report["growth"]:
-        lines.append(f"{g['process']:34} {g['baseline_mb']:>10.1f} MiB {g['final_mb']:>9.1f} {g['growth_mb']:>+9.1f} "
-                     f"{g['bound_mb']:>8.1f} {g['slope_mb_per_h']:>+9.1f} {'ok' if g['ok'] else 'GROWING'}")
-    lines.insert(1, f"rejected {report['rejected_pct']:.2f}% (UNAVAILABLE), other errors {report['load']['other_errors']}")
+        lines.append(
+            f"{g['process']:34} {g['baseline_mb']:>10.1f} MiB {g['final_mb']:>9.1f} {g['growth_mb']:>+9.1f} "
+            f"{g['bound_mb']:>8.1f} {g['slope_mb_per_h']:>+9.1f} {'ok' if g['ok'] else 'GROWING'}"
+        )
+    lines.insert(
+        1, f"rejected {report['rejected_pct']:.2f}% (UNAVAILABLE), other errors {report['load']['other_errors']}"
+    )
     lines.append(f"verdict: {report['verdict']} ({report['bound']})")
     return "\n".join(lines)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--repository", type=Path, help="model repository to serve (default: build --pipeline into a temp dir)")
+    parser.add_argument(
+        "--repository", type=Path, help="model repository to serve (default: build --pipeline into a temp dir)"
+    )
     parser.add_argument("--pipeline", default=QUERY_EMBEDDING, help="pipeline to build and load (its entry model)")
     parser.add_argument("--model", help="model to send requests to (default: the pipeline's entry)")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 10 minutes)")
@@ -212,8 +286,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--window", type=float, help="seconds averaged at each end (default 10%% of the run)")
     parser.add_argument("--max-growth-pct", type=float, default=5.0)
     parser.add_argument("--min-growth-mb", type=float, default=10.0)
-    parser.add_argument("--max-rejected-pct", type=float, default=1.0,
-                        help="share of requests that may be rejected (queue timeout on a starved CPU)")
+    parser.add_argument(
+        "--max-rejected-pct",
+        type=float,
+        default=1.0,
+        help="share of requests that may be rejected (queue timeout on a starved CPU)",
+    )
     parser.add_argument("--out", type=Path, default=Path("soak_out"))
     parser.add_argument("--rejudge", action="store_true", help="recompute the verdict of the run in --out; no load")
     parser.add_argument("--log", type=Path, help="server log file")
@@ -223,8 +301,9 @@ def run(args) -> int:
     from search_build.pipelines import build_pipeline
     from search_build.repository.writer import write_repository
 
-    bounds = dict(max_growth_pct=args.max_growth_pct, min_growth_mb=args.min_growth_mb,
-                  max_rejected_pct=args.max_rejected_pct)
+    bounds = dict(
+        max_growth_pct=args.max_growth_pct, min_growth_mb=args.min_growth_mb, max_rejected_pct=args.max_rejected_pct
+    )
     if args.rejudge:
         report = rejudge(args.out, **bounds)
         print(format_report(report))
@@ -235,9 +314,17 @@ def run(args) -> int:
         repo = args.repository or write_repository([pipeline], Path(tmp) / "repo", "local", progress=lambda _: None)
         args.out.mkdir(parents=True, exist_ok=True)
         with TritonServer(repo, log_path=args.log or args.out / "tritonserver.log") as server:
-            report = soak(server, model, duration_s=args.duration, rate=args.rate, sample_every_s=args.sample_every,
-                          out_dir=args.out, warmup_s=args.warmup if args.warmup is not None else 0.2 * args.duration,
-                          window_s=args.window or 0.1 * args.duration, **bounds)
+            report = soak(
+                server,
+                model,
+                duration_s=args.duration,
+                rate=args.rate,
+                sample_every_s=args.sample_every,
+                out_dir=args.out,
+                warmup_s=args.warmup if args.warmup is not None else 0.2 * args.duration,
+                window_s=args.window or 0.1 * args.duration,
+                **bounds,
+            )
     print(format_report(report))
     print(f"wrote {args.out / 'soak_rss.csv'}, {args.out / 'soak_rss.png'}, {args.out / 'soak_report.json'}")
     return 0 if report["verdict"] == "PASS" else 1

@@ -16,6 +16,7 @@ executors' Python (bootstrap action, cluster library, or the processing image).
 Scoring is a pure function of each row, so a failed Spark task simply runs again and the output is written by
 Spark's commit protocol: whole, or not at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,11 +45,13 @@ def _text(value) -> str | None:
 
 def _six_inputs(score: Callable[[list], np.ndarray]) -> Callable[..., np.ndarray]:
     """predict_batch_udf counts the parameters of the function's signature: one per input column (FIELDS)."""
+
     def predict(*columns):
         return score(list(columns))
 
     predict.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(f, inspect.Parameter.POSITIONAL_OR_KEYWORD) for f in FIELDS])
+        [inspect.Parameter(f, inspect.Parameter.POSITIONAL_OR_KEYWORD) for f in FIELDS]
+    )
     return predict
 
 
@@ -76,10 +79,13 @@ def make_predict_fn(backend: dict) -> Callable[[], Callable[..., np.ndarray]]:
                 rows = len(columns[0])
                 out = np.zeros(rows, dtype=np.float32)
                 for start in range(0, rows, step):
-                    inputs = triton_pair_inputs(grpcclient, [[_text(v) for v in c[start:start + step]] for c in columns])
-                    result = client.infer(backend.get("model", DUPLICATE), inputs,
-                                          client_timeout=float(backend.get("timeout_s", 120)))
-                    out[start:start + step] = result.as_numpy(SCORE).reshape(-1)
+                    inputs = triton_pair_inputs(
+                        grpcclient, [[_text(v) for v in c[start : start + step]] for c in columns]
+                    )
+                    result = client.infer(
+                        backend.get("model", DUPLICATE), inputs, client_timeout=float(backend.get("timeout_s", 120))
+                    )
+                    out[start : start + step] = result.as_numpy(SCORE).reshape(-1)
                 return out
 
             return _six_inputs(score)
@@ -99,9 +105,12 @@ def spark_session(master: str | None = None, app: str = "searchbar-duplicate-sco
     builder = SparkSession.builder.appName(app)
     if master:
         builder = builder.master(master)
-    for key, value in {"spark.sql.execution.arrow.pyspark.enabled": "true",
-                       "spark.python.worker.reuse": "true",  # one scorer per worker, kept across tasks
-                       "spark.ui.enabled": "false", **(conf or {})}.items():
+    for key, value in {
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",  # one scorer per worker, kept across tasks
+        "spark.ui.enabled": "false",
+        **(conf or {}),
+    }.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
@@ -121,8 +130,16 @@ def score_dataframe(df, backend: dict, batch_size: int = 256):
     return df.select(F.col(ID_COLUMN), score(*columns).alias(SCORE_COLUMN))
 
 
-def score_parquet(input_path: str, output_path: str, backend: dict, *, master: str | None = "local[2]",
-                  batch_size: int = 256, partitions: int | None = None, conf: dict | None = None) -> dict:
+def score_parquet(
+    input_path: str,
+    output_path: str,
+    backend: dict,
+    *,
+    master: str | None = "local[2]",
+    batch_size: int = 256,
+    partitions: int | None = None,
+    conf: dict | None = None,
+) -> dict:
     spark = spark_session(master, conf=conf)
     started = time.monotonic()
     df = spark.read.parquet(input_path)
@@ -132,14 +149,24 @@ def score_parquet(input_path: str, output_path: str, backend: dict, *, master: s
     scored.write.mode("overwrite").parquet(output_path)
     seconds = time.monotonic() - started
     rows = spark.read.parquet(output_path).count()
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1) if seconds else 0.0,
-            "output": output_path, "master": spark.sparkContext.master,
-            "parallelism": spark.sparkContext.defaultParallelism}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(rows / seconds, 1) if seconds else 0.0,
+        "output": output_path,
+        "master": spark.sparkContext.master,
+        "parallelism": spark.sparkContext.defaultParallelism,
+    }
 
 
 def backend_from_args(args) -> dict:
     if args.triton_url:
-        return {"kind": "triton", "url": args.triton_url, "model": args.model, "rows_per_request": args.rows_per_request}
+        return {
+            "kind": "triton",
+            "url": args.triton_url,
+            "model": args.model,
+            "rows_per_request": args.rows_per_request,
+        }
     return {"kind": "onnx", "onnx_dir": str(args.onnx_dir), "threads": args.threads}
 
 
@@ -150,8 +177,11 @@ def add_arguments(parser) -> None:
     backend.add_argument("--triton-url", help="gRPC address of a server serving product_duplicate")
     backend.add_argument("--onnx-dir", help="in-process engine: the product_export folder, on every executor")
     parser.add_argument("--model", default=DUPLICATE)
-    parser.add_argument("--master", default=None,
-                        help="Spark master (default: local[2] when run with python, the cluster's under spark-submit)")
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="Spark master (default: local[2] when run with python, the cluster's under spark-submit)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="rows per predict_batch_udf call")
     parser.add_argument("--rows-per-request", type=int, default=32, help="rows per Triton request")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per Python worker")
@@ -169,9 +199,15 @@ def run(args) -> int:
 
     # spark-submit exports SPARK_ENV_LOADED: the cluster's master applies there; plain python runs local[2].
     master = args.master or (None if os.environ.get("SPARK_ENV_LOADED") else "local[2]")
-    report = score_parquet(args.input, args.output, backend_from_args(args), master=master,
-                           batch_size=args.batch_size, partitions=args.partitions,
-                           conf=json.loads(os.environ.get(SPARK_CONF_ENV) or "{}"))
+    report = score_parquet(
+        args.input,
+        args.output,
+        backend_from_args(args),
+        master=master,
+        batch_size=args.batch_size,
+        partitions=args.partitions,
+        conf=json.loads(os.environ.get(SPARK_CONF_ENV) or "{}"),
+    )
     print(json.dumps(report))
     return 0
 

@@ -47,8 +47,15 @@ def score(system: str, pairs: Sequence[tuple[str, str]], outputs: Sequence[str],
     def share(flags: list[bool]) -> float:
         return round(sum(flags) / len(flags), 4) if flags else float("nan")
 
-    return SpellScores(system, len(pairs), share([o == e for (_, e), o in zip(pairs, outputs)]), share(misspelled),
-                       share(correct), share(wrong), round(len(pairs) / max(seconds, 1e-9), 1))
+    return SpellScores(
+        system,
+        len(pairs),
+        share([o == e for (_, e), o in zip(pairs, outputs)]),
+        share(misspelled),
+        share(correct),
+        share(wrong),
+        round(len(pairs) / max(seconds, 1e-9), 1),
+    )
 
 
 class SymSpellBaseline:
@@ -69,8 +76,9 @@ class SymSpellBaseline:
             self.sym.load_dictionary(str(data / "frequency_dictionary_en_82_765.txt"), term_index=0, count_index=1)
         else:
             self.sym = lexicon_index(lexicon, min_zipf, max_edit_distance)
-        self.sym.load_bigram_dictionary(str(data / "frequency_bigramdictionary_en_243_342.txt"), term_index=0,
-                                        count_index=2)
+        self.sym.load_bigram_dictionary(
+            str(data / "frequency_bigramdictionary_en_243_342.txt"), term_index=0, count_index=2
+        )
 
     def correct(self, texts: Sequence[str]) -> list[str]:
         out = []
@@ -92,7 +100,7 @@ def served_corrector(url: str, guard: bool = True, num_beams: int | None = None,
     def correct(texts: Sequence[str]) -> list[str]:
         out = []
         for start in range(0, len(texts), batch):
-            rows = np.array([[t.encode("utf-8")] for t in texts[start:start + batch]], dtype=np.object_)
+            rows = np.array([[t.encode("utf-8")] for t in texts[start : start + batch]], dtype=np.object_)
             data = grpcclient.InferInput(S.TEXT, list(rows.shape), "BYTES")
             data.set_data_from_numpy(rows)
             params = {S.GUARD_PARAMETER: guard, **({S.CONTROL_INPUTS[S.NUM_BEAMS]: num_beams} if num_beams else {})}
@@ -133,21 +141,29 @@ class RawOnce:
 
     def post(self, guard) -> Callable:
         """Raw outputs through `guard`; the time reported is decoding + guard."""
+
         def correct(texts):
             outputs, seconds = self(texts)
             started = time.perf_counter()
             sources = [head for head, _ in self.corrector.codec.prepare(texts)]
             guarded = guard.apply_batch(sources, outputs)
             return guarded, seconds + time.perf_counter() - started
+
         return correct
 
 
 def format_table(title: str, rows: Sequence[SpellScores]) -> str:
-    lines = [f"### {title}", "", "| system | pairs | exact match | misspelled fixed | correct unchanged | "
-             "changed into wrong | queries/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"### {title}",
+        "",
+        "| system | pairs | exact match | misspelled fixed | correct unchanged | changed into wrong | queries/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r.system} | {r.pairs} | {r.exact_match:.1%} | {r.misspelled_fixed:.1%} | "
-                     f"{r.correct_unchanged:.1%} | {r.changed_into_wrong:.1%} | {r.queries_per_s:,.0f} |")
+        lines.append(
+            f"| {r.system} | {r.pairs} | {r.exact_match:.1%} | {r.misspelled_fixed:.1%} | "
+            f"{r.correct_unchanged:.1%} | {r.changed_into_wrong:.1%} | {r.queries_per_s:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -157,9 +173,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--served", default=None, metavar="URL", help="also evaluate spell_correct at this gRPC URL")
     parser.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's generation_config")
     parser.add_argument("--no-baseline", action="store_true", help="skip SymSpell")
-    parser.add_argument("--tune", action="store_true",
-                        help="also a grid of the learnt repair's gate and keep margin (on a development file, never a "
-                             "held-out one)")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="also a grid of the learnt repair's gate and keep margin (on a development file, never a held-out one)",
+    )
     parser.add_argument("--json", default=None, help="write every table's rows to this JSON file")
 
 
@@ -189,7 +207,8 @@ def run(args) -> int:
                     reranker.gate_zipf, reranker.keep_margin = gate, margin
                     repair.reranker, repair.repair_below_zipf = reranker, gate
                     systems[f"tune gate={gate} keep_margin={margin}"] = raw.post(
-                        SpellGuard(shipped.lexicon, shipped.min_gain, repair))
+                        SpellGuard(shipped.lexicon, shipped.min_gain, repair)
+                    )
     if args.served:
         systems["served spell_correct"] = served_corrector(args.served, guard=True, num_beams=args.num_beams)
     if not args.no_baseline:

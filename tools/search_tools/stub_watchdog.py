@@ -7,6 +7,7 @@ again (explicit model control) starts a fresh stub; a plain ``load_model`` of an
 its instances, dead stub included. This watchdog compares the stubs a server had when it was last
 healthy with the ones alive now, and reloads the models that lost one.
 """
+
 from __future__ import annotations
 
 import re

@@ -10,6 +10,7 @@ Index (FAISS, ``faiss-cpu``): exact inner product (``IndexFlatIP``) up to ``EXAC
 kind is given. Or a Milvus collection (FLAT or HNSW, inner product) at a URI: a Milvus cluster, a
 ``milvus-lite server``, or a local Milvus Lite ``.db`` path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,7 @@ EMBEDDER_VERSION = "1"
 @dataclass(frozen=True)
 class IndexSettings:
     backend: str = C.BACKEND_FAISS
-    kind: str = "auto"                      # auto | flat | hnsw
+    kind: str = "auto"  # auto | flat | hnsw
     hnsw_m: int = C.HNSW_M
     ef_construction: int = C.HNSW_EF_CONSTRUCTION
     ef_search: int = C.HNSW_EF_SEARCH
@@ -50,8 +51,10 @@ class IndexSettings:
         if self.kind not in C.INDEX_KINDS:
             raise ValueError(f"index kind must be one of {', '.join(C.INDEX_KINDS)}, got {self.kind!r}")
         if self.backend == C.BACKEND_MILVUS and not self.milvus_uri:
-            raise ValueError("the milvus backend needs a Milvus URI (--milvus-uri: a Milvus cluster, a milvus-lite "
-                             "server, or a .db path)")
+            raise ValueError(
+                "the milvus backend needs a Milvus URI (--milvus-uri: a Milvus cluster, a milvus-lite "
+                "server, or a .db path)"
+            )
 
     def resolved_kind(self, count: int) -> str:
         if self.kind == "auto":
@@ -68,8 +71,12 @@ class CatalogEmbedder:
     def __init__(self, embedding_pipeline, threads: int = 0):
         import onnxruntime as ort
 
-        from search_backends.contracts.query_embedding import (ENCODER, TEXT_INPUT_PARAMETER, TOKENIZE,
-                                                               TOKENIZER_DIR_PARAMETER)
+        from search_backends.contracts.query_embedding import (
+            ENCODER,
+            TEXT_INPUT_PARAMETER,
+            TOKENIZE,
+            TOKENIZER_DIR_PARAMETER,
+        )
         from search_backends.graph_engines import GRAPH_FILE
         from search_backends.tokenization import BatchTokenizer
 
@@ -77,8 +84,11 @@ class CatalogEmbedder:
         if encoder.tokenizer is not None:  # local: the tokenizer lives in the encoder's own stub
             fused = encoder.tokenizer
             artifact = fused.artifact  # the tokenizer stub's parameters, so vectors cached by either shape match
-            params = {TOKENIZER_DIR_PARAMETER: artifact.dest, **fused.parameters,
-                      TEXT_INPUT_PARAMETER: fused.text_input.name}
+            params = {
+                TOKENIZER_DIR_PARAMETER: artifact.dest,
+                **fused.parameters,
+                TEXT_INPUT_PARAMETER: fused.text_input.name,
+            }
         else:
             tokenize = embedding_pipeline.model(TOKENIZE)
             artifact, params = tokenize.artifacts[0], tokenize.parameters
@@ -91,8 +101,9 @@ class CatalogEmbedder:
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.dim = int(self.session.get_outputs()[0].shape[-1])
-        self.key = hashlib.sha256(f"{EMBEDDER_VERSION}|{encoder.onnx.cache_key}|{sorted(params.items())}"
-                                  .encode()).hexdigest()[:20]
+        self.key = hashlib.sha256(
+            f"{EMBEDDER_VERSION}|{encoder.onnx.cache_key}|{sorted(params.items())}".encode()
+        ).hexdigest()[:20]
 
     def encode(self, texts: list[str], batch_size: int = BATCH_ITEMS) -> np.ndarray:
         """Vectors in the order of ``texts``; batches are length-sorted so little padding is computed."""
@@ -100,7 +111,7 @@ class CatalogEmbedder:
         lengths = [len(e.ids) for e in self.tokenizer.tokenizer.encode_batch(texts)] if texts else []
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             batch = self.tokenizer.encode([texts[i] for i in rows])
             feeds = {name: getattr(batch, name) for name in IDS if name in self.input_names}
             out[rows] = self.session.run(None, feeds)[0]
@@ -155,8 +166,15 @@ def write_items(path: Path, items: CatalogItems) -> None:
     pq.write_table(pa.table({C.ID_FIELD: items.ids, C.TITLE_FIELD: items.titles, C.FIELDS_FIELD: items.fields}), path)
 
 
-def write_milvus_collection(uri: str, collection: str, items: CatalogItems, vectors: np.ndarray, kind: str,
-                            settings: IndexSettings, batch: int = 2000) -> dict:
+def write_milvus_collection(
+    uri: str,
+    collection: str,
+    items: CatalogItems,
+    vectors: np.ndarray,
+    kind: str,
+    settings: IndexSettings,
+    batch: int = 2000,
+) -> dict:
     """(Re)create ``collection`` at ``uri`` holding every item; returns the index/search parameters used."""
     from pymilvus import DataType, MilvusClient
     from tqdm import tqdm
@@ -182,25 +200,45 @@ def write_milvus_collection(uri: str, collection: str, items: CatalogItems, vect
     client.create_collection(collection, schema=schema, index_params=index_params)
     for start in tqdm(range(0, len(items), batch), desc="milvus insert", unit="batch"):
         stop = min(start + batch, len(items))
-        client.insert(collection, [{C.ID_FIELD: items.ids[i], C.VECTOR_FIELD: vectors[i].tolist(),
-                                    C.TITLE_FIELD: items.titles[i], C.FIELDS_FIELD: items.fields[i]}
-                                   for i in range(start, stop)])
+        client.insert(
+            collection,
+            [
+                {
+                    C.ID_FIELD: items.ids[i],
+                    C.VECTOR_FIELD: vectors[i].tolist(),
+                    C.TITLE_FIELD: items.titles[i],
+                    C.FIELDS_FIELD: items.fields[i],
+                }
+                for i in range(start, stop)
+            ],
+        )
     client.flush(collection)
     client.load_collection(collection)
     client.close()
     return {"index": index, "search_params": search_params}
 
 
-def write_catalog(folder: str | Path, items: CatalogItems, vectors: np.ndarray, settings: IndexSettings,
-                  embedding_key: str, embed_seconds: float = 0.0) -> dict:
+def write_catalog(
+    folder: str | Path,
+    items: CatalogItems,
+    vectors: np.ndarray,
+    settings: IndexSettings,
+    embedding_key: str,
+    embed_seconds: float = 0.0,
+) -> dict:
     """Write the index (or fill the Milvus collection), the item store and ``catalog.json``; returns the manifest."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     kind = settings.resolved_kind(len(items))
     started = time.perf_counter()
-    manifest = {"backend": settings.backend, "count": len(items), "dim": int(vectors.shape[1]),
-                "catalog_sha256": items.sha256, "embedding_key": embedding_key,
-                "metric": "inner_product (vectors L2-normalised: cosine)"}
+    manifest = {
+        "backend": settings.backend,
+        "count": len(items),
+        "dim": int(vectors.shape[1]),
+        "catalog_sha256": items.sha256,
+        "embedding_key": embedding_key,
+        "metric": "inner_product (vectors L2-normalised: cosine)",
+    }
     if settings.backend == C.BACKEND_FAISS:
         import faiss
 
@@ -209,20 +247,27 @@ def write_catalog(folder: str | Path, items: CatalogItems, vectors: np.ndarray, 
         write_items(folder / C.ITEMS_FILE, items)
         manifest["index"] = {"kind": kind, "faiss": type(index).__name__, "faiss_version": faiss.__version__}
         if kind == C.INDEX_HNSW:
-            manifest["index"].update(m=settings.hnsw_m, ef_construction=settings.ef_construction,
-                                     ef_search=settings.ef_search)
+            manifest["index"].update(
+                m=settings.hnsw_m, ef_construction=settings.ef_construction, ef_search=settings.ef_search
+            )
     else:  # Milvus (IndexSettings allows no other backend)
-        params = write_milvus_collection(settings.milvus_uri, settings.milvus_collection, items, vectors, kind, settings)
+        params = write_milvus_collection(
+            settings.milvus_uri, settings.milvus_collection, items, vectors, kind, settings
+        )
         manifest["index"] = {"kind": kind, **params["index"]}
-        manifest["milvus"] = {"uri": settings.milvus_uri, "collection": settings.milvus_collection,
-                              "search_params": params["search_params"]}
+        manifest["milvus"] = {
+            "uri": settings.milvus_uri,
+            "collection": settings.milvus_collection,
+            "search_params": params["search_params"],
+        }
     manifest["build_seconds"] = {"embed": round(embed_seconds, 2), "index": round(time.perf_counter() - started, 2)}
     (folder / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
-def build_catalog(folder: str | Path, items: CatalogItems, embedding_pipeline, settings: IndexSettings,
-                  *, progress: bool = True) -> dict:
+def build_catalog(
+    folder: str | Path, items: CatalogItems, embedding_pipeline, settings: IndexSettings, *, progress: bool = True
+) -> dict:
     embedder = CatalogEmbedder(embedding_pipeline)
     try:
         started = time.perf_counter()
@@ -232,6 +277,8 @@ def build_catalog(folder: str | Path, items: CatalogItems, embedding_pipeline, s
     finally:
         embedder.close()
     if progress:
-        print(f"catalog: {manifest['count']} items, {manifest['backend']} {manifest['index']['kind']} index, "
-              f"embedded in {manifest['build_seconds']['embed']} s, indexed in {manifest['build_seconds']['index']} s")
+        print(
+            f"catalog: {manifest['count']} items, {manifest['backend']} {manifest['index']['kind']} index, "
+            f"embedded in {manifest['build_seconds']['embed']} s, indexed in {manifest['build_seconds']['index']} s"
+        )
     return manifest

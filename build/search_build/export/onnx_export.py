@@ -1,4 +1,5 @@
 """Shared ONNX export and verification helpers (dynamo exporter only: the legacy one mis-exported BART)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,23 +11,38 @@ import torch
 OPSET = 18
 
 
-def export_dynamo(module: torch.nn.Module, example_inputs: tuple, out_path: str | Path, *,
-                  input_names: Sequence[str], output_names: Sequence[str],
-                  dynamic_shapes, opset: int = OPSET) -> Path:
+def export_dynamo(
+    module: torch.nn.Module,
+    example_inputs: tuple,
+    out_path: str | Path,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes,
+    opset: int = OPSET,
+) -> Path:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
     with torch.no_grad():
         program = torch.onnx.export(
-            module, example_inputs, dynamo=True, input_names=list(input_names),
-            output_names=list(output_names), dynamic_shapes=dynamic_shapes, opset_version=opset,
-            optimize=True, verbose=False)
+            module,
+            example_inputs,
+            dynamo=True,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
     program.save(str(out_path), external_data=False)
     return out_path
 
 
-def max_abs_diff_vs_torch(module: torch.nn.Module, onnx_path: str | Path,
-                          feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
+def max_abs_diff_vs_torch(
+    module: torch.nn.Module, onnx_path: str | Path, feeds: Mapping[str, np.ndarray]
+) -> dict[str, float]:
     """Run the graph in ONNX Runtime and the module in PyTorch on the same inputs; per-output max |diff|."""
     import onnxruntime as ort
 

@@ -11,6 +11,7 @@ comes from the checkpoint's recorded source unless ``--encoder`` names another d
 The output directory also gets the tokenizer files and ``product_models.json`` so it is
 self-contained for :class:`search_backends.product_onnx.ProductOnnxModels`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_backends.contracts.product_search import (CONFIG_FILE, DUPLICATE_HEAD_FILE, DUPLICATE_LOGIT, ENCODER_FILE,
-                                                      IDS, INTENT_HEAD_FILE, INTENT_LOGITS, POOLED_EMBEDDING)
+from search_backends.contracts.product_search import (
+    CONFIG_FILE,
+    DUPLICATE_HEAD_FILE,
+    DUPLICATE_LOGIT,
+    ENCODER_FILE,
+    IDS,
+    INTENT_HEAD_FILE,
+    INTENT_LOGITS,
+    POOLED_EMBEDDING,
+)
 from search_backends.product_onnx import ProductOnnxModels
 from search_backends.tokenization import EncodedBatch
 
 from search_build.export.onnx_export import export_dynamo
-from search_build.training.product_multitask import MeanPooledEncoder, ProductMultitask, load_product_model, resolve_encoder_dir
+from search_build.training.product_multitask import (
+    MeanPooledEncoder,
+    ProductMultitask,
+    load_product_model,
+    resolve_encoder_dir,
+)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 MAX_BATCH = 1024
@@ -41,19 +55,27 @@ def export_encoder(encoder: MeanPooledEncoder, path: str | Path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     seq = torch.export.Dim("sequence", min=1, max=max_seq)
     shapes = {name: {0: batch, 1: seq} for name in IDS}
-    return export_dynamo(encoder.eval(), example, path, input_names=IDS, output_names=(POOLED_EMBEDDING,),
-                         dynamic_shapes=shapes)
+    return export_dynamo(
+        encoder.eval(), example, path, input_names=IDS, output_names=(POOLED_EMBEDDING,), dynamic_shapes=shapes
+    )
 
 
 def export_head(head: nn.Module, hidden_size: int, path: str | Path, output_name: str) -> Path:
     example = (torch.randn(2, hidden_size),)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return export_dynamo(head.eval(), example, path, input_names=(POOLED_EMBEDDING,), output_names=(output_name,),
-                         dynamic_shapes=({0: batch},))
+    return export_dynamo(
+        head.eval(),
+        example,
+        path,
+        input_names=(POOLED_EMBEDDING,),
+        output_names=(output_name,),
+        dynamic_shapes=({0: batch},),
+    )
 
 
-def export_product_models(checkpoint_dir: str | Path, out_dir: str | Path,
-                          encoder_dir: str | Path | None = None) -> Path:
+def export_product_models(
+    checkpoint_dir: str | Path, out_dir: str | Path, encoder_dir: str | Path | None = None
+) -> Path:
     out_dir = Path(out_dir)
     model, config = load_product_model(checkpoint_dir, encoder_dir)
     hidden = model.encoder.hidden_size
@@ -69,8 +91,12 @@ def export_product_models(checkpoint_dir: str | Path, out_dir: str | Path,
 
 
 @torch.no_grad()
-def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_batches: Sequence[EncodedBatch],
-                        pair_batches: Sequence[EncodedBatch]) -> dict:
+def check_against_torch(
+    model: ProductMultitask,
+    export_dir: str | Path,
+    query_batches: Sequence[EncodedBatch],
+    pair_batches: Sequence[EncodedBatch],
+) -> dict:
     """Run both chains (ONNX Runtime encoder -> head vs the PyTorch module) on the same token batches.
 
     Returns max |diff| of embeddings and logits, how many rows' decisions agree (intent argmax;
@@ -79,9 +105,15 @@ def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_b
     """
     onnx = ProductOnnxModels(export_dir, providers=["CPUExecutionProvider"])
     model = model.eval()
-    stats = {"embedding_max_abs_diff": 0.0, "intent_logits_max_abs_diff": 0.0,
-             "duplicate_logit_max_abs_diff": 0.0, "intent_rows": 0, "intent_argmax_agree": 0,
-             "duplicate_rows": 0, "duplicate_decision_agree": 0}
+    stats = {
+        "embedding_max_abs_diff": 0.0,
+        "intent_logits_max_abs_diff": 0.0,
+        "duplicate_logit_max_abs_diff": 0.0,
+        "intent_rows": 0,
+        "intent_argmax_agree": 0,
+        "duplicate_rows": 0,
+        "duplicate_decision_agree": 0,
+    }
 
     def tensors(batch: EncodedBatch):
         return [torch.from_numpy(a) for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)]
@@ -101,11 +133,24 @@ def check_against_torch(model: ProductMultitask, export_dir: str | Path, query_b
             logits.append(got)
         return logits
 
-    intent_out = compare(query_batches, model.intent_head, onnx.intent_logits, "intent", "intent_logits_max_abs_diff",
-                         "intent_argmax_agree", lambda got, want: got.argmax(1) == want.argmax(1))
-    duplicate_out = compare(pair_batches, model.duplicate_head, onnx.duplicate_logits, "duplicate",
-                            "duplicate_logit_max_abs_diff", "duplicate_decision_agree",
-                            lambda got, want: (got >= 0) == (want >= 0))
+    intent_out = compare(
+        query_batches,
+        model.intent_head,
+        onnx.intent_logits,
+        "intent",
+        "intent_logits_max_abs_diff",
+        "intent_argmax_agree",
+        lambda got, want: got.argmax(1) == want.argmax(1),
+    )
+    duplicate_out = compare(
+        pair_batches,
+        model.duplicate_head,
+        onnx.duplicate_logits,
+        "duplicate",
+        "duplicate_logit_max_abs_diff",
+        "duplicate_decision_agree",
+        lambda got, want: (got >= 0) == (want >= 0),
+    )
     stats["intent_logits"] = np.concatenate(intent_out) if intent_out else np.zeros((0, 0), np.float32)
     stats["duplicate_logits"] = np.concatenate(duplicate_out) if duplicate_out else np.zeros((0, 1), np.float32)
     return stats
@@ -129,9 +174,14 @@ def run(args) -> None:
         model, _ = load_product_model(args.checkpoint, args.encoder)
         onnx = ProductOnnxModels(out)
         queries = onnx.queries.encode(["play taylor swift", "how do i reset my password", "weather tomorrow"])
-        pairs = onnx.pairs.encode(["Headphones", None], ["Aurex Pulse AX-450 Headphones, Black", "Tee"],
-                                  ["Wireless.", ""], ["headphones", "T-Shirts"], ["Aurex AX450 Pulse Blk", "Tee M"],
-                                  [None, "Cotton."])
+        pairs = onnx.pairs.encode(
+            ["Headphones", None],
+            ["Aurex Pulse AX-450 Headphones, Black", "Tee"],
+            ["Wireless.", ""],
+            ["headphones", "T-Shirts"],
+            ["Aurex AX450 Pulse Blk", "Tee M"],
+            [None, "Cotton."],
+        )
         stats = check_against_torch(model, out, [queries], [pairs])
         print(json.dumps({k: v for k, v in stats.items() if not isinstance(v, np.ndarray)}, indent=2))
 

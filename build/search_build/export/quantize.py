@@ -5,6 +5,7 @@ on the fly, so it needs no calibration data. On all-MiniLM-L6-v2 it keeps the em
 project's sample queries at cosine >= 0.99 of FP32 (MatMul-only, per-channel; per-tensor weights
 fell to ~0.94) with a graph of 59 MB instead of 91 MB (the FP32 embedding table is most of the rest).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,7 @@ def quantize_int8(src: str | Path, dest: str | Path) -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"])
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
     os.replace(tmp, dest)
     return dest
 
@@ -40,8 +40,9 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def output_drift(reference: str | Path, candidate: str | Path,
-                 feeds: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def output_drift(
+    reference: str | Path, candidate: str | Path, feeds: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
     """Per output: max |diff|, max relative diff, and (for float outputs) the lowest row cosine."""
     import onnxruntime as ort
 
@@ -54,16 +55,25 @@ def output_drift(reference: str | Path, candidate: str | Path,
     for name, w, g in zip(names, want, got):
         w64, g64 = np.asarray(w, np.float64), np.asarray(g, np.float64)
         diff = np.abs(w64 - g64)
-        stats = {"max_abs": float(diff.max(initial=0.0)),
-                 "max_rel": float((diff / np.maximum(np.abs(w64), 1e-6)).max(initial=0.0))}
+        stats = {
+            "max_abs": float(diff.max(initial=0.0)),
+            "max_rel": float((diff / np.maximum(np.abs(w64), 1e-6)).max(initial=0.0)),
+        }
         if np.issubdtype(np.asarray(w).dtype, np.floating) and w64.ndim >= 2:
             stats["min_cosine"] = float(row_cosines(w64, g64).min())
         report[name] = stats
     return report
 
 
-def synthetic_feeds(model: EngineModel, onnx_path: str | Path, *, batch: int = 8, length: int = 16,
-                    seed: int = 0, shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+def synthetic_feeds(
+    model: EngineModel,
+    onnx_path: str | Path,
+    *,
+    batch: int = 8,
+    length: int = 16,
+    seed: int = 0,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
     """Inputs for a drift check when no real ones are at hand.
 
     Integer inputs that index a table in the graph (a ``Gather`` on an initializer: token ids,
@@ -147,6 +157,7 @@ def int8_transform(report: dict | None = None) -> Callable[[EngineModel, Path], 
     Quantized graphs are cached next to the exports (keyed by the export's cache key and
     :data:`RECIPE`); the drift against FP32 on :func:`synthetic_feeds` goes into ``report``.
     """
+
     def transform(model: EngineModel, onnx_path: Path) -> Path:
         if not model.follows_build_engine:
             return onnx_path  # graphs that must stay FP32 (engine_choice)

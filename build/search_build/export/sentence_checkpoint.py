@@ -1,4 +1,5 @@
 """Reading a sentence-transformers checkpoint directory without sentence-transformers itself."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def mean_pool(tokens, attention_mask):
 class SentenceCheckpoint:
     path: Path
     transformer_dir: Path
-    pooling: str          # "mean" or "cls" or "max"
+    pooling: str  # "mean" or "cls" or "max"
     normalize: bool
     max_seq_length: int
     embedding_dim: int
@@ -38,8 +39,9 @@ class SentenceCheckpoint:
         modules_file = path / "modules.json"
         if not modules_file.exists():  # a plain HF encoder: mean pooling, normalised, like most ST models
             config = json.loads((path / "config.json").read_text())
-            return cls(path, path, "mean", True, min(512, config.get("max_position_embeddings", 512)),
-                       config["hidden_size"])
+            return cls(
+                path, path, "mean", True, min(512, config.get("max_position_embeddings", 512)), config["hidden_size"]
+            )
         modules = json.loads(modules_file.read_text())
         transformer_dir, pooling, normalize = path, "mean", False
         for module in modules:

@@ -7,6 +7,7 @@ Converted once in float32; the serving precision is CTranslate2's ``compute_type
 defines. BART is post-LayerNorm, so the converter is given a config copy that says ``normalize_before=false``;
 the weights are untouched (parity with HF generate() is tested on the converted model).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,19 @@ from search_backends.contracts.spell_correct import CT2_DONE_FILE
 from search_build.repository.artifacts import cached_folder, fingerprint
 
 # --precision -> CTranslate2 compute_type, per device
-COMPUTE_TYPES = {"cpu": {"fp32": "float32", "int8": "int8"},
-                 "cuda": {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8_float16"}}
+COMPUTE_TYPES = {
+    "cpu": {"fp32": "float32", "int8": "int8"},
+    "cuda": {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8_float16"},
+}
 
 
 def compute_type(precision: str, device: str = "cpu") -> str:
     try:
         return COMPUTE_TYPES[device][precision]
     except KeyError:
-        raise ValueError(f"CTranslate2 on {device} takes precision {', '.join(COMPUTE_TYPES.get(device, {}))}; "
-                         f"got {precision!r}") from None
+        raise ValueError(
+            f"CTranslate2 on {device} takes precision {', '.join(COMPUTE_TYPES.get(device, {}))}; got {precision!r}"
+        ) from None
 
 
 def convert(checkpoint: Path, dest: Path) -> dict:
@@ -42,8 +46,9 @@ def convert(checkpoint: Path, dest: Path) -> dict:
         if config.get("model_type") == "bart" and "normalize_before" not in config:
             source = Path(scratch) / "checkpoint"
             shutil.copytree(checkpoint, source)
-            (source / "config.json").write_text(json.dumps({**config, "normalize_before": False}, indent=2),
-                                                encoding="utf-8")
+            (source / "config.json").write_text(
+                json.dumps({**config, "normalize_before": False}, indent=2), encoding="utf-8"
+            )
             notes["workarounds"].append("config.json copy with normalize_before=false (BART is post-LayerNorm)")
         ctranslate2.converters.TransformersConverter(str(source)).convert(str(dest), force=True)
     (dest / "conversion_notes.json").write_text(json.dumps(notes, indent=2) + "\n", encoding="utf-8")

@@ -40,12 +40,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_backends.contracts.spell_correct import (ATTENTION_MASK, CROSS, DECODER_FILE, DECODER_INPUT_IDS,
-                                                     ENCODER_ATTENTION_MASK, ENCODER_FILE, ENCODER_HIDDEN_STATES,
-                                                     INPUT_IDS, KEY, LOGITS, PAST, PRESENT, SERVING_FILES, VALUE,
-                                                     GraphNames, kv_name)
+from search_backends.contracts.spell_correct import (
+    ATTENTION_MASK,
+    CROSS,
+    DECODER_FILE,
+    DECODER_INPUT_IDS,
+    ENCODER_ATTENTION_MASK,
+    ENCODER_FILE,
+    ENCODER_HIDDEN_STATES,
+    INPUT_IDS,
+    KEY,
+    LOGITS,
+    PAST,
+    PRESENT,
+    SERVING_FILES,
+    VALUE,
+    GraphNames,
+    kv_name,
+)
 
 OPSET = 18
+
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[B, S, D] -> [B, H, S, Dh]"""
@@ -83,7 +98,10 @@ class EncoderGraph(nn.Module):
         outputs = [hidden]
         for layer in self.decoder_layers:
             attn = layer.encoder_attn
-            outputs += [split_heads(attn.k_proj(hidden), attn.num_heads), split_heads(attn.v_proj(hidden), attn.num_heads)]
+            outputs += [
+                split_heads(attn.k_proj(hidden), attn.num_heads),
+                split_heads(attn.v_proj(hidden), attn.num_heads),
+            ]
         return tuple(outputs)
 
 
@@ -133,7 +151,10 @@ def _dims(config):
 
 def export_encoder(model, path: Path) -> None:
     names = GraphNames(model.config.decoder_layers)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("encoder_sequence", max=model.config.max_position_embeddings)
+    batch, seq = (
+        torch.export.Dim("batch"),
+        torch.export.Dim("encoder_sequence", max=model.config.max_position_embeddings),
+    )
     ids = torch.randint(4, model.config.vocab_size, (2, 7))
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
@@ -204,7 +225,9 @@ def random_encoder_inputs(config, batch: int, seq: int, seed: int) -> tuple[np.n
     return np.where(mask == 1, ids, config.pad_token_id), mask
 
 
-def check_export(model_or_dir, onnx_dir, input_ids: np.ndarray, attention_mask: np.ndarray, decoder_steps: int = 6, seed: int = 0) -> dict[str, float]:
+def check_export(
+    model_or_dir, onnx_dir, input_ids: np.ndarray, attention_mask: np.ndarray, decoder_steps: int = 6, seed: int = 0
+) -> dict[str, float]:
     """Max |ONNX - PyTorch| over every output, on the given encoder inputs.
 
     References are HF's own code paths, not the export wrappers: the encoder output of `model.get_encoder()`,
@@ -243,7 +266,9 @@ def check_export(model_or_dir, onnx_dir, input_ids: np.ndarray, attention_mask: 
     ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
     with torch.no_grad():
         ref_hidden = model.get_encoder()(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
-        cached = model(input_ids=ids_t, attention_mask=mask_t, decoder_input_ids=torch.from_numpy(prefix), use_cache=True)
+        cached = model(
+            input_ids=ids_t, attention_mask=mask_t, decoder_input_ids=torch.from_numpy(prefix), use_cache=True
+        )
     keep = torch.from_numpy(attention_mask).bool()[:, None, :, None]  # padded rows of hidden/K/V are don't-care
     record(ENCODER_HIDDEN_STATES, enc_out[ENCODER_HIDDEN_STATES] * keep[:, 0].numpy(), ref_hidden * keep[:, 0])
     cache = cached.past_key_values
@@ -259,7 +284,12 @@ def check_export(model_or_dir, onnx_dir, input_ids: np.ndarray, attention_mask: 
         feed.update({n: enc_out[n] for n in names.cross()})
         out = dict(zip(names.decoder_outputs(), dec.run(None, feed)))
         with torch.no_grad():
-            full = model(input_ids=ids_t, attention_mask=mask_t, decoder_input_ids=torch.from_numpy(prefix[:, : step + 1]), use_cache=False)
+            full = model(
+                input_ids=ids_t,
+                attention_mask=mask_t,
+                decoder_input_ids=torch.from_numpy(prefix[:, : step + 1]),
+                use_cache=False,
+            )
         record(LOGITS, out[LOGITS], full.logits[:, -1, :])
         past = {p: out[q] for p, q in zip(names.past(), names.present())}
     for i in range(layers):

@@ -11,6 +11,7 @@ Three steps, each usable on its own:
 ``engine_builder_for(precision)`` is what ``searchbar build --target triton-gpu`` plugs into
 :func:`search_build.repository.writer.write_repository`.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,11 @@ from search_build.repository.spec import EngineModel
 
 TENSORRT_PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULT_WORKSPACE_BYTES = 4 << 30
-INSTALL_HINT = ("TensorRT is needed to build triton-gpu engines: on a machine with an NVIDIA GPU and CUDA run "
-                "`pip install tensorrt` (or use the TensorRT inside nvcr.io/nvidia/tritonserver:24.10-py3 / "
-                "nvcr.io/nvidia/tensorrt:24.10-py3), then rebuild. No engine is written without it.")
+INSTALL_HINT = (
+    "TensorRT is needed to build triton-gpu engines: on a machine with an NVIDIA GPU and CUDA run "
+    "`pip install tensorrt` (or use the TensorRT inside nvcr.io/nvidia/tritonserver:24.10-py3 / "
+    "nvcr.io/nvidia/tensorrt:24.10-py3), then rebuild. No engine is written without it."
+)
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -34,6 +37,7 @@ class TensorRTUnavailable(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------- ONNX surgery
+
 
 def int64_inputs_to_int32(src: str | Path, dest: str | Path, *, keep_outputs: list[str] | None = None) -> list[str]:
     """Make every int64 graph input and output int32; returns the names changed.
@@ -60,8 +64,9 @@ def int64_inputs_to_int32(src: str | Path, dest: str | Path, *, keep_outputs: li
         inner = _unique_name(graph, f"{value.name}__int64")
         _rename_uses(graph, value.name, inner)
         value.type.tensor_type.elem_type = TensorProto.INT32
-        casts.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.INT64,
-                                      name=f"{value.name}__to_int64"))
+        casts.append(
+            helper.make_node("Cast", [value.name], [inner], to=TensorProto.INT64, name=f"{value.name}__to_int64")
+        )
         changed.append(value.name)
     for value in graph.output:
         if value.type.tensor_type.elem_type != TensorProto.INT64:
@@ -70,8 +75,9 @@ def int64_inputs_to_int32(src: str | Path, dest: str | Path, *, keep_outputs: li
         _rename_producers(graph, value.name, inner)
         _rename_uses(graph, value.name, inner)
         value.type.tensor_type.elem_type = TensorProto.INT32
-        graph.node.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.INT32,
-                                           name=f"{value.name}__to_int32"))
+        graph.node.append(
+            helper.make_node("Cast", [inner], [value.name], to=TensorProto.INT32, name=f"{value.name}__to_int32")
+        )
         changed.append(value.name)
     # Casts go first so the node list stays topologically sorted.
     for i, node in enumerate(casts):
@@ -134,8 +140,12 @@ def profile_shapes(model: EngineModel) -> list[dict[str, tuple[Shape, Shape, Sha
     if not profiles:
         if any(d < 0 for t in model.inputs for d in t.dims):
             raise ValueError(f"{model.name}: variable-length inputs need optimization profiles in the spec")
-        return [{t.name: ((1, *t.dims), (max(1, max_batch // 2), *t.dims), (max(1, max_batch), *t.dims))
-                 for t in model.inputs}]
+        return [
+            {
+                t.name: ((1, *t.dims), (max(1, max_batch // 2), *t.dims), (max(1, max_batch), *t.dims))
+                for t in model.inputs
+            }
+        ]
     result = []
     for index, profile in enumerate(profiles):
         shapes: dict[str, tuple[Shape, Shape, Shape]] = {}
@@ -152,12 +162,16 @@ def profile_shapes(model: EngineModel) -> list[dict[str, tuple[Shape, Shape, Sha
             # decoding step has past length 0; TensorRT accepts zero-length dimensions in profiles).
             floors = ((1,) if max_batch > 0 else ()) + (0,) * len(tensor.dims)
             if any(not f <= a <= b <= c for f, a, b, c in zip(floors, lo, mid, hi)):
-                raise ValueError(f"{where}: need min <= opt <= max with min >= 1 on the batch axis and >= 0 "
-                                 f"elsewhere, got {lo} {mid} {hi}")
+                raise ValueError(
+                    f"{where}: need min <= opt <= max with min >= 1 on the batch axis and >= 0 "
+                    f"elsewhere, got {lo} {mid} {hi}"
+                )
             fixed = tensor.dims if max_batch <= 0 else (None, *tensor.dims)
             for axis, dim in enumerate(fixed):
                 if dim is not None and dim >= 0 and not lo[axis] == hi[axis] == dim:
-                    raise ValueError(f"{where}: axis {axis} is fixed at {dim} but the profile spans {lo[axis]}..{hi[axis]}")
+                    raise ValueError(
+                        f"{where}: axis {axis} is fixed at {dim} but the profile spans {lo[axis]}..{hi[axis]}"
+                    )
             if max_batch > 0 and hi[0] > max_batch:
                 raise ValueError(f"{where}: max batch {hi[0]} exceeds max_batch_size {max_batch}")
             shapes[tensor.name] = (lo, mid, hi)
@@ -169,6 +183,7 @@ def profile_shapes(model: EngineModel) -> list[dict[str, tuple[Shape, Shape, Sha
 
 
 # ---------------------------------------------------------------------------------------- builder
+
 
 def import_tensorrt():
     try:
@@ -189,14 +204,24 @@ def _supports_bf16(trt) -> tuple[bool, str]:
         import torch
 
         if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] < 8:
-            return False, f"BF16 needs compute capability >= 8.0 (Ampere); this GPU is {torch.cuda.get_device_capability()}"
+            return (
+                False,
+                f"BF16 needs compute capability >= 8.0 (Ampere); this GPU is {torch.cuda.get_device_capability()}",
+            )
     except ImportError:
         pass  # TensorRT itself rejects the flag on hardware without BF16
     return True, ""
 
 
-def build_engine(model: EngineModel, onnx_path: str | Path, plan_path: str | Path, *, precision: str = "fp16",
-                 workspace_bytes: int = DEFAULT_WORKSPACE_BYTES, trt=None) -> Path:
+def build_engine(
+    model: EngineModel,
+    onnx_path: str | Path,
+    plan_path: str | Path,
+    *,
+    precision: str = "fp16",
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    trt=None,
+) -> Path:
     """Build a TensorRT plan from ``onnx_path`` (int64 boundaries rewritten to int32 first)."""
     if precision not in TENSORRT_PRECISIONS:
         raise ValueError(f"TensorRT precision must be one of {TENSORRT_PRECISIONS}, got {precision!r}")
@@ -244,15 +269,18 @@ def build_engine(model: EngineModel, onnx_path: str | Path, plan_path: str | Pat
     return plan_path
 
 
-def engine_builder_for(precision: str = "fp16", *, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
-                       ) -> Callable[[EngineModel, Path, Path], Path]:
+def engine_builder_for(
+    precision: str = "fp16", *, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
+) -> Callable[[EngineModel, Path, Path], Path]:
     """The ``(model, onnx_path, plan_path)`` callable for :func:`write_repository`.
 
     Checks for TensorRT at once, so a machine without it fails before any export runs.
     """
     if precision not in TENSORRT_PRECISIONS:
-        raise ValueError(f"--precision {precision} is not a TensorRT precision; choose from {TENSORRT_PRECISIONS} "
-                         "(int8 is ONNX Runtime dynamic quantization for the local and triton-cpu targets)")
+        raise ValueError(
+            f"--precision {precision} is not a TensorRT precision; choose from {TENSORRT_PRECISIONS} "
+            "(int8 is ONNX Runtime dynamic quantization for the local and triton-cpu targets)"
+        )
     trt = import_tensorrt()
     if precision == "bf16":
         ok, why = _supports_bf16(trt)

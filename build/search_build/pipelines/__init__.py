@@ -5,6 +5,7 @@ build target and precision reach each one, and each returns exactly the models i
 whose graphs are the same on every target (the BERT encoders) leaves the per-target engine to the repository
 writer (ONNX Runtime runner, onnxruntime_onnx or a TensorRT plan of the one exported graph).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -19,11 +20,13 @@ def register(name: str):
     def wrap(factory):
         REGISTRY[name] = factory
         return factory
+
     return wrap
 
 
-def build_pipeline(name: str, *, target: Target = "local", precision: str = "auto", engine: str = "auto",
-                   **options) -> Pipeline:
+def build_pipeline(
+    name: str, *, target: Target = "local", precision: str = "auto", engine: str = "auto", **options
+) -> Pipeline:
     """``engine``/``precision`` "auto": the fastest engine of the target that keeps parity
     (:mod:`search_build.repository.engine_choice`)."""
     from search_build.repository.engine_choice import choose_engine, with_engine

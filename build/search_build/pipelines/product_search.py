@@ -1,13 +1,14 @@
 """Product search: one BERT backbone (``product_encoder``, served once) with two light heads.
 
-    query_intent:      TEXT --query_intent_tokenize--> ids --product_encoder--> pooled_embedding
-                            --query_intent_head--> LABEL, PROBABILITIES, TOP_LABELS, TOP_PROBABILITIES
-                       local target: TEXT --query_intent_encoder (tokenizer + the same encoder graph + the intent
-                            head in one stub)--> the same outputs. Its own copy of the backbone also keeps the
-                            real-time path out of the duplicate batch job's queue.
-    product_duplicate: A_/B_ TYPE, TITLE, DESCRIPTION --product_pair_tokenize--> ids (one cross-encoder
-                            sequence) --product_encoder--> pooled_embedding --product_duplicate_head--> SCORE
+query_intent:      TEXT --query_intent_tokenize--> ids --product_encoder--> pooled_embedding
+                        --query_intent_head--> LABEL, PROBABILITIES, TOP_LABELS, TOP_PROBABILITIES
+                   local target: TEXT --query_intent_encoder (tokenizer + the same encoder graph + the intent
+                        head in one stub)--> the same outputs. Its own copy of the backbone also keeps the
+                        real-time path out of the duplicate batch job's queue.
+product_duplicate: A_/B_ TYPE, TITLE, DESCRIPTION --product_pair_tokenize--> ids (one cross-encoder
+                        sequence) --product_encoder--> pooled_embedding --product_duplicate_head--> SCORE
 """
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,30 @@ from dataclasses import replace
 from pathlib import Path
 
 from search_backends.contracts import product_search as P
-from search_backends.contracts.query_embedding import (MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER, TEXT,
-                                                       TOKENIZER_DIR, TOKENIZER_DIR_PARAMETER)
+from search_backends.contracts.query_embedding import (
+    MAX_LENGTH_PARAMETER,
+    PAD_TO_MULTIPLE_PARAMETER,
+    TEXT,
+    TOKENIZER_DIR,
+    TOKENIZER_DIR_PARAMETER,
+)
 from search_backends.graph_engines import GRAPH_FILE
 
 from search_build.repository.artifacts import PROJECT_ROOT, TOKENIZER_FILES, cached_folder, fingerprint, place
-from search_build.repository.spec import (Artifact, Batching, EngineModel, Ensemble, FusedHead, FusedTokenizer, OptimizationProfile,
-                    Pipeline, PythonModel, Step, Target, TensorSpec)
+from search_build.repository.spec import (
+    Artifact,
+    Batching,
+    EngineModel,
+    Ensemble,
+    FusedHead,
+    FusedTokenizer,
+    OptimizationProfile,
+    Pipeline,
+    PythonModel,
+    Step,
+    Target,
+    TensorSpec,
+)
 from search_build.pipelines import register
 from search_build.pipelines.query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
@@ -40,10 +58,10 @@ def exported_models(checkpoint: Path) -> Path:
 
     def export(dest: Path) -> None:
         from search_build.export.product_export import export_product_models
+
         export_product_models(checkpoint, dest)
 
-    return cached_folder(f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}", export,
-                         P.CONFIG_FILE)
+    return cached_folder(f"product-onnx-{fingerprint(checkpoint, encoder_dir, extra='product')}", export, P.CONFIG_FILE)
 
 
 def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str] | None = None):
@@ -56,6 +74,7 @@ def _from_export(checkpoint: Path, names: tuple[str, ...], rename: dict[str, str
         for name in names:
             if (folder / name).exists():
                 place(folder / name, dest / (rename or {}).get(name, name))
+
     return build
 
 
@@ -63,6 +82,7 @@ def _labels(checkpoint: Path):
     def build(dest: Path) -> None:
         config = json.loads((exported_models(checkpoint) / P.CONFIG_FILE).read_text())
         dest.write_text(json.dumps(config["intent"]["id2label"], indent=1) + "\n")
+
     return build
 
 
@@ -81,15 +101,27 @@ def _encoder(checkpoint: Path, hidden: int, max_length: int, bounded: bool) -> E
 
     from search_build.training.product_multitask import load_config, resolve_encoder_dir
 
-    encoder_config = json.loads((resolve_encoder_dir(load_config(checkpoint)) / "config.json").read_text(encoding="utf-8"))
+    encoder_config = json.loads(
+        (resolve_encoder_dir(load_config(checkpoint)) / "config.json").read_text(encoding="utf-8")
+    )
     return EngineModel(
-        ENCODER, Artifact(GRAPH_FILE, _from_export(checkpoint, (P.ENCODER_FILE,))),
-        _ids(), (TensorSpec(POOLED, "FP32", (hidden,)),),
-        max_sequence_length=round_up(max_length, 8), value_ranges=bert_input_ranges(encoder_config),
-        parity_feeds=parity[0], parity_probe=parity[1],
-        batching=Batching(max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0),
-        profiles=(OptimizationProfile(min={n: (1, 1) for n in IDS}, opt={n: (32, 32) for n in IDS},
-                                      max={n: (64, max_length) for n in IDS}),))
+        ENCODER,
+        Artifact(GRAPH_FILE, _from_export(checkpoint, (P.ENCODER_FILE,))),
+        _ids(),
+        (TensorSpec(POOLED, "FP32", (hidden,)),),
+        max_sequence_length=round_up(max_length, 8),
+        value_ranges=bert_input_ranges(encoder_config),
+        parity_feeds=parity[0],
+        parity_probe=parity[1],
+        batching=Batching(
+            max_batch_size=64, max_queue_delay_us=500, max_queue_size=ENGINE_QUEUE_SIZE if bounded else 0
+        ),
+        profiles=(
+            OptimizationProfile(
+                min={n: (1, 1) for n in IDS}, opt={n: (32, 32) for n in IDS}, max={n: (64, max_length) for n in IDS}
+            ),
+        ),
+    )
 
 
 PARITY_ROWS = 256  # per batch; from the training split (the held-out sets stay for tests and benchmarks)
@@ -103,6 +135,7 @@ def _parity(checkpoint: Path):
     def product_models():
         if not loaded:
             from search_backends.product_onnx import ProductOnnxModels
+
             loaded["models"] = ProductOnnxModels(exported_models(checkpoint), intra_op_threads=1)
         return loaded["models"]
 
@@ -116,8 +149,10 @@ def _parity(checkpoint: Path):
         pairs = make_product_pair_splits(seed, data["pair_train"], data["pair_heldout"])[0][:PARITY_ROWS]
         queries = models.queries.encode([e.text for e in intents])
         encoded = models.pairs.encode_records([(p.a, p.b) for p in pairs])
-        return {batch: {n: getattr(enc, n) for n in IDS} for batch, enc in (("intent_queries", queries),
-                                                                            ("product_pairs", encoded))}
+        return {
+            batch: {n: getattr(enc, n) for n in IDS}
+            for batch, enc in (("intent_queries", queries), ("product_pairs", encoded))
+        }
 
     def probe(batch: str, outputs: dict) -> dict:
         from search_backends.heads import duplicate_probability, softmax
@@ -144,30 +179,57 @@ def _hidden_and_lengths(config: dict) -> tuple[int, int, int]:
 
 
 @register(INTENT)
-def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
-                          top_k: int = 3, bounded_queues: bool = False,
-                          tokenizer_batching: Batching | None = None, encoder_batching: Batching | None = None,
-                          fuse_text: bool | None = None) -> Pipeline:
+def query_intent_pipeline(
+    checkpoint: str | Path | None = None,
+    *,
+    target: Target = "local",
+    precision: str = "fp32",
+    top_k: int = 3,
+    bounded_queues: bool = False,
+    tokenizer_batching: Batching | None = None,
+    encoder_batching: Batching | None = None,
+    fuse_text: bool | None = None,
+) -> Pipeline:
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
     num_classes = len(config["intent"]["id2label"])
     tokenize = PythonModel(
-        INTENT_TOKENIZE, "text_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), _ids(),
-        batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=100,
-                                                max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
-        parameters={TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR, MAX_LENGTH_PARAMETER: str(intent_len),
-                    PAD_TO_MULTIPLE_PARAMETER: "8"},
-        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+        INTENT_TOKENIZE,
+        "text_tokenizer",
+        (TensorSpec(TEXT, "STRING", (1,)),),
+        _ids(),
+        batching=tokenizer_batching
+        or Batching(
+            max_batch_size=64, max_queue_delay_us=100, max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0
+        ),
+        parameters={
+            TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR,
+            MAX_LENGTH_PARAMETER: str(intent_len),
+            PAD_TO_MULTIPLE_PARAMETER: "8",
+        },
+        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),),
+    )
     head = PythonModel(
-        INTENT_HEAD, "intent_head",
+        INTENT_HEAD,
+        "intent_head",
         (TensorSpec(POOLED, "FP32", (hidden,)), TensorSpec(P.TOP_K, "INT32", (1,), optional=True)),
-        (TensorSpec(P.LABEL, "STRING", (1,)), TensorSpec(P.PROBABILITIES, "FP32", (num_classes,)),
-         TensorSpec(P.TOP_LABELS, "STRING", (-1,)), TensorSpec(P.TOP_PROBABILITIES, "FP32", (-1,))),
+        (
+            TensorSpec(P.LABEL, "STRING", (1,)),
+            TensorSpec(P.PROBABILITIES, "FP32", (num_classes,)),
+            TensorSpec(P.TOP_LABELS, "STRING", (-1,)),
+            TensorSpec(P.TOP_PROBABILITIES, "FP32", (-1,)),
+        ),
         batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
-        parameters={P.HEAD_FILE_PARAMETER: P.HEAD_FILE, P.LABELS_FILE_PARAMETER: P.LABELS_FILE,
-                    P.TOP_K_PARAMETER: str(min(top_k, num_classes))},
-        artifacts=(Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.INTENT_HEAD_FILE,))),
-                   Artifact(P.LABELS_FILE, _labels(checkpoint))))
+        parameters={
+            P.HEAD_FILE_PARAMETER: P.HEAD_FILE,
+            P.LABELS_FILE_PARAMETER: P.LABELS_FILE,
+            P.TOP_K_PARAMETER: str(min(top_k, num_classes)),
+        },
+        artifacts=(
+            Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.INTENT_HEAD_FILE,))),
+            Artifact(P.LABELS_FILE, _labels(checkpoint)),
+        ),
+    )
     text, top_k_input = TensorSpec(TEXT, "STRING", (1,)), TensorSpec(P.TOP_K, "INT32", (1,), optional=True)
     encoder = _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues)
     fuse = target == "local" if fuse_text is None else fuse_text
@@ -175,55 +237,94 @@ def query_intent_pipeline(checkpoint: str | Path | None = None, *, target: Targe
         if target != "local":
             raise ValueError("fuse_text: only the local target runs its engines in Python stubs")
         # The entry stage: no queue delay (batches form while the instance is busy) and the engine's queue bound.
-        fused = replace(encoder, name=INTENT_ENCODER, max_sequence_length=0, value_ranges={},
-                        batching=encoder_batching or Batching(
-                            max_batch_size=64, max_queue_delay_us=0,
-                            max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
-                        tokenizer=FusedTokenizer(text, tokenize.artifacts[0],
-                                                 {k: tokenize.parameters[k]
-                                                  for k in (MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER)}),
-                        head=FusedHead((top_k_input,), head.outputs, head.artifacts, dict(head.parameters)))
-        ensemble = Ensemble(INTENT, (text, top_k_input), head.outputs,
-                            (Step(INTENT_ENCODER, {TEXT: TEXT, P.TOP_K: P.TOP_K},
-                                  {t.name: t.name for t in head.outputs}),))
+        fused = replace(
+            encoder,
+            name=INTENT_ENCODER,
+            max_sequence_length=0,
+            value_ranges={},
+            batching=encoder_batching
+            or Batching(
+                max_batch_size=64, max_queue_delay_us=0, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0
+            ),
+            tokenizer=FusedTokenizer(
+                text,
+                tokenize.artifacts[0],
+                {k: tokenize.parameters[k] for k in (MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER)},
+            ),
+            head=FusedHead((top_k_input,), head.outputs, head.artifacts, dict(head.parameters)),
+        )
+        ensemble = Ensemble(
+            INTENT,
+            (text, top_k_input),
+            head.outputs,
+            (Step(INTENT_ENCODER, {TEXT: TEXT, P.TOP_K: P.TOP_K}, {t.name: t.name for t in head.outputs}),),
+        )
         return Pipeline(INTENT, "query -> intent label and probabilities", (fused, ensemble), INTENT)
     ensemble = Ensemble(
-        INTENT, (text, top_k_input),
+        INTENT,
+        (text, top_k_input),
         head.outputs,
-        (Step(INTENT_TOKENIZE, {TEXT: TEXT}, {n: n for n in IDS}),
-         Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
-         Step(INTENT_HEAD, {POOLED: POOLED, P.TOP_K: P.TOP_K},
-              {t.name: t.name for t in head.outputs})))
+        (
+            Step(INTENT_TOKENIZE, {TEXT: TEXT}, {n: n for n in IDS}),
+            Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
+            Step(INTENT_HEAD, {POOLED: POOLED, P.TOP_K: P.TOP_K}, {t.name: t.name for t in head.outputs}),
+        ),
+    )
     return Pipeline(INTENT, "query -> intent label and probabilities", (tokenize, encoder, head, ensemble), INTENT)
 
 
 @register(DUPLICATE)
-def product_duplicate_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
-                               bounded_queues: bool = False,
-                               tokenizer_batching: Batching | None = None) -> Pipeline:
+def product_duplicate_pipeline(
+    checkpoint: str | Path | None = None,
+    *,
+    target: Target = "local",
+    precision: str = "fp32",
+    bounded_queues: bool = False,
+    tokenizer_batching: Batching | None = None,
+) -> Pipeline:
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
     dup = config.get("duplicate", {})
     fields = tuple(TensorSpec(f, "STRING", (1,), optional=True) for f in FIELDS)
     tokenize = PythonModel(
-        PAIR_TOKENIZE, "pair_tokenizer", fields, _ids(),
-        batching=tokenizer_batching or Batching(max_batch_size=64, max_queue_delay_us=1000,
-                                                max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
-        parameters={TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR, MAX_LENGTH_PARAMETER: str(pair_len),
-                    PAD_TO_MULTIPLE_PARAMETER: "8",
-                    P.MAX_TYPE_TOKENS_PARAMETER: str(dup.get("max_type_tokens", P.DEFAULT_MAX_TYPE_TOKENS))},
-        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),))
+        PAIR_TOKENIZE,
+        "pair_tokenizer",
+        fields,
+        _ids(),
+        batching=tokenizer_batching
+        or Batching(
+            max_batch_size=64, max_queue_delay_us=1000, max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0
+        ),
+        parameters={
+            TOKENIZER_DIR_PARAMETER: TOKENIZER_DIR,
+            MAX_LENGTH_PARAMETER: str(pair_len),
+            PAD_TO_MULTIPLE_PARAMETER: "8",
+            P.MAX_TYPE_TOKENS_PARAMETER: str(dup.get("max_type_tokens", P.DEFAULT_MAX_TYPE_TOKENS)),
+        },
+        artifacts=(Artifact(TOKENIZER_DIR, _from_export(checkpoint, tuple(TOKENIZER_FILES))),),
+    )
     head = PythonModel(
-        DUPLICATE_HEAD, "duplicate_head", (TensorSpec(POOLED, "FP32", (hidden,)),),
+        DUPLICATE_HEAD,
+        "duplicate_head",
+        (TensorSpec(POOLED, "FP32", (hidden,)),),
         (TensorSpec(P.SCORE, "FP32", (1,)),),
         batching=Batching(max_batch_size=64, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
         parameters={P.HEAD_FILE_PARAMETER: P.HEAD_FILE},
-        artifacts=(Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.DUPLICATE_HEAD_FILE,))),))
+        artifacts=(Artifact(P.HEAD_FILE, _from_export(checkpoint, (P.DUPLICATE_HEAD_FILE,))),),
+    )
     ensemble = Ensemble(
-        DUPLICATE, fields, head.outputs,
-        (Step(PAIR_TOKENIZE, {f: f for f in FIELDS}, {n: n for n in IDS}),
-         Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
-         Step(DUPLICATE_HEAD, {POOLED: POOLED}, {P.SCORE: P.SCORE})))
-    return Pipeline(DUPLICATE, "product pair -> duplicate probability",
-                    (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
-                    DUPLICATE)
+        DUPLICATE,
+        fields,
+        head.outputs,
+        (
+            Step(PAIR_TOKENIZE, {f: f for f in FIELDS}, {n: n for n in IDS}),
+            Step(ENCODER, {n: n for n in IDS}, {POOLED: POOLED}),
+            Step(DUPLICATE_HEAD, {POOLED: POOLED}, {P.SCORE: P.SCORE}),
+        ),
+    )
+    return Pipeline(
+        DUPLICATE,
+        "product pair -> duplicate probability",
+        (tokenize, _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues), head, ensemble),
+        DUPLICATE,
+    )

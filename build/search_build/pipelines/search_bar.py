@@ -8,6 +8,7 @@
 
 search_bar's repository holds every stage pipeline too, so each stays callable on its own.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,31 +24,48 @@ CATALOG_ENV = "SEARCHBAR_CATALOG"  # default catalog file when a build names non
 
 
 def _results(k: int = -1) -> tuple[TensorSpec, ...]:
-    return (TensorSpec(C.ITEM_IDS, "STRING", (k,)), TensorSpec(C.ITEM_TITLES, "STRING", (k,)),
-            TensorSpec(C.ITEM_FIELDS, "STRING", (k,)), TensorSpec(C.SCORES, "FP32", (k,)))
+    return (
+        TensorSpec(C.ITEM_IDS, "STRING", (k,)),
+        TensorSpec(C.ITEM_TITLES, "STRING", (k,)),
+        TensorSpec(C.ITEM_FIELDS, "STRING", (k,)),
+        TensorSpec(C.SCORES, "FP32", (k,)),
+    )
 
 
 def _index_settings(backend: str, index_kind: str, milvus_uri: str | None, milvus_collection: str | None):
     from search_build.catalog.indexing import IndexSettings
 
-    return IndexSettings(backend=backend, kind=index_kind, milvus_uri=milvus_uri,
-                         milvus_collection=milvus_collection or IndexSettings.milvus_collection)  # it validates
+    return IndexSettings(
+        backend=backend,
+        kind=index_kind,
+        milvus_uri=milvus_uri,
+        milvus_collection=milvus_collection or IndexSettings.milvus_collection,
+    )  # it validates
 
 
 @register(C.CATALOG_SEARCH)
-def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
-                            catalog: str | Path | None = None, catalog_backend: str = C.BACKEND_FAISS,
-                            index_kind: str = "auto", milvus_uri: str | None = None,
-                            milvus_collection: str | None = None, batching: Batching | None = None,
-                            bounded_queues: bool = False) -> Pipeline:
+def catalog_search_pipeline(
+    checkpoint: str | Path | None = None,
+    *,
+    target: Target = "local",
+    precision: str = "fp32",
+    catalog: str | Path | None = None,
+    catalog_backend: str = C.BACKEND_FAISS,
+    index_kind: str = "auto",
+    milvus_uri: str | None = None,
+    milvus_collection: str | None = None,
+    batching: Batching | None = None,
+    bounded_queues: bool = False,
+) -> Pipeline:
     import os
 
     from search_build.repository.artifacts import file_sha256
 
     catalog = catalog or os.environ.get(CATALOG_ENV) or None
     settings = _index_settings(catalog_backend, index_kind, milvus_uri, milvus_collection)
-    embedding = build_pipeline(C.EMBEDDING_ENTRY, target=target, precision=precision,
-                               **({"checkpoint": checkpoint} if checkpoint else {}))
+    embedding = build_pipeline(
+        C.EMBEDDING_ENTRY, target=target, precision=precision, **({"checkpoint": checkpoint} if checkpoint else {})
+    )
     dim = embedding.model(C.EMBEDDING_ENTRY).outputs[0].dims[0]
     catalog_key = DEMO_CATALOG_KEY if catalog is None else file_sha256(catalog)[:20]
     encoder_key = next(m.onnx.cache_key for m in embedding.models if hasattr(m, "onnx"))
@@ -60,14 +78,18 @@ def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Tar
 
     # A FAISS folder is cached by (catalog bytes, encoder graph, index settings); a Milvus collection lives in
     # Milvus and is (re)filled on every build.
-    cache_key = (f"catalog-{catalog_key}-{encoder_key}-{settings.key().replace('|', '-')}"
-                 if catalog_backend == C.BACKEND_FAISS else None)
+    cache_key = (
+        f"catalog-{catalog_key}-{encoder_key}-{settings.key().replace('|', '-')}"
+        if catalog_backend == C.BACKEND_FAISS
+        else None
+    )
     model = PythonModel(
-        C.CATALOG_SEARCH, "catalog_search",
+        C.CATALOG_SEARCH,
+        "catalog_search",
         (TensorSpec(C.EMBEDDING, "FP32", (dim,)), TensorSpec(C.TOP_K, "INT32", (1,), optional=True)),
         _results(),
-        batching=batching or Batching(max_batch_size=64, max_queue_delay_us=0,
-                                      max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
+        batching=batching
+        or Batching(max_batch_size=64, max_queue_delay_us=0, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0),
         parameters={C.PARAM_CATALOG_DIR: C.CATALOG_DIR, C.PARAM_SEARCH_THREADS: "1"},
         artifacts=(Artifact(C.CATALOG_DIR, build, cache_key=cache_key),),
     )
@@ -75,33 +97,73 @@ def catalog_search_pipeline(checkpoint: str | Path | None = None, *, target: Tar
 
 
 @register(C.SEARCH_BAR)
-def search_bar_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
-                        spell_engine: str | None = None, spell_num_beams: int = 0,
-                        batching: Batching | None = None, bounded_queues: bool = False,
-                        **catalog_options) -> Pipeline:
-    spell = build_pipeline(C.SPELL_ENTRY, target=target, precision=precision, bounded_queues=bounded_queues,
-                           **({"engine_mode": spell_engine} if spell_engine else {}))
+def search_bar_pipeline(
+    checkpoint: str | Path | None = None,
+    *,
+    target: Target = "local",
+    precision: str = "fp32",
+    spell_engine: str | None = None,
+    spell_num_beams: int = 0,
+    batching: Batching | None = None,
+    bounded_queues: bool = False,
+    **catalog_options,
+) -> Pipeline:
+    spell = build_pipeline(
+        C.SPELL_ENTRY,
+        target=target,
+        precision=precision,
+        bounded_queues=bounded_queues,
+        **({"engine_mode": spell_engine} if spell_engine else {}),
+    )
     intent = build_pipeline(C.INTENT_ENTRY, target=target, precision=precision, bounded_queues=bounded_queues)
-    embedding = build_pipeline(C.EMBEDDING_ENTRY, target=target, precision=precision, bounded_queues=bounded_queues,
-                               **({"checkpoint": checkpoint} if checkpoint else {}))
-    search = build_pipeline(C.CATALOG_SEARCH, target=target, precision=precision, checkpoint=checkpoint,
-                            bounded_queues=bounded_queues, **catalog_options)
+    embedding = build_pipeline(
+        C.EMBEDDING_ENTRY,
+        target=target,
+        precision=precision,
+        bounded_queues=bounded_queues,
+        **({"checkpoint": checkpoint} if checkpoint else {}),
+    )
+    search = build_pipeline(
+        C.CATALOG_SEARCH,
+        target=target,
+        precision=precision,
+        checkpoint=checkpoint,
+        bounded_queues=bounded_queues,
+        **catalog_options,
+    )
     classes = next(t for t in intent.model(C.INTENT_ENTRY).outputs if t.name == C.INTENT_PROBS).dims[0]
     bar = PythonModel(
-        C.SEARCH_BAR, "search_bar",
-        (TensorSpec(C.TEXT, "STRING", (1,)), TensorSpec(C.TOP_K, "INT32", (1,), optional=True),
-         TensorSpec(C.CORRECT_SPELLING, "BOOL", (1,), optional=True),
-         TensorSpec(C.DETECT_INTENT, "BOOL", (1,), optional=True)),
-        (TensorSpec(C.CORRECTED, "STRING", (1,)), TensorSpec(C.INTENT, "STRING", (1,)),
-         TensorSpec(C.INTENT_PROBABILITIES, "FP32", (classes,)), *_results()),
+        C.SEARCH_BAR,
+        "search_bar",
+        (
+            TensorSpec(C.TEXT, "STRING", (1,)),
+            TensorSpec(C.TOP_K, "INT32", (1,), optional=True),
+            TensorSpec(C.CORRECT_SPELLING, "BOOL", (1,), optional=True),
+            TensorSpec(C.DETECT_INTENT, "BOOL", (1,), optional=True),
+        ),
+        (
+            TensorSpec(C.CORRECTED, "STRING", (1,)),
+            TensorSpec(C.INTENT, "STRING", (1,)),
+            TensorSpec(C.INTENT_PROBABILITIES, "FP32", (classes,)),
+            *_results(),
+        ),
         # Several instances: the Python backend (2.51) runs a non-decoupled model's async execute to completion
         # before the next batch, so one instance would serialise requests while it waits on BLS calls. Each
         # instance is a light stub that mostly waits; 4 keeps the stages below busy on this CPU.
-        batching=batching or Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=4,
-                                      max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0),
+        batching=batching
+        or Batching(
+            max_batch_size=64,
+            max_queue_delay_us=100,
+            instance_count=4,
+            max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0,
+        ),
         parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams)},
         bls_calls=(C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
     )
     models = {m.name: m for p in (spell, intent, embedding, search) for m in p.models}
-    return Pipeline(C.SEARCH_BAR, "text -> corrected text, intent and catalog results in one call",
-                    (*models.values(), bar), C.SEARCH_BAR)
+    return Pipeline(
+        C.SEARCH_BAR,
+        "text -> corrected text, intent and catalog results in one call",
+        (*models.values(), bar),
+        C.SEARCH_BAR,
+    )

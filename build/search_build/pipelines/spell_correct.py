@@ -12,20 +12,63 @@ targets; on triton-gpu the loop over ``spell_encoder`` / ``spell_decoder`` (the 
 plans: encoder + cross-attention K/V, one decoder step with self-attention KV cache) through BLS. Those two
 models exist only in ``bls`` mode: no target loads an engine nobody calls.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
 from search_build.repository.artifacts import PROJECT_ROOT, cached_folder, fingerprint, place
-from search_build.repository.spec import (Artifact, Batching, EngineModel, Ensemble, OptimizationProfile, Pipeline, PythonModel, Step,
-                    Target, TensorSpec)
+from search_build.repository.spec import (
+    Artifact,
+    Batching,
+    EngineModel,
+    Ensemble,
+    OptimizationProfile,
+    Pipeline,
+    PythonModel,
+    Step,
+    Target,
+    TensorSpec,
+)
 from search_backends.contracts.spell_correct import (
-    ATTENTION_MASK, CONTROL_DTYPES, CONTROL_INPUTS, CORRECTED, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER, CT2_DIR,
-    DECODER, DECODER_FILE, DECODER_INPUT_IDS, DECODER_MODEL_PARAMETER, DETOKENIZE, ENCODER, ENCODER_ATTENTION_MASK,
-    ENCODER_FILE, ENCODER_MODEL_PARAMETER, ENGINE_BLS, ENGINE_CT2, ENGINE_MODE_PARAMETER, ENGINE_MODES, GENERATE,
-    GUARD_INPUT, INPUT_IDS, LOGITS, MAX_NEW_TOKENS_LIMIT_PARAMETER, MAX_NUM_BEAMS_PARAMETER, MODEL_DIR,
-    MODEL_DIR_PARAMETER, OUTPUT_IDS, SERVING_FILES, SOURCE, SPELL_CORRECT, TAIL, TEXT, TOKENIZE, GraphNames)
+    ATTENTION_MASK,
+    CONTROL_DTYPES,
+    CONTROL_INPUTS,
+    CORRECTED,
+    CT2_COMPUTE_TYPE_PARAMETER,
+    CT2_DEVICE_PARAMETER,
+    CT2_DIR,
+    DECODER,
+    DECODER_FILE,
+    DECODER_INPUT_IDS,
+    DECODER_MODEL_PARAMETER,
+    DETOKENIZE,
+    ENCODER,
+    ENCODER_ATTENTION_MASK,
+    ENCODER_FILE,
+    ENCODER_MODEL_PARAMETER,
+    ENGINE_BLS,
+    ENGINE_CT2,
+    ENGINE_MODE_PARAMETER,
+    ENGINE_MODES,
+    GENERATE,
+    GUARD_INPUT,
+    INPUT_IDS,
+    LOGITS,
+    MAX_NEW_TOKENS_LIMIT_PARAMETER,
+    MAX_NUM_BEAMS_PARAMETER,
+    MODEL_DIR,
+    MODEL_DIR_PARAMETER,
+    OUTPUT_IDS,
+    SERVING_FILES,
+    SOURCE,
+    SPELL_CORRECT,
+    TAIL,
+    TEXT,
+    TOKENIZE,
+    GraphNames,
+)
 from search_backends.graph_engines import GRAPH_FILE, THREADS_PARAMETER
 
 from search_build.pipelines import register
@@ -38,8 +81,10 @@ CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for
 
 def exported_graphs(checkpoint: Path) -> Path:
     """Both ONNX graphs + serving files for ``checkpoint``, exported once and cached by content."""
+
     def export(dest: Path) -> None:
         from search_build.export.spell_export import export_checkpoint  # torch only when the cache misses
+
         export_checkpoint(checkpoint, dest)
 
     return cached_folder(f"spell-onnx-{fingerprint(checkpoint, extra='spell')}", export, DECODER_FILE)
@@ -53,6 +98,7 @@ def _serving_dir(checkpoint: Path, with_graphs: bool):
         for name in names:
             if (graphs / name).exists():
                 place(graphs / name, dest / name)
+
     return build
 
 
@@ -67,7 +113,9 @@ def default_engine_mode(target: Target) -> str:
 def _ct2_model(checkpoint: Path):
     def build(dest: Path) -> None:
         from search_build.export.spell_ct2 import converted_model  # ctranslate2 only when building
+
         place(converted_model(checkpoint), dest)
+
     return build
 
 
@@ -85,8 +133,11 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
         precision = "fp32"
     # One CTranslate2 thread per instance: on the 2-core machine 2 threads ran a batch of 8 at 0.7x the speed of
     # one (and 0.15x under OMP_WAIT_POLICY=PASSIVE); concurrency comes from instances instead.
-    return {CT2_DEVICE_PARAMETER: device, CT2_COMPUTE_TYPE_PARAMETER: compute_type(precision, device),
-            THREADS_PARAMETER: "1"}
+    return {
+        CT2_DEVICE_PARAMETER: device,
+        CT2_COMPUTE_TYPE_PARAMETER: compute_type(precision, device),
+        THREADS_PARAMETER: "1",
+    }
 
 
 def _generate_batching(engine_mode: str, queue: int) -> Batching:
@@ -99,9 +150,16 @@ def _generate_batching(engine_mode: str, queue: int) -> Batching:
 
 
 @register(ENSEMBLE)
-def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Target = "local", precision: str = "fp32",
-                           engine_mode: str | None = None, generate_batching: Batching | None = None,
-                           bounded_queues: bool = False, fuse_text: bool | None = None) -> Pipeline:
+def spell_correct_pipeline(
+    checkpoint: str | Path | None = None,
+    *,
+    target: Target = "local",
+    precision: str = "fp32",
+    engine_mode: str | None = None,
+    generate_batching: Batching | None = None,
+    bounded_queues: bool = False,
+    fuse_text: bool | None = None,
+) -> Pipeline:
     import json
 
     checkpoint = Path(checkpoint or DEFAULT_CHECKPOINT)
@@ -111,8 +169,10 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     # was 0.54x in-process CTranslate2's throughput on 2 cores.
     fuse = engine_mode != ENGINE_BLS if fuse_text is None else fuse_text
     if fuse and engine_mode == ENGINE_BLS:
-        raise ValueError("fuse_text: engine_mode 'bls' decodes through other Triton models; use the three-stage "
-                         "ensemble (fuse_text=False)")
+        raise ValueError(
+            "fuse_text: engine_mode 'bls' decodes through other Triton models; use the three-stage "
+            "ensemble (fuse_text=False)"
+        )
     engine_parameters = _engine_parameters(engine_mode, target, precision)
     config = json.loads((checkpoint / "config.json").read_text())
     layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
@@ -122,74 +182,155 @@ def spell_correct_pipeline(checkpoint: str | Path | None = None, *, target: Targ
     tail, source = TensorSpec(TAIL, "STRING", (1,)), TensorSpec(SOURCE, "STRING", (1,))
     guard = TensorSpec(GUARD_INPUT, "BOOL", (1,), optional=True)
     kv = (heads, -1, head_dim)
-    cross, past, present = (tuple(TensorSpec(n, "FP32", kv) for n in group)
-                            for group in (names.cross(), names.past(), names.present()))
+    cross, past, present = (
+        tuple(TensorSpec(n, "FP32", kv) for n in group) for group in (names.cross(), names.past(), names.present())
+    )
     serving = Artifact(MODEL_DIR, _serving_dir(checkpoint, with_graphs=False))
     # Same overload policy as query_embedding (see there): bounded queues only on request.
     queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
     # No queue delay: a byte tokenizer is cheap per row, so waiting to fill a batch only adds latency; requests
     # queued while an instance is busy still batch (measured with benchmarks/bench_spell_correct.py).
     entry_batching = Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=1, max_queue_size=queue)
-    tokenize = PythonModel(TOKENIZE, "spell_tokenizer", (TensorSpec(TEXT, "STRING", (1,)),), (ids, mask, tail, source),
-                           batching=entry_batching, artifacts=(serving,), parameters={MODEL_DIR_PARAMETER: MODEL_DIR})
+    tokenize = PythonModel(
+        TOKENIZE,
+        "spell_tokenizer",
+        (TensorSpec(TEXT, "STRING", (1,)),),
+        (ids, mask, tail, source),
+        batching=entry_batching,
+        artifacts=(serving,),
+        parameters={MODEL_DIR_PARAMETER: MODEL_DIR},
+    )
     generate_artifacts = [Artifact(MODEL_DIR, _serving_dir(checkpoint, with_graphs=engine_mode != ENGINE_BLS))]
     if engine_mode == ENGINE_CT2:
         generate_artifacts.append(Artifact(f"{MODEL_DIR}/{CT2_DIR}", _ct2_model(checkpoint)))
     generate = PythonModel(
-        GENERATE, "seq2seq_generate", (ids, mask, *CONTROLS), (output_ids,),
+        GENERATE,
+        "seq2seq_generate",
+        (ids, mask, *CONTROLS),
+        (output_ids,),
         batching=generate_batching or _generate_batching(engine_mode, queue),
-        parameters={MODEL_DIR_PARAMETER: MODEL_DIR, ENGINE_MODE_PARAMETER: engine_mode, **engine_parameters,
-                    **({ENCODER_MODEL_PARAMETER: ENCODER, DECODER_MODEL_PARAMETER: DECODER}
-                       if engine_mode == ENGINE_BLS else {}),
-                    MAX_NUM_BEAMS_PARAMETER: "8", MAX_NEW_TOKENS_LIMIT_PARAMETER: str(max_pos - 1)},
-        artifacts=tuple(generate_artifacts), ragged_inputs=True,
-        bls_calls=(ENCODER, DECODER) if engine_mode == ENGINE_BLS else ())
-    detokenize = PythonModel(DETOKENIZE, "spell_detokenizer", (output_ids, tail, source, guard),
-                             (TensorSpec(CORRECTED, "STRING", (1,)),), batching=Batching(max_batch_size=32, max_queue_size=queue),
-                             artifacts=(serving,), parameters={MODEL_DIR_PARAMETER: MODEL_DIR},
-                             ragged_inputs=True)
+        parameters={
+            MODEL_DIR_PARAMETER: MODEL_DIR,
+            ENGINE_MODE_PARAMETER: engine_mode,
+            **engine_parameters,
+            **(
+                {ENCODER_MODEL_PARAMETER: ENCODER, DECODER_MODEL_PARAMETER: DECODER}
+                if engine_mode == ENGINE_BLS
+                else {}
+            ),
+            MAX_NUM_BEAMS_PARAMETER: "8",
+            MAX_NEW_TOKENS_LIMIT_PARAMETER: str(max_pos - 1),
+        },
+        artifacts=tuple(generate_artifacts),
+        ragged_inputs=True,
+        bls_calls=(ENCODER, DECODER) if engine_mode == ENGINE_BLS else (),
+    )
+    detokenize = PythonModel(
+        DETOKENIZE,
+        "spell_detokenizer",
+        (output_ids, tail, source, guard),
+        (TensorSpec(CORRECTED, "STRING", (1,)),),
+        batching=Batching(max_batch_size=32, max_queue_size=queue),
+        artifacts=(serving,),
+        parameters={MODEL_DIR_PARAMETER: MODEL_DIR},
+        ragged_inputs=True,
+    )
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
     engine_batching = Batching(max_batch_size=256, dynamic=False)
     encoder = EngineModel(
-        ENCODER, Artifact(GRAPH_FILE, _graph(checkpoint, ENCODER_FILE)), (ids, mask), cross,
-        batching=engine_batching, ragged=False, follows_build_engine=False,
-        profiles=(OptimizationProfile(min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
-                                      opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
-                                      max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)}),))
+        ENCODER,
+        Artifact(GRAPH_FILE, _graph(checkpoint, ENCODER_FILE)),
+        (ids, mask),
+        cross,
+        batching=engine_batching,
+        ragged=False,
+        follows_build_engine=False,
+        profiles=(
+            OptimizationProfile(
+                min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
+                opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
+                max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)},
+            ),
+        ),
+    )
     decoder = EngineModel(
-        DECODER, Artifact(GRAPH_FILE, _graph(checkpoint, DECODER_FILE)),
-        (TensorSpec(DECODER_INPUT_IDS, "INT64", (1,)), TensorSpec(ENCODER_ATTENTION_MASK, "INT64", (-1,)),
-         *past, *cross),
+        DECODER,
+        Artifact(GRAPH_FILE, _graph(checkpoint, DECODER_FILE)),
+        (
+            TensorSpec(DECODER_INPUT_IDS, "INT64", (1,)),
+            TensorSpec(ENCODER_ATTENTION_MASK, "INT64", (-1,)),
+            *past,
+            *cross,
+        ),
         (TensorSpec(LOGITS, "FP32", (int(config["vocab_size"]),)), *present),
-        batching=engine_batching, ragged=False, follows_build_engine=False,
+        batching=engine_batching,
+        ragged=False,
+        follows_build_engine=False,
         # The first step feeds an empty cache (past length 0); the graph's positions stop at
         # max_position_embeddings - 1, so the cache never holds more than that (as exported).
-        profiles=(OptimizationProfile(
-            min={DECODER_INPUT_IDS: (1, 1), ENCODER_ATTENTION_MASK: (1, 1),
-                 **{t.name: (1, heads, 0, head_dim) for t in past}, **{t.name: (1, heads, 1, head_dim) for t in cross}},
-            opt={DECODER_INPUT_IDS: (32, 1), ENCODER_ATTENTION_MASK: (32, 16),
-                 **{t.name: (32, heads, 8, head_dim) for t in past}, **{t.name: (32, heads, 16, head_dim) for t in cross}},
-            max={DECODER_INPUT_IDS: (256, 1), ENCODER_ATTENTION_MASK: (256, max_pos),
-                 **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
-                 **{t.name: (256, heads, max_pos, head_dim) for t in cross}}),))
+        profiles=(
+            OptimizationProfile(
+                min={
+                    DECODER_INPUT_IDS: (1, 1),
+                    ENCODER_ATTENTION_MASK: (1, 1),
+                    **{t.name: (1, heads, 0, head_dim) for t in past},
+                    **{t.name: (1, heads, 1, head_dim) for t in cross},
+                },
+                opt={
+                    DECODER_INPUT_IDS: (32, 1),
+                    ENCODER_ATTENTION_MASK: (32, 16),
+                    **{t.name: (32, heads, 8, head_dim) for t in past},
+                    **{t.name: (32, heads, 16, head_dim) for t in cross},
+                },
+                max={
+                    DECODER_INPUT_IDS: (256, 1),
+                    ENCODER_ATTENTION_MASK: (256, max_pos),
+                    **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
+                    **{t.name: (256, heads, max_pos, head_dim) for t in cross},
+                },
+            ),
+        ),
+    )
     controls = {t.name: t.name for t in CONTROLS}
     text, corrected = TensorSpec(TEXT, "STRING", (1,)), TensorSpec(CORRECTED, "STRING", (1,))
     if fuse:
-        fused = replace(generate, adapter="spell_corrector", inputs=(text, *CONTROLS, guard), outputs=(corrected,),
-                        ragged_inputs=False)
-        ensemble = Ensemble(ENSEMBLE, (text, *CONTROLS, guard), (corrected,),
-                            (Step(GENERATE, {TEXT: TEXT, **controls, GUARD_INPUT: GUARD_INPUT}, {CORRECTED: CORRECTED}),),
-                            max_batch_size=32)
+        fused = replace(
+            generate,
+            adapter="spell_corrector",
+            inputs=(text, *CONTROLS, guard),
+            outputs=(corrected,),
+            ragged_inputs=False,
+        )
+        ensemble = Ensemble(
+            ENSEMBLE,
+            (text, *CONTROLS, guard),
+            (corrected,),
+            (Step(GENERATE, {TEXT: TEXT, **controls, GUARD_INPUT: GUARD_INPUT}, {CORRECTED: CORRECTED}),),
+            max_batch_size=32,
+        )
         return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (fused, ensemble), ENSEMBLE)
     ensemble = Ensemble(
-        ENSEMBLE, (text, *CONTROLS, guard), (corrected,),
-        (Step(TOKENIZE, {TEXT: TEXT}, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, TAIL: TAIL,
-                                           SOURCE: SOURCE}),
-         Step(GENERATE, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, **controls},
-              {OUTPUT_IDS: OUTPUT_IDS}),
-         Step(DETOKENIZE, {OUTPUT_IDS: OUTPUT_IDS, TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
-              {CORRECTED: CORRECTED})),
-        max_batch_size=32)
+        ENSEMBLE,
+        (text, *CONTROLS, guard),
+        (corrected,),
+        (
+            Step(
+                TOKENIZE,
+                {TEXT: TEXT},
+                {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, TAIL: TAIL, SOURCE: SOURCE},
+            ),
+            Step(
+                GENERATE, {INPUT_IDS: INPUT_IDS, ATTENTION_MASK: ATTENTION_MASK, **controls}, {OUTPUT_IDS: OUTPUT_IDS}
+            ),
+            Step(
+                DETOKENIZE,
+                {OUTPUT_IDS: OUTPUT_IDS, TAIL: TAIL, SOURCE: SOURCE, GUARD_INPUT: GUARD_INPUT},
+                {CORRECTED: CORRECTED},
+            ),
+        ),
+        max_batch_size=32,
+    )
     engines = (encoder, decoder) if engine_mode == ENGINE_BLS else ()
-    return Pipeline(ENSEMBLE, "misspelled query -> corrected query", (tokenize, generate, detokenize, *engines,
-                                                                      ensemble), ENSEMBLE)
+    return Pipeline(
+        ENSEMBLE, "misspelled query -> corrected query", (tokenize, generate, detokenize, *engines, ensemble), ENSEMBLE
+    )

@@ -1,4 +1,5 @@
 """Producing model artifacts once: exports are cached by a fingerprint of their inputs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -112,13 +113,23 @@ def cached_folder(name: str, build: Callable[[Path], object], done_marker: str) 
 
 def copy_tree_files(src_dir: Path, names: list[str]):
     """An Artifact builder copying the named files of ``src_dir`` (those that exist) into a folder."""
+
     def build(dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for name in names:
             if (src_dir / name).exists():
                 shutil.copy2(src_dir / name, dest / name)
+
     return build
 
 
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "vocab.json", "merges.txt", "config.json", "generation_config.json"]
+TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "config.json",
+    "generation_config.json",
+]

@@ -9,6 +9,7 @@ Keys are model names (a model shared by two pipelines gets one setting); fields 
 nothing about another, so an engine model's entry applies only to a build on that engine -- or, when the build
 left engine and precision to ``auto``, it sets them (the gate still checks the precision at build time).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ TUNED_OVERRIDES = PROJECT_ROOT / "analyzer_configs" / "batching_overrides.json"
 TUNED_TARGET = "local"
 
 
-def overrides_for_build(explicit: str | Path | None, target: str, *, disabled: bool = False,
-                        tuned: Path | None = None) -> Path | None:
+def overrides_for_build(
+    explicit: str | Path | None, target: str, *, disabled: bool = False, tuned: Path | None = None
+) -> Path | None:
     """The overrides file a build applies: ``explicit`` if given, else the sweep's file for its target."""
     if disabled:
         return None
@@ -67,8 +69,7 @@ def stale_entries(pipeline: Pipeline, per_model: dict[str, dict], *, engine_from
         if "engine" not in entry:
             stale[m.name] = "tuned before the sweep recorded engines (ONNX Runtime FP32): re-run `searchbar sweep`"
         elif not engine_from_overrides and (entry["engine"], entry["precision"]) != (m.engine, m.precision):
-            stale[m.name] = (f"tuned on {entry['engine']} {entry['precision']}, this build runs {m.engine} "
-                             f"{m.precision}")
+            stale[m.name] = f"tuned on {entry['engine']} {entry['precision']}, this build runs {m.engine} {m.precision}"
     return stale
 
 
@@ -80,16 +81,25 @@ def apply_batching(pipeline: Pipeline, per_model: dict[str, dict], *, engine_fro
     Ensembles keep their own max_batch_size unless a composing model now allows fewer rows
     (Triton refuses to load an ensemble whose max_batch_size exceeds a step's).
     """
-    stale = {m for m, why in stale_entries(pipeline, per_model, engine_from_overrides=engine_from_overrides).items()
-             if "engine" in per_model[m]}
+    stale = {
+        m
+        for m, why in stale_entries(pipeline, per_model, engine_from_overrides=engine_from_overrides).items()
+        if "engine" in per_model[m]
+    }
     for model in pipeline.models:
         if model.name in per_model and model.name not in stale and not isinstance(model, Ensemble):
             changes = per_model[model.name]
             pipeline = pipeline.with_batching(model.name, updated_batching(model.batching, changes))
             if isinstance(model, EngineModel) and "engine" in changes and model.follows_build_engine:
-                pipeline = replace(pipeline, models=tuple(
-                    replace(m, engine=changes["engine"], precision=changes["precision"], fallback_precision=None)
-                    if m.name == model.name else m for m in pipeline.models))
+                pipeline = replace(
+                    pipeline,
+                    models=tuple(
+                        replace(m, engine=changes["engine"], precision=changes["precision"], fallback_precision=None)
+                        if m.name == model.name
+                        else m
+                        for m in pipeline.models
+                    ),
+                )
     return clamp_ensembles(pipeline)
 
 

@@ -1,14 +1,30 @@
 """Render pipeline specs into Triton ``ModelConfig`` protobufs (Triton's own schema) and pbtxt."""
+
 from __future__ import annotations
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from search_backends.contracts.query_embedding import TEXT_INPUT_PARAMETER, TOKENIZER_DIR_PARAMETER
-from search_backends.graph_engines import (ENGINE_OPENVINO, ENGINE_PARAMETER, GRAPH_FILE, GRAPH_FILE_PARAMETER,
-                                           PRECISION_PARAMETER, THREADS_PARAMETER)
+from search_backends.graph_engines import (
+    ENGINE_OPENVINO,
+    ENGINE_PARAMETER,
+    GRAPH_FILE,
+    GRAPH_FILE_PARAMETER,
+    PRECISION_PARAMETER,
+    THREADS_PARAMETER,
+)
 
-from search_build.repository.spec import Batching, EngineModel, Ensemble, Model, PythonModel, TensorSpec, Target, TARGETS
+from search_build.repository.spec import (
+    Batching,
+    EngineModel,
+    Ensemble,
+    Model,
+    PythonModel,
+    TensorSpec,
+    Target,
+    TARGETS,
+)
 
 ENGINE_FILES = {"local": GRAPH_FILE, "triton-cpu": GRAPH_FILE, "triton-gpu": "model.plan"}
 OPENVINO_IR_FILE = "model.xml"  # + model.bin: what Triton's openvino backend reads
@@ -72,9 +88,12 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         _param(cfg, PRECISION_PARAMETER, m.precision)
         _param(cfg, THREADS_PARAMETER, m.intra_op_threads)
         if m.tokenizer is not None:
-            for key, value in {**m.tokenizer.parameters, TOKENIZER_DIR_PARAMETER: m.tokenizer.artifact.dest,
-                               TEXT_INPUT_PARAMETER: m.tokenizer.text_input.name,
-                               **(m.head.parameters if m.head is not None else {})}.items():
+            for key, value in {
+                **m.tokenizer.parameters,
+                TOKENIZER_DIR_PARAMETER: m.tokenizer.artifact.dest,
+                TEXT_INPUT_PARAMETER: m.tokenizer.text_input.name,
+                **(m.head.parameters if m.head is not None else {}),
+            }.items():
                 _param(cfg, key, value)
         elif m.max_sequence_length or m.value_ranges:
             from search_backends.engine_inputs import EngineInputRules
@@ -101,7 +120,7 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         cfg = mc.ModelConfig(name=m.name, platform="tensorrt_plan", default_model_filename=ENGINE_FILES[target])
         kind, ragged = mc.ModelInstanceGroup.KIND_GPU, False
     fused = target == "local" and m.tokenizer is not None
-    inputs = ((m.tokenizer.text_input, *(m.head.inputs if m.head is not None else ())) if fused else m.inputs)
+    inputs = (m.tokenizer.text_input, *(m.head.inputs if m.head is not None else ())) if fused else m.inputs
     outputs = m.head.outputs if fused and m.head is not None else m.outputs
     cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged and m.tokenizer is None, target=target) for t in inputs)
     cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in outputs)

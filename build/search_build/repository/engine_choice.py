@@ -9,12 +9,19 @@
 Every choice other than plain ONNX Runtime FP32 passes the build-time parity gate
 (:mod:`search_build.export.engine_parity`) before the repository is written.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from search_backends.graph_engines import (CPU_ENGINES, ENGINE_ONNXRUNTIME, ENGINE_OPENVINO, ENGINE_PRECISIONS,
-                                           cpu_supports_bf16, openvino_available)
+from search_backends.graph_engines import (
+    CPU_ENGINES,
+    ENGINE_ONNXRUNTIME,
+    ENGINE_OPENVINO,
+    ENGINE_PRECISIONS,
+    cpu_supports_bf16,
+    openvino_available,
+)
 
 from search_build.repository.spec import EngineModel, Pipeline, Target
 
@@ -32,8 +39,8 @@ class EngineChoiceError(ValueError):
 class EngineChoice:
     engine: str
     precision: str
-    notes: tuple[str, ...] = ()     # what was decided for the user (fallbacks), printed by the build
-    auto_precision: bool = False    # chosen, not asked: a model failing its parity gate falls back to fp32
+    notes: tuple[str, ...] = ()  # what was decided for the user (fallbacks), printed by the build
+    auto_precision: bool = False  # chosen, not asked: a model failing its parity gate falls back to fp32
 
 
 def choose_engine(target: Target, engine: str = AUTO, precision: str = AUTO) -> EngineChoice:
@@ -46,8 +53,10 @@ def choose_engine(target: Target, engine: str = AUTO, precision: str = AUTO) -> 
             raise EngineChoiceError(f"--engine {engine} is a CPU engine; the triton-gpu target builds TensorRT plans")
         return EngineChoice(ENGINE_TENSORRT, "fp32" if precision == AUTO else precision)
     if precision == "fp16":
-        raise EngineChoiceError(f"--precision fp16 needs TensorRT: use it with --target triton-gpu "
-                                f"(the {target} target takes fp32, bf16 or int8)")
+        raise EngineChoiceError(
+            f"--precision fp16 needs TensorRT: use it with --target triton-gpu "
+            f"(the {target} target takes fp32, bf16 or int8)"
+        )
     notes: list[str] = []
     if engine == AUTO:
         if precision == "int8":
@@ -68,8 +77,10 @@ def choose_engine(target: Target, engine: str = AUTO, precision: str = AUTO) -> 
     if engine == ENGINE_OPENVINO and not openvino_available():
         raise EngineChoiceError("--engine openvino needs the openvino package (pip install openvino)")
     if precision not in ENGINE_PRECISIONS[engine]:
-        hint = {"bf16": "bf16 on CPU runs on OpenVINO: use --engine openvino",
-                "int8": "int8 on CPU runs on ONNX Runtime's quantized graph: use --engine onnxruntime"}[precision]
+        hint = {
+            "bf16": "bf16 on CPU runs on OpenVINO: use --engine openvino",
+            "int8": "int8 on CPU runs on ONNX Runtime's quantized graph: use --engine onnxruntime",
+        }[precision]
         raise EngineChoiceError(f"--engine {engine} does not run {precision}: {hint}")
     return EngineChoice(engine, precision, tuple(notes), auto_precision and precision != "fp32")
 
@@ -79,7 +90,12 @@ def with_engine(pipeline: Pipeline, choice: EngineChoice) -> Pipeline:
     if choice.engine not in CPU_ENGINES:
         return pipeline  # TensorRT: the engine builder compiles every graph at the build's precision
     fallback = "fp32" if choice.auto_precision else None
-    return replace(pipeline, models=tuple(replace(m, engine=choice.engine, precision=choice.precision,
-                                                  fallback_precision=fallback)
-                                          if isinstance(m, EngineModel) and m.follows_build_engine else m
-                                          for m in pipeline.models))
+    return replace(
+        pipeline,
+        models=tuple(
+            replace(m, engine=choice.engine, precision=choice.precision, fallback_precision=fallback)
+            if isinstance(m, EngineModel) and m.follows_build_engine
+            else m
+            for m in pipeline.models
+        ),
+    )

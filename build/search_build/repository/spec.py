@@ -3,6 +3,7 @@
 One spec per pipeline (``search_build.pipelines``) is the single source of every
 ``config.pbtxt`` for every build target; :mod:`search_build.repository.configs` renders it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,13 +19,14 @@ TARGETS: tuple[Target, ...] = ("local", "triton-cpu", "triton-gpu")
 class TensorSpec:
     name: str
     dtype: DType
-    dims: tuple[int, ...]          # without the batch dimension; -1 = variable
+    dims: tuple[int, ...]  # without the batch dimension; -1 = variable
     optional: bool = False
 
 
 @dataclass(frozen=True)
 class Batching:
     """Dynamic batching and instance settings of one model (the knobs the sweeps tune)."""
+
     max_batch_size: int = 64
     max_queue_delay_us: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
@@ -37,17 +39,25 @@ class Batching:
 
     def __post_init__(self) -> None:
         """Values come from JSON overrides and sweep files too: refuse nonsense with a message naming the field."""
-        for name, minimum in (("max_batch_size", 0), ("max_queue_delay_us", 0), ("instance_count", 1),
-                              ("max_queue_size", 0), ("queue_timeout_us", 0)):
+        for name, minimum in (
+            ("max_batch_size", 0),
+            ("max_queue_delay_us", 0),
+            ("instance_count", 1),
+            ("max_queue_size", 0),
+            ("queue_timeout_us", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"Batching.{name} must be an integer >= {minimum}, got {value!r}")
         sizes = self.preferred_batch_sizes
-        if not isinstance(sizes, (tuple, list)) or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
-                                                       or (self.max_batch_size and n > self.max_batch_size)
-                                                       for n in sizes):
-            raise ValueError(f"Batching.preferred_batch_sizes must be integers in 1..max_batch_size "
-                             f"({self.max_batch_size}), got {sizes!r}")
+        if not isinstance(sizes, (tuple, list)) or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 1 or (self.max_batch_size and n > self.max_batch_size)
+            for n in sizes
+        ):
+            raise ValueError(
+                f"Batching.preferred_batch_sizes must be integers in 1..max_batch_size "
+                f"({self.max_batch_size}), got {sizes!r}"
+            )
         if not isinstance(self.dynamic, bool):
             raise ValueError(f"Batching.dynamic must be true or false, got {self.dynamic!r}")
 
@@ -59,7 +69,8 @@ class Artifact:
     ``build(dest)`` writes it; ``cache_key`` (e.g. checkpoint hash + exporter version) lets the
     repository writer reuse an earlier result instead of exporting again.
     """
-    dest: str                          # relative to the model's version folder
+
+    dest: str  # relative to the model's version folder
     build: Callable[[Path], object]
     cache_key: str | None = None
 
@@ -67,6 +78,7 @@ class Artifact:
 @dataclass(frozen=True)
 class PythonModel:
     """A Python-backend model: ``adapter`` names a folder of python_backends/triton_models."""
+
     name: str
     adapter: str
     inputs: tuple[TensorSpec, ...]
@@ -74,7 +86,7 @@ class PythonModel:
     batching: Batching = Batching()
     parameters: dict[str, str] = field(default_factory=dict)
     artifacts: tuple[Artifact, ...] = ()
-    ragged_inputs: bool = False        # requests of different lengths may share a batch
+    ragged_inputs: bool = False  # requests of different lengths may share a batch
     # Models this one calls through BLS: they must be loaded too (SageMaker --load-model list).
     bls_calls: tuple[str, ...] = ()
 
@@ -87,9 +99,10 @@ class FusedTokenizer:
     and back through the ensemble cost ~1.8 ms of a 4 ms request at concurrency 1 (``searchbar hops``), more
     than the bf16 encoder itself. The engine model then takes ``text_input`` instead of token ids.
     """
+
     text_input: "TensorSpec"
-    artifact: Artifact                 # the tokenizer folder, placed at artifact.dest in the version folder
-    parameters: dict[str, str] = field(default_factory=dict)   # max_length, pad_to_multiple_of
+    artifact: Artifact  # the tokenizer folder, placed at artifact.dest in the version folder
+    parameters: dict[str, str] = field(default_factory=dict)  # max_length, pad_to_multiple_of
 
 
 @dataclass(frozen=True)
@@ -97,15 +110,17 @@ class FusedHead:
     """The intent head run on a fused engine's pooled output in the same stub (local target, with a FusedTokenizer):
     text in, the head's answers out, one Python hop instead of three. ``inputs`` are the head's optional request
     inputs (TOP_K), ``outputs`` replace the engine's in the served config."""
+
     inputs: tuple["TensorSpec", ...]
     outputs: tuple["TensorSpec", ...]
-    artifacts: tuple[Artifact, ...]    # the head graph and its labels, placed in the version folder
-    parameters: dict[str, str] = field(default_factory=dict)   # head_file, labels_file, top_k
+    artifacts: tuple[Artifact, ...]  # the head graph and its labels, placed in the version folder
+    parameters: dict[str, str] = field(default_factory=dict)  # head_file, labels_file, top_k
 
 
 @dataclass(frozen=True)
 class OptimizationProfile:
     """TensorRT shape range per input (including the batch dimension)."""
+
     min: dict[str, tuple[int, ...]]
     opt: dict[str, tuple[int, ...]]
     max: dict[str, tuple[int, ...]]
@@ -114,8 +129,9 @@ class OptimizationProfile:
 @dataclass(frozen=True)
 class EngineModel:
     """An exported graph: ONNX Runtime (local Python runner or Triton's onnxruntime backend) or TensorRT."""
+
     name: str
-    onnx: Artifact                     # dest must be "model.onnx"
+    onnx: Artifact  # dest must be "model.onnx"
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     batching: Batching = Batching()
@@ -143,14 +159,14 @@ class EngineModel:
     parity_probe: Callable[[str, dict], dict] | None = field(default=None, compare=False)
     # Set by factories for the local target only (see FusedTokenizer); the graph itself still takes ids.
     tokenizer: FusedTokenizer | None = None
-    head: FusedHead | None = None      # only with ``tokenizer``: what the fused stub answers instead of the graph's outputs
+    head: FusedHead | None = None  # only with ``tokenizer``: what the fused stub answers instead of the graph's outputs
 
 
 @dataclass(frozen=True)
 class Step:
     model: str
-    input_map: dict[str, str]          # model input -> ensemble tensor
-    output_map: dict[str, str]         # model output -> ensemble tensor
+    input_map: dict[str, str]  # model input -> ensemble tensor
+    output_map: dict[str, str]  # model output -> ensemble tensor
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,7 @@ class Pipeline:
     name: str
     description: str
     models: tuple[Model, ...]
-    entry: str                          # the model clients call (ensemble or BLS model)
+    entry: str  # the model clients call (ensemble or BLS model)
 
     def model(self, name: str) -> Model:
         for m in self.models:
@@ -182,5 +198,6 @@ class Pipeline:
         """A copy with one model's batching replaced (used by the configuration sweeps)."""
         from dataclasses import replace
 
-        return replace(self, models=tuple(replace(m, batching=batching) if m.name == model_name else m
-                                          for m in self.models))
+        return replace(
+            self, models=tuple(replace(m, batching=batching) if m.name == model_name else m for m in self.models)
+        )

@@ -1,4 +1,5 @@
 """Write a Triton model repository from pipeline specs for one build target."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,17 @@ ARTIFACT_DIGEST_PARAMETER = "artifact_sha256"
 UNBUILT_DIGEST = "0" * 64
 
 
-def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target: Target = "local", *,
-                     engine_builder: Callable[[EngineModel, Path, Path], None] | None = None,
-                     onnx_transform: Callable[[EngineModel, Path], object] | None = None,
-                     clean: bool = True, configs_only: bool = False,
-                     progress: Callable[[str], None] = print) -> Path:
+def write_repository(
+    pipelines: Iterable[Pipeline],
+    out_dir: str | Path,
+    target: Target = "local",
+    *,
+    engine_builder: Callable[[EngineModel, Path, Path], None] | None = None,
+    onnx_transform: Callable[[EngineModel, Path], object] | None = None,
+    clean: bool = True,
+    configs_only: bool = False,
+    progress: Callable[[str], None] = print,
+) -> Path:
     """Write every model of ``pipelines`` under ``out_dir``.
 
     ``engine_builder(model, onnx_path, plan_path)`` turns an ONNX graph into a TensorRT plan for
@@ -54,19 +61,30 @@ def write_repository(pipelines: Iterable[Pipeline], out_dir: str | Path, target:
                     raise ValueError(f"model {model.name} is defined differently by two pipelines")
                 continue  # shared model (e.g. one encoder behind two heads): written once
             progress(f"[{pipeline.name}] {model.name}")
-            written[model.name] = write_model(model, out_dir, target, engine_builder, onnx_transform, configs_only,
-                                              parity=parity)
+            written[model.name] = write_model(
+                model, out_dir, target, engine_builder, onnx_transform, configs_only, parity=parity
+            )
             if model.name in parity:
                 progress(summary(model.name, parity[model.name]))
     # configs_only on triton-gpu: these hold model.onnx where the config wants a TensorRT plan (not servable).
-    not_built = sorted({m.name for p in pipelines for m in p.models
-                        if configs_only and target == "triton-gpu" and isinstance(m, EngineModel)})
-    manifest = {"target": target, ENGINES_NOT_BUILT: not_built, "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]}
-                                                 for p in pipelines},
-                # Models reached only through BLS calls: Triton cannot see these dependencies, so
-                # deployments that load models explicitly (SageMaker) must list them.
-                "bls_calls": {m.name: list(m.bls_calls) for p in pipelines for m in p.models
-                              if isinstance(m, PythonModel) and m.bls_calls}}
+    not_built = sorted(
+        {
+            m.name
+            for p in pipelines
+            for m in p.models
+            if configs_only and target == "triton-gpu" and isinstance(m, EngineModel)
+        }
+    )
+    manifest = {
+        "target": target,
+        ENGINES_NOT_BUILT: not_built,
+        "pipelines": {p.name: {"entry": p.entry, "models": [m.name for m in p.models]} for p in pipelines},
+        # Models reached only through BLS calls: Triton cannot see these dependencies, so
+        # deployments that load models explicitly (SageMaker) must list them.
+        "bls_calls": {
+            m.name: list(m.bls_calls) for p in pipelines for m in p.models if isinstance(m, PythonModel) and m.bls_calls
+        },
+    }
     if not clean:  # models added to an existing repository (searchbar index build): keep what it lists
         manifest = _merged(out_dir / MANIFEST_FILE, manifest)
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -83,9 +101,13 @@ def _merged(path: Path, manifest: dict) -> dict:
     old = json.loads(path.read_text())
     if old.get("target") != manifest["target"]:
         raise ValueError(f"{path.parent} was built for target {old.get('target')!r}, not {manifest['target']!r}")
-    return {**old, **manifest, ENGINES_NOT_BUILT: sorted(set(old.get(ENGINES_NOT_BUILT, [])) | set(manifest[ENGINES_NOT_BUILT])),
-            "pipelines": {**old.get("pipelines", {}), **manifest["pipelines"]},
-            "bls_calls": {**old.get("bls_calls", {}), **manifest["bls_calls"]}}
+    return {
+        **old,
+        **manifest,
+        ENGINES_NOT_BUILT: sorted(set(old.get(ENGINES_NOT_BUILT, [])) | set(manifest[ENGINES_NOT_BUILT])),
+        "pipelines": {**old.get("pipelines", {}), **manifest["pipelines"]},
+        "bls_calls": {**old.get("bls_calls", {}), **manifest["bls_calls"]},
+    }
 
 
 def spec_configs(pipelines: Iterable[Pipeline], target: Target = "local") -> dict[str, str]:
@@ -118,8 +140,15 @@ def write_spec_configs(pipelines: Iterable[Pipeline], out_dir: str | Path, targe
     return out_dir
 
 
-def write_model(model, out_dir: Path, target: Target, engine_builder=None, onnx_transform=None,
-                configs_only: bool = False, parity: dict | None = None) -> str:
+def write_model(
+    model,
+    out_dir: Path,
+    target: Target,
+    engine_builder=None,
+    onnx_transform=None,
+    configs_only: bool = False,
+    parity: dict | None = None,
+) -> str:
     spec_text = to_pbtxt(model_config(model, target))  # what two pipelines sharing this model must agree on
     model_dir = out_dir / model.name
     version_dir = model_dir / VERSION

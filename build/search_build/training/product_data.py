@@ -8,6 +8,7 @@ would do on live traffic.
 Honest split: held-out examples are built from templates, slot values and (for products) brands
 that the training split never sees, so a model cannot pass by memorising strings.
 """
+
 from __future__ import annotations
 
 import random
@@ -15,8 +16,18 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from search_build.training.product_vocabulary import (ABBREVIATIONS, BOILERPLATE, BRANDS, COLOURS, INTENT_TEMPLATES,
-                                                      LINES, MODEL_SUFFIXES, PRODUCT_TYPES, SLOTS, TITLE_TEMPLATES)
+from search_build.training.product_vocabulary import (
+    ABBREVIATIONS,
+    BOILERPLATE,
+    BRANDS,
+    COLOURS,
+    INTENT_TEMPLATES,
+    LINES,
+    MODEL_SUFFIXES,
+    PRODUCT_TYPES,
+    SLOTS,
+    TITLE_TEMPLATES,
+)
 
 INTENT_LABELS = ("media", "help", "product", "other")
 
@@ -38,20 +49,22 @@ class ProductRecord:
 class ProductPair:
     a: ProductRecord
     b: ProductRecord
-    label: int    # 1 = same item (duplicate listing), 0 = different items
-    kind: str     # "duplicate", "hard_negative" (same brand/line, one attribute differs) or "easy_negative"
+    label: int  # 1 = same item (duplicate listing), 0 = different items
+    kind: str  # "duplicate", "hard_negative" (same brand/line, one attribute differs) or "easy_negative"
 
 
 def _held_out(items: Sequence, every: int = 4) -> tuple[list, list]:
     """Deterministic (train, held-out) split: every ``every``-th item is held out."""
-    return ([x for i, x in enumerate(items) if i % every != every - 1],
-            [x for i, x in enumerate(items) if i % every == every - 1])
+    return (
+        [x for i, x in enumerate(items) if i % every != every - 1],
+        [x for i, x in enumerate(items) if i % every == every - 1],
+    )
 
 
 # --------------------------------------------------------------------------- query intent
 
-_NOISE_TYPOS = 0.08     # share of queries that get one character-level typo
-_NOISE_CASING = 0.15    # share typed with capitals (mobile keyboards)
+_NOISE_TYPOS = 0.08  # share of queries that get one character-level typo
+_NOISE_CASING = 0.15  # share typed with capitals (mobile keyboards)
 
 
 def _typo(word: str, rng: random.Random) -> str:
@@ -60,9 +73,9 @@ def _typo(word: str, rng: random.Random) -> str:
     i = rng.randrange(1, len(word) - 1)
     op = rng.choice(("swap", "drop", "double"))
     if op == "swap":
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if op == "drop":
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     return word[:i] + word[i] + word[i:]
 
 
@@ -83,8 +96,9 @@ def _fill(template: str, slots: dict[str, list[str]], rng: random.Random) -> str
     return re.sub(r"\{(\w+)\}", lambda m: rng.choice(slots[m.group(1)]), template)
 
 
-def _intent_examples(templates: dict[str, list[str]], slots: dict[str, list[str]], n: int,
-                     rng: random.Random, seen: set[str]) -> list[IntentExample]:
+def _intent_examples(
+    templates: dict[str, list[str]], slots: dict[str, list[str]], n: int, rng: random.Random, seen: set[str]
+) -> list[IntentExample]:
     """Up to ``n`` examples, balanced over labels, unique before noise (so noise cannot pad the count).
 
     ``seen`` holds the clean texts already used (also by other splits) and is updated.
@@ -94,8 +108,11 @@ def _intent_examples(templates: dict[str, list[str]], slots: dict[str, list[str]
     for label in INTENT_LABELS:
         made, misses = 0, 0
         while made < per_label and misses < 2000:  # stop when the template space is exhausted
-            clean = (rng.choice(slots[f"pre_{label}"]) + _fill(rng.choice(templates[label]), slots, rng)
-                     + rng.choice(slots[f"post_{label}"]))
+            clean = (
+                rng.choice(slots[f"pre_{label}"])
+                + _fill(rng.choice(templates[label]), slots, rng)
+                + rng.choice(slots[f"post_{label}"])
+            )
             if clean in seen:
                 misses += 1
                 continue
@@ -106,8 +123,9 @@ def _intent_examples(templates: dict[str, list[str]], slots: dict[str, list[str]
     return examples
 
 
-def make_intent_splits(seed: int = 0, n_train: int = 2400, n_heldout: int = 800
-                       ) -> tuple[list[IntentExample], list[IntentExample]]:
+def make_intent_splits(
+    seed: int = 0, n_train: int = 2400, n_heldout: int = 800
+) -> tuple[list[IntentExample], list[IntentExample]]:
     """(train, held-out) query-intent examples, balanced over :data:`INTENT_LABELS`.
 
     A quarter of the templates and a quarter of every slot vocabulary are kept out of training.
@@ -125,14 +143,20 @@ def make_intent_splits(seed: int = 0, n_train: int = 2400, n_heldout: int = 800
 
 # --------------------------------------------------------------------------- products
 
+
 # Each attribute renders a value several equivalent ways: spelling, abbreviation, unit changes.
 def _fmt_num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x)
 
 
 def _r_colour(v: str, rng: random.Random) -> str:
-    alias = {"Grey": ["Grey", "Gray"], "Black": ["Black", "Blk", "black"], "White": ["White", "Wht", "white"],
-             "Navy": ["Navy", "Navy Blue"], "Rose Gold": ["Rose Gold", "Rose-Gold"]}.get(v, [v, v.lower()])
+    alias = {
+        "Grey": ["Grey", "Gray"],
+        "Black": ["Black", "Blk", "black"],
+        "White": ["White", "Wht", "white"],
+        "Navy": ["Navy", "Navy Blue"],
+        "Rose Gold": ["Rose Gold", "Rose-Gold"],
+    }.get(v, [v, v.lower()])
     return rng.choice(alias)
 
 
@@ -220,8 +244,9 @@ _A = {
     "cups": _Attr("cups", (4, 5, 8, 10, 12, 14), _r_cups),
     "watts": _Attr("watts", (600, 900, 1000, 1200, 1500), _r_watts),
     "litres": _Attr("litres", (15, 20, 25, 30, 35, 40), _r_litres),
-    "flavour": _Attr("flavour", ("Chocolate", "Vanilla", "Strawberry", "Cookies and Cream", "Banana", "Unflavored"),
-                     _r_plain),
+    "flavour": _Attr(
+        "flavour", ("Chocolate", "Vanilla", "Strawberry", "Cookies and Cream", "Banana", "Unflavored"), _r_plain
+    ),
     "scent": _Attr("scent", ("Fresh Linen", "Lavender", "Unscented", "Spring Meadow", "Ocean Breeze"), _r_plain),
 }
 
@@ -232,6 +257,7 @@ _TYPES_BY_KEY = {t.key: t for t in PRODUCT_TYPES}
 @dataclass(frozen=True)
 class _Item:
     """One real catalogue item: any two listings of it are duplicates."""
+
     brand: str
     type_key: str
     line: str
@@ -251,8 +277,7 @@ def _make_catalogue(brands: Sequence[str], rng: random.Random) -> list[_Item]:
                 features = tuple(rng.sample(ptype.features, k=min(4, len(ptype.features))))
                 for _ in range(rng.randint(2, 4)):  # several sizes / colours of one model
                     attrs = tuple((_A[a].name, rng.choice(_A[a].values)) for a in ptype.attrs)
-                    items.append(_Item(brand, ptype.key, line, model, attrs, features,
-                                       rng.randrange(len(ptype.nouns))))
+                    items.append(_Item(brand, ptype.key, line, model, attrs, features, rng.randrange(len(ptype.nouns))))
     return list(dict.fromkeys(items))
 
 
@@ -263,7 +288,7 @@ def _hard_negative(item: _Item, rng: random.Random) -> _Item:
         i = rng.randrange(len(item.attrs))
         name, value = item.attrs[i]
         options = [v for v in _A[ptype.attrs[i]].values if v != value]
-        attrs = item.attrs[:i] + ((name, rng.choice(options)),) + item.attrs[i + 1:]
+        attrs = item.attrs[:i] + ((name, rng.choice(options)),) + item.attrs[i + 1 :]
         return replace(item, attrs=attrs)
     head, num = item.model.rsplit("-", 1)
     if rng.random() < 0.5:
@@ -283,8 +308,12 @@ def _render(item: _Item, rng: random.Random, *, messy: bool) -> ProductRecord:
         rng.shuffle(attrs)
     noun = ptype.nouns[item.noun_index if not messy or rng.random() < 0.5 else rng.randrange(len(ptype.nouns))]
     title = rng.choice(TITLE_TEMPLATES).format(
-        brand=item.brand, line=item.line, model=_render_model(item.model, rng), noun=noun,
-        attrs=rng.choice((", ", " ", " / ")).join(attrs))
+        brand=item.brand,
+        line=item.line,
+        model=_render_model(item.model, rng),
+        noun=noun,
+        attrs=rng.choice((", ", " ", " / ")).join(attrs),
+    )
     if messy:
         for full, short in ABBREVIATIONS:
             if full in title and rng.random() < 0.5:
@@ -305,12 +334,15 @@ def _render(item: _Item, rng: random.Random, *, messy: bool) -> ProductRecord:
         rng.shuffle(features)
         k = rng.randint(2, len(features))
         sentences = [
-            rng.choice(("The {b} {l} {n} offers {f}.", "Meet the {l} {n} from {b}, with {f}.",
-                        "{b} {l}: {f}.")).format(b=item.brand, l=item.line, n=noun.lower(), f=features[0]),
+            rng.choice(("The {b} {l} {n} offers {f}.", "Meet the {l} {n} from {b}, with {f}.", "{b} {l}: {f}.")).format(
+                b=item.brand, l=item.line, n=noun.lower(), f=features[0]
+            ),
             rng.choice(("It also features {x}.", "Highlights include {x}.", "You get {x}.")).format(
-                x=", ".join(features[1:k - 1] + [f"and {features[k - 1]}"]) if k > 2 else features[1]),
+                x=", ".join(features[1 : k - 1] + [f"and {features[k - 1]}"]) if k > 2 else features[1]
+            ),
             rng.choice(("This listing is for the {a} version.", "Specifications: {a}.", "Variant: {a}.")).format(
-                a=", ".join(attrs)),
+                a=", ".join(attrs)
+            ),
         ]
         rng.shuffle(sentences)
         # Long marketing boilerplate on some listings: the encoder must cope with truncation.
@@ -348,8 +380,9 @@ def _pairs(catalogue: list[_Item], n: int, rng: random.Random) -> list[ProductPa
     return pairs
 
 
-def make_product_pair_splits(seed: int = 0, n_train: int = 3000, n_heldout: int = 800
-                             ) -> tuple[list[ProductPair], list[ProductPair]]:
+def make_product_pair_splits(
+    seed: int = 0, n_train: int = 3000, n_heldout: int = 800
+) -> tuple[list[ProductPair], list[ProductPair]]:
     """(train, held-out) product-listing pairs, half duplicates; held-out brands never appear in training."""
     rng = random.Random(seed + 1)
     train_brands, heldout_brands = _held_out(BRANDS)

@@ -7,6 +7,7 @@ Checkpoint layout (``models/product_heads/``):
                        (float32); every other encoder weight comes from the base encoder
   config.json          id2label, base encoder source + sha256, trained layers, max lengths, pooling
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,17 +46,22 @@ class MeanPooledEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, attn_implementation: str = "eager") -> "MeanPooledEncoder":
         # Eager attention exports to plain ONNX ops; numerically it matches SDPA.
-        return cls(AutoModel.from_pretrained(str(path), add_pooling_layer=False, use_safetensors=True,
-                                             attn_implementation=attn_implementation))
+        return cls(
+            AutoModel.from_pretrained(
+                str(path), add_pooling_layer=False, use_safetensors=True, attn_implementation=attn_implementation
+            )
+        )
 
     @property
     def hidden_size(self) -> int:
         return int(self.encoder.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        tokens = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
         return mean_pool(tokens, attention_mask)
 
 
@@ -64,16 +70,14 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.net(embedding)
 
 
 class ProductMultitask(nn.Module):
-    def __init__(self, encoder: MeanPooledEncoder, num_intents: int, head_hidden: int = 256,
-                 dropout: float = 0.1):
+    def __init__(self, encoder: MeanPooledEncoder, num_intents: int, head_hidden: int = 256, dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
         self.intent_head = ClassifierHead(encoder.hidden_size, num_intents, head_hidden, dropout)
@@ -92,13 +96,17 @@ class ProductMultitask(nn.Module):
     def trained_state_dict(self, trained_layers: list[int]) -> dict[str, torch.Tensor]:
         """Heads plus the given encoder layers: what a checkpoint stores on top of the base encoder."""
         prefixes = tuple(f"{LAYER_PREFIX}{i}." for i in trained_layers)
-        return {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()
-                if not k.startswith("encoder.") or k.startswith(prefixes)}
+        return {
+            k: v.detach().float().contiguous().cpu()
+            for k, v in self.state_dict().items()
+            if not k.startswith("encoder.") or k.startswith(prefixes)
+        }
 
     def hidden_states_before(self, first_layer: int, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         """Input of encoder layer ``first_layer`` ([B, S, H]); training caches it for frozen lower layers."""
-        return self.encoder.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                    output_hidden_states=True).hidden_states[first_layer]
+        return self.encoder.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True
+        ).hidden_states[first_layer]
 
     def pooled_from(self, first_layer: int, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Run layers ``first_layer``.. on cached states, then mean-pool: equals ``self.encoder(...)``."""
@@ -129,8 +137,9 @@ def load_config(checkpoint_dir: str | Path) -> dict:
     return json.loads((Path(checkpoint_dir) / CONFIG_FILE).read_text())
 
 
-def load_product_model(checkpoint_dir: str | Path, encoder_dir: str | Path | None = None,
-                       check_encoder: bool = True) -> tuple[ProductMultitask, dict]:
+def load_product_model(
+    checkpoint_dir: str | Path, encoder_dir: str | Path | None = None, check_encoder: bool = True
+) -> tuple[ProductMultitask, dict]:
     """The model in eval mode and its config. ``encoder_dir`` overrides the recorded base encoder."""
     config = load_config(checkpoint_dir)
     encoder_dir = Path(encoder_dir) if encoder_dir else resolve_encoder_dir(config)
@@ -138,12 +147,18 @@ def load_product_model(checkpoint_dir: str | Path, encoder_dir: str | Path | Non
     if check_encoder and expected and weights_sha256(encoder_dir) != expected:
         raise ValueError(f"encoder weights in {encoder_dir} differ from the base the heads were trained on")
     heads = config["heads"]
-    model = ProductMultitask(MeanPooledEncoder.from_pretrained(encoder_dir), len(config["intent"]["id2label"]),
-                             heads["hidden"], heads["dropout"])
+    model = ProductMultitask(
+        MeanPooledEncoder.from_pretrained(encoder_dir),
+        len(config["intent"]["id2label"]),
+        heads["hidden"],
+        heads["dropout"],
+    )
     state = load_file(str(Path(checkpoint_dir) / WEIGHTS_FILE))
     expected_keys = set(model.trained_state_dict(config["encoder"]["trained_layers"]))
     if set(state) != expected_keys:
-        raise ValueError(f"{WEIGHTS_FILE} does not match config.json: missing {sorted(expected_keys - set(state))[:5]}, "
-                         f"unexpected {sorted(set(state) - expected_keys)[:5]}")
+        raise ValueError(
+            f"{WEIGHTS_FILE} does not match config.json: missing {sorted(expected_keys - set(state))[:5]}, "
+            f"unexpected {sorted(set(state) - expected_keys)[:5]}"
+        )
     model.load_state_dict(state, strict=False)
     return model.eval(), config

@@ -19,6 +19,7 @@ and the checkpoint would be ~90 MB instead of ~15 MB.
 Seeded; CUDA with bf16/fp16 autocast when available, FP32 on CPU. Writes weights.safetensors,
 config.json and heldout_report.json into ``--out``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,11 +38,22 @@ from tqdm import tqdm
 from search_backends.pair_encoding import PairEncoder
 from search_backends.tokenization import BatchTokenizer, EncodedBatch
 
-from search_build.training.product_data import INTENT_LABELS, IntentExample, ProductPair, make_intent_splits, make_product_pair_splits
+from search_build.training.product_data import (
+    INTENT_LABELS,
+    IntentExample,
+    ProductPair,
+    make_intent_splits,
+    make_product_pair_splits,
+)
 from search_build.training.product_eval import duplicate_report, intent_report
 from search_build.export.sentence_checkpoint import default_embedding_checkpoint
-from search_build.training.product_multitask import (PACKAGE_ENCODER, MeanPooledEncoder, ProductMultitask,
-                                                     save_checkpoint, weights_sha256)
+from search_build.training.product_multitask import (
+    PACKAGE_ENCODER,
+    MeanPooledEncoder,
+    ProductMultitask,
+    save_checkpoint,
+    weights_sha256,
+)
 
 REPORT_FILE = "heldout_report.json"
 DEFAULT_TOP_LAYERS = 2
@@ -83,12 +95,19 @@ def length_sorted_batches(n: int, sizes: Sequence[int], batch_size: int) -> Iter
     """Index batches of similar length (less padding, faster inference); order restored by the caller."""
     order = np.argsort(np.asarray(sizes), kind="stable")
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 @torch.no_grad()
-def embed(encoder: MeanPooledEncoder, items: Sequence, encode, sizes: Sequence[int], batch_size: int,
-          device: torch.device, desc: str) -> torch.Tensor:
+def embed(
+    encoder: MeanPooledEncoder,
+    items: Sequence,
+    encode,
+    sizes: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+    desc: str,
+) -> torch.Tensor:
     encoder.eval()
     out = torch.empty(len(items), encoder.hidden_size)
     for idx in tqdm(list(length_sorted_batches(len(items), sizes, batch_size)), desc=desc, leave=False):
@@ -109,8 +128,17 @@ class CachedStates:
     training step into a pass over the top layers only (the cost that makes CPU training feasible).
     """
 
-    def __init__(self, model: ProductMultitask, first_layer: int, items: Sequence, encode, sizes: Sequence[int],
-                 batch_size: int, device: torch.device, desc: str):
+    def __init__(
+        self,
+        model: ProductMultitask,
+        first_layer: int,
+        items: Sequence,
+        encode,
+        sizes: Sequence[int],
+        batch_size: int,
+        device: torch.device,
+        desc: str,
+    ):
         self.states: list[torch.Tensor] = [torch.empty(0)] * len(items)
         with torch.no_grad():
             for idx in tqdm(list(length_sorted_batches(len(items), sizes, batch_size)), desc=desc, leave=False):
@@ -118,7 +146,7 @@ class CachedStates:
                 with autocast(device):
                     hidden = model.hidden_states_before(first_layer, ids, mask, types)
                 for row, i in enumerate(idx):
-                    self.states[i] = hidden[row, :int(mask[row].sum())].float().cpu()
+                    self.states[i] = hidden[row, : int(mask[row].sum())].float().cpu()
 
     def batch(self, idx: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         rows = [self.states[i] for i in idx]
@@ -126,27 +154,41 @@ class CachedStates:
         hidden = torch.zeros(len(rows), width, rows[0].shape[-1])
         mask = torch.zeros(len(rows), width, dtype=torch.int64)
         for j, r in enumerate(rows):
-            hidden[j, :len(r)] = r
-            mask[j, :len(r)] = 1
+            hidden[j, : len(r)] = r
+            mask[j, : len(r)] = 1
         return hidden.to(device), mask.to(device)
 
 
-def train(model: ProductMultitask, first_layer: int, intents: CachedStates, intent_y: torch.Tensor,
-          pairs: CachedStates, pair_y: torch.Tensor, epochs: int, intent_batch: int, pair_batch: int,
-          encoder_lr: float, head_lr: float, device: torch.device, intent_every: int = 1) -> None:
+def train(
+    model: ProductMultitask,
+    first_layer: int,
+    intents: CachedStates,
+    intent_y: torch.Tensor,
+    pairs: CachedStates,
+    pair_y: torch.Tensor,
+    epochs: int,
+    intent_batch: int,
+    pair_batch: int,
+    encoder_lr: float,
+    head_lr: float,
+    device: torch.device,
+    intent_every: int = 1,
+) -> None:
     """Joint training of both heads and encoder layers >= ``first_layer``: every step sees a pair
     batch, every ``intent_every``-th step also a query batch."""
     layer_params = [p for layer in model.encoder_layers()[first_layer:] for p in layer.parameters()]
     head_params = [*model.intent_head.parameters(), *model.duplicate_head.parameters()]
-    groups = [{"params": head_params, "lr": head_lr}] + ([{"params": layer_params, "lr": encoder_lr}]
-                                                         if layer_params else [])
+    groups = [{"params": head_params, "lr": head_lr}] + (
+        [{"params": layer_params, "lr": encoder_lr}] if layer_params else []
+    )
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     n_i, n_p = len(intents.states), len(pairs.states)
     steps_per_epoch = math.ceil(n_p / pair_batch)  # an epoch is a pass over the pairs; queries cycle
     total = epochs * steps_per_epoch
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up then linear decay to 0
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     model.train()
     progress = tqdm(total=total, desc=f"train (encoder layers {first_layer}+ and heads)")
@@ -175,32 +217,58 @@ def train(model: ProductMultitask, first_layer: int, intents: CachedStates, inte
 
 
 @torch.no_grad()
-def predict(model: ProductMultitask, heldout_intents, heldout_pairs, inputs: Inputs, batch_size: int,
-            device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: ProductMultitask, heldout_intents, heldout_pairs, inputs: Inputs, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Held-out intent logits [N, C] and duplicate logits [M] through the full model."""
-    intent_emb = embed(model.encoder, heldout_intents, inputs.intent, [len(e.text) for e in heldout_intents],
-                       batch_size, device, "embed held-out queries").to(device)
-    pair_emb = embed(model.encoder, heldout_pairs, inputs.pair, pair_sizes(heldout_pairs), batch_size, device,
-                     "embed held-out pairs").to(device)
-    return (model.intent_head(intent_emb).float().cpu().numpy(),
-            model.duplicate_head(pair_emb)[:, 0].float().cpu().numpy())
+    intent_emb = embed(
+        model.encoder,
+        heldout_intents,
+        inputs.intent,
+        [len(e.text) for e in heldout_intents],
+        batch_size,
+        device,
+        "embed held-out queries",
+    ).to(device)
+    pair_emb = embed(
+        model.encoder, heldout_pairs, inputs.pair, pair_sizes(heldout_pairs), batch_size, device, "embed held-out pairs"
+    ).to(device)
+    return (
+        model.intent_head(intent_emb).float().cpu().numpy(),
+        model.duplicate_head(pair_emb)[:, 0].float().cpu().numpy(),
+    )
 
 
 def build_config(args, encoder_dir: Path, hidden_size: int, trained_layers: list[int]) -> dict:
     packaged = Path(encoder_dir) == default_embedding_checkpoint()
     return {
-        "encoder": {"source": PACKAGE_ENCODER if packaged else str(encoder_dir),
-                    "base": "sentence-transformers/all-MiniLM-L6-v2" if packaged else str(encoder_dir),
-                    "sha256": weights_sha256(encoder_dir), "hidden_size": hidden_size,
-                    "trained_layers": trained_layers},
+        "encoder": {
+            "source": PACKAGE_ENCODER if packaged else str(encoder_dir),
+            "base": "sentence-transformers/all-MiniLM-L6-v2" if packaged else str(encoder_dir),
+            "sha256": weights_sha256(encoder_dir),
+            "hidden_size": hidden_size,
+            "trained_layers": trained_layers,
+        },
         "pooling": "mean",
-        "intent": {"id2label": {str(i): label for i, label in enumerate(INTENT_LABELS)},
-                   "max_length": args.intent_max_length},
-        "duplicate": {"max_length": args.pair_max_length, "output": "logit", "positive": "duplicate",
-                      "threshold": 0.5, "field_separator": "|", "max_type_tokens": 16},
+        "intent": {
+            "id2label": {str(i): label for i, label in enumerate(INTENT_LABELS)},
+            "max_length": args.intent_max_length,
+        },
+        "duplicate": {
+            "max_length": args.pair_max_length,
+            "output": "logit",
+            "positive": "duplicate",
+            "threshold": 0.5,
+            "field_separator": "|",
+            "max_type_tokens": 16,
+        },
         "heads": {"hidden": args.head_hidden, "dropout": args.dropout},
-        "training": {"seed": args.seed, "data": "search_build.training.product_data (synthetic, templated)",
-                     "train_top_layers": args.train_top_layers, "epochs": args.epochs},
+        "training": {
+            "seed": args.seed,
+            "data": "search_build.training.product_data (synthetic, templated)",
+            "train_top_layers": args.train_top_layers,
+            "epochs": args.epochs,
+        },
     }
 
 
@@ -208,8 +276,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--encoder", type=Path, default=None, help="HF checkpoint dir (default: packaged MiniLM)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-top-layers", type=int, default=DEFAULT_TOP_LAYERS,
-                        help="fine-tune this many top encoder layers (0: frozen encoder, heads only)")
+    parser.add_argument(
+        "--train-top-layers",
+        type=int,
+        default=DEFAULT_TOP_LAYERS,
+        help="fine-tune this many top encoder layers (0: frozen encoder, heads only)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: 40 with a frozen encoder, else 4")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of the caching pass")
     parser.add_argument("--intent-batch", type=int, default=32)
@@ -249,36 +321,75 @@ def run(args) -> dict:
     num_layers = len(model.encoder_layers())
     first_layer = num_layers - min(args.train_top_layers, num_layers)
     model.encoder_layers()[first_layer:].requires_grad_(True)
-    intent_states = CachedStates(model, first_layer, intents, inputs.intent, [len(e.text) for e in intents],
-                                 args.batch_size, device, "encode queries")
-    pair_states = CachedStates(model, first_layer, pairs, inputs.pair, pair_sizes(pairs), args.batch_size, device,
-                               "encode pairs")
-    train(model, first_layer, intent_states, intent_y, pair_states, pair_y, args.epochs, args.intent_batch,
-          args.pair_batch, args.encoder_lr, args.head_lr, device, args.intent_every)
+    intent_states = CachedStates(
+        model,
+        first_layer,
+        intents,
+        inputs.intent,
+        [len(e.text) for e in intents],
+        args.batch_size,
+        device,
+        "encode queries",
+    )
+    pair_states = CachedStates(
+        model, first_layer, pairs, inputs.pair, pair_sizes(pairs), args.batch_size, device, "encode pairs"
+    )
+    train(
+        model,
+        first_layer,
+        intent_states,
+        intent_y,
+        pair_states,
+        pair_y,
+        args.epochs,
+        args.intent_batch,
+        args.pair_batch,
+        args.encoder_lr,
+        args.head_lr,
+        device,
+        args.intent_every,
+    )
     trained_layers = list(range(first_layer, num_layers))
     train_seconds = time.perf_counter() - started
 
     intent_logits, dup_logits = predict(model, heldout_intents, heldout_pairs, inputs, args.batch_size, device)
     probabilities = 1 / (1 + np.exp(-dup_logits))
     report = {
-        "data": {"origin": "synthetic templated data from search_build.training.product_data; held-out templates, "
-                           "slot values and brands are unseen in training",
-                 "intent_train": len(intents), "intent_heldout": len(heldout_intents),
-                 "pair_train": len(pairs), "pair_heldout": len(heldout_pairs)},
-        "intent": intent_report([e.label for e in heldout_intents],
-                                [INTENT_LABELS[i] for i in intent_logits.argmax(1)], INTENT_LABELS),
-        "duplicate": duplicate_report([p.label for p in heldout_pairs], probabilities,
-                                      [p.kind for p in heldout_pairs]),
-        "training": {"seconds": round(train_seconds, 1), "device": str(device),
-                     "train_top_layers": args.train_top_layers, "epochs": args.epochs, "seed": args.seed,
-                     "torch_threads": torch.get_num_threads()},
+        "data": {
+            "origin": "synthetic templated data from search_build.training.product_data; held-out templates, "
+            "slot values and brands are unseen in training",
+            "intent_train": len(intents),
+            "intent_heldout": len(heldout_intents),
+            "pair_train": len(pairs),
+            "pair_heldout": len(heldout_pairs),
+        },
+        "intent": intent_report(
+            [e.label for e in heldout_intents], [INTENT_LABELS[i] for i in intent_logits.argmax(1)], INTENT_LABELS
+        ),
+        "duplicate": duplicate_report([p.label for p in heldout_pairs], probabilities, [p.kind for p in heldout_pairs]),
+        "training": {
+            "seconds": round(train_seconds, 1),
+            "device": str(device),
+            "train_top_layers": args.train_top_layers,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "torch_threads": torch.get_num_threads(),
+        },
     }
     config = build_config(args, encoder_dir, model.encoder.hidden_size, trained_layers)
     save_checkpoint(model.cpu(), args.out, config)
     (args.out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"intent_accuracy": report["intent"]["accuracy"],
-                      "duplicate": {k: report["duplicate"][k] for k in ("accuracy", "f1", "roc_auc")},
-                      "train_seconds": report["training"]["seconds"], "out": str(args.out)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "intent_accuracy": report["intent"]["accuracy"],
+                "duplicate": {k: report["duplicate"][k] for k in ("accuracy", "f1", "roc_auc")},
+                "train_seconds": report["training"]["seconds"],
+                "out": str(args.out),
+            },
+            indent=2,
+        )
+    )
     return report
 
 

@@ -29,24 +29,67 @@ from search_backends.spell_rerank import NEIGHBOURS  # the keyboard the typo noi
 EVAL_QUERIES = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "spell_music_queries.tsv"
 MAX_QUERY_BYTES = 60  # the model's 64 positions hold <s> + 62 bytes + </s>; keep a margin
 
-GENRES = ("rock pop jazz blues metal punk indie folk country soul funk disco techno house trance ambient "
-          "classical opera reggae hip hop rap r&b edm lofi gospel grunge emo ska dubstep drum and bass "
-          "bluegrass kpop jpop latin salsa bossa nova afrobeat synthwave hardcore".split())
-MOODS = ("chill sad happy relaxing upbeat romantic dark calm energetic acoustic instrumental summer "
-         "christmas workout party study sleep morning driving rainy night love").split()
-SUFFIXES = ("lyrics live remix acoustic cover karaoke instrumental official video album full album "
-            "remastered songs playlist radio mix greatest hits best of live concert piano version "
-            "slowed reverb extended mix unplugged feat tour podcast episode audiobook soundtrack").split()
+GENRES = (
+    "rock pop jazz blues metal punk indie folk country soul funk disco techno house trance ambient "
+    "classical opera reggae hip hop rap r&b edm lofi gospel grunge emo ska dubstep drum and bass "
+    "bluegrass kpop jpop latin salsa bossa nova afrobeat synthwave hardcore".split()
+)
+MOODS = (
+    "chill sad happy relaxing upbeat romantic dark calm energetic acoustic instrumental summer "
+    "christmas workout party study sleep morning driving rainy night love"
+).split()
+SUFFIXES = (
+    "lyrics live remix acoustic cover karaoke instrumental official video album full album "
+    "remastered songs playlist radio mix greatest hits best of live concert piano version "
+    "slowed reverb extended mix unplugged feat tour podcast episode audiobook soundtrack"
+).split()
 FORMATS = ("playlist songs music mix radio hits album podcast").split()
 TEMPLATES = (
-    "{mood} {genre} {format}", "best {genre} songs {year}", "top {genre} hits", "{genre} {format}",
-    "{mood} {format}", "{genre} music {year}", "top hits {year}", "{year} {genre}", "{mood} {genre}",
-    "{genre} {format} {year}", "new {genre} {format}", "{decade} {genre}", "best of {decade}",
+    "{mood} {genre} {format}",
+    "best {genre} songs {year}",
+    "top {genre} hits",
+    "{genre} {format}",
+    "{mood} {format}",
+    "{genre} music {year}",
+    "top hits {year}",
+    "{year} {genre}",
+    "{mood} {genre}",
+    "{genre} {format} {year}",
+    "new {genre} {format}",
+    "{decade} {genre}",
+    "best of {decade}",
 )
-PHONETIC = (("ph", "f"), ("f", "ph"), ("ie", "ei"), ("ei", "ie"), ("c", "k"), ("k", "c"), ("s", "z"), ("z", "s"),
-            ("ck", "k"), ("ou", "u"), ("y", "i"), ("i", "y"), ("ee", "ea"), ("ea", "ee"), ("tion", "shun"),
-            ("er", "or"), ("or", "er"), ("an", "en"), ("en", "an"), ("a", "e"), ("e", "a"), ("x", "ks"),
-            ("qu", "kw"), ("ght", "t"), ("wh", "w"), ("ll", "l"), ("nn", "n"), ("tt", "t"), ("ss", "s"))
+PHONETIC = (
+    ("ph", "f"),
+    ("f", "ph"),
+    ("ie", "ei"),
+    ("ei", "ie"),
+    ("c", "k"),
+    ("k", "c"),
+    ("s", "z"),
+    ("z", "s"),
+    ("ck", "k"),
+    ("ou", "u"),
+    ("y", "i"),
+    ("i", "y"),
+    ("ee", "ea"),
+    ("ea", "ee"),
+    ("tion", "shun"),
+    ("er", "or"),
+    ("or", "er"),
+    ("an", "en"),
+    ("en", "an"),
+    ("a", "e"),
+    ("e", "a"),
+    ("x", "ks"),
+    ("qu", "kw"),
+    ("ght", "t"),
+    ("wh", "w"),
+    ("ll", "l"),
+    ("nn", "n"),
+    ("tt", "t"),
+    ("ss", "s"),
+)
 TYPO_KINDS = ("delete", "insert", "substitute", "transpose", "double", "undouble", "phonetic")
 
 
@@ -171,14 +214,26 @@ class QueryGenerator:
 
     def _template(self, rng: random.Random) -> str:
         return rng.choice(TEMPLATES).format(
-            mood=rng.choice(MOODS), genre=rng.choice(GENRES), format=rng.choice(FORMATS),
-            year=rng.randrange(1950, 2027), decade=rng.choice(("60s", "70s", "80s", "90s", "2000s", "2010s")))
+            mood=rng.choice(MOODS),
+            genre=rng.choice(GENRES),
+            format=rng.choice(FORMATS),
+            year=rng.randrange(1950, 2027),
+            decade=rng.choice(("60s", "70s", "80s", "90s", "2000s", "2010s")),
+        )
 
     @staticmethod
     def _number(rng: random.Random) -> str:
-        return rng.choice((str(rng.randrange(1950, 2027)), f"vol {rng.randrange(1, 10)}", f"part {rng.randrange(1, 5)}",
-                           f"no {rng.randrange(1, 30)}", f"op {rng.randrange(1, 130)}", str(rng.randrange(1, 100)),
-                           f"{rng.randrange(1, 9)}0s"))
+        return rng.choice(
+            (
+                str(rng.randrange(1950, 2027)),
+                f"vol {rng.randrange(1, 10)}",
+                f"part {rng.randrange(1, 5)}",
+                f"no {rng.randrange(1, 30)}",
+                f"op {rng.randrange(1, 130)}",
+                str(rng.randrange(1, 100)),
+                f"{rng.randrange(1, 9)}0s",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -207,8 +262,12 @@ class SpellDataset:
         return tuple(sorted(self.held_out_real))
 
 
-def build_dataset(seed: int = 0, held_out_fraction: float = 0.1, identity_rate: float = 0.3,
-                  exclude_misspellings: frozenset = frozenset()) -> SpellDataset:
+def build_dataset(
+    seed: int = 0,
+    held_out_fraction: float = 0.1,
+    identity_rate: float = 0.3,
+    exclude_misspellings: frozenset = frozenset(),
+) -> SpellDataset:
     """Everything training and evaluation need, from the installed packages (about 30 s)."""
     from search_build.training.spell_sources import dbpedia_titles, real_misspellings, zipf_lexicon
 
@@ -221,8 +280,15 @@ def build_dataset(seed: int = 0, held_out_fraction: float = 0.1, identity_rate: 
             (held_real if stable_fraction(word, seed) < held_out_fraction else train_real)[word] = wrongs
     titles = WeightedChoice.of((t, 10 ** (0.4 * (z - 1.5))) for t, z in dbpedia_titles(lexicon))
     words = WeightedChoice.of((w, 10 ** (0.5 * (z - 9))) for w, z in sorted(lexicon.items()) if z >= 1.5)
-    return SpellDataset(QueryGenerator(titles, words), QueryNoise(lexicon, train_real), lexicon, held_real,
-                        identity_rate=identity_rate, seed=seed, excluded=exclude_misspellings)
+    return SpellDataset(
+        QueryGenerator(titles, words),
+        QueryNoise(lexicon, train_real),
+        lexicon,
+        held_real,
+        identity_rate=identity_rate,
+        seed=seed,
+        excluded=exclude_misspellings,
+    )
 
 
 def held_out_real_pairs(dataset: SpellDataset, n: int, seed: int) -> list[tuple[str, str]]:
@@ -234,8 +300,9 @@ def held_out_real_pairs(dataset: SpellDataset, n: int, seed: int) -> list[tuple[
     return real_misspelling_pairs(dataset, dataset.held_out_real, n, seed)
 
 
-def real_misspelling_pairs(dataset: SpellDataset, real: dict[str, tuple[str, ...]], n: int,
-                           seed: int) -> list[tuple[str, str]]:
+def real_misspelling_pairs(
+    dataset: SpellDataset, real: dict[str, tuple[str, ...]], n: int, seed: int
+) -> list[tuple[str, str]]:
     """`held_out_real_pairs`'s shape over any word -> misspellings table (the training split, for the reranker)."""
     rng = random.Random(seed)
     words = tuple(sorted(real))
@@ -292,9 +359,11 @@ def run(args) -> None:
         print(f"{noisy}\t{clean}")
     if args.heldout_out:
         pairs = held_out_real_pairs(dataset, args.pairs, seed=args.seed + 1000)
-        header = (f"Held-out real misspellings (codespell + cspell, CC BY-SA), seed {args.seed}: {args.pairs} queries "
-                  f"with a misspelling of a word\nwhose real misspellings never enter training, then {args.pairs} "
-                  "correct queries. searchbar data spell --heldout-out FILE")
+        header = (
+            f"Held-out real misspellings (codespell + cspell, CC BY-SA), seed {args.seed}: {args.pairs} queries "
+            f"with a misspelling of a word\nwhose real misspellings never enter training, then {args.pairs} "
+            "correct queries. searchbar data spell --heldout-out FILE"
+        )
         lines = [f"# {h}" for h in header.splitlines()] + [f"{q}\t{e}" for q, e in pairs]
         Path(args.heldout_out).write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"wrote {len(pairs)} pairs to {args.heldout_out}")

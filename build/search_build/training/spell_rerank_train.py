@@ -70,8 +70,10 @@ def word_groups(repair, pairs, outputs, limit: int, errors: ErrorModel | None = 
             if meant not in words:
                 missed += 1
                 continue
-            rows = [candidate_features(word, c, repair.lexicon, repair.in_context(c.word, left, right), errors,
-                                       model_word) for c in found]
+            rows = [
+                candidate_features(word, c, repair.lexicon, repair.in_context(c.word, left, right), errors, model_word)
+                for c in found
+            ]
             groups.append((np.asarray(rows, dtype=np.float64), words.index(meant)))
         if progress is not None:
             progress.update(1)
@@ -109,16 +111,24 @@ def accuracy(weights: np.ndarray, groups) -> dict:
     def share(subset):
         return round(float(np.mean([int(np.argmax(x @ weights)) == y for x, y in subset])), 4) if subset else None
 
-    return {"groups": len(groups), "all": share(groups), "kept_when_correct": share(keep_groups),
-            "fixed_when_misspelled": share(fix_groups)}
+    return {
+        "groups": len(groups),
+        "all": share(groups),
+        "kept_when_correct": share(keep_groups),
+        "fixed_when_misspelled": share(fix_groups),
+    }
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", default="models/spell_bart")
     parser.add_argument("--pairs", type=int, default=40000)
     parser.add_argument("--seed", type=int, default=2027, help="query stream (training used its own seeds)")
-    parser.add_argument("--real-share", type=float, default=0.5,
-                        help="share of the pairs in the held-out file's shape, from training-split real misspellings")
+    parser.add_argument(
+        "--real-share",
+        type=float,
+        default=0.5,
+        help="share of the pairs in the held-out file's shape, from training-split real misspellings",
+    )
     parser.add_argument("--gate-zipf", type=float, default=2.5, help="words at most this frequent are reconsidered")
     parser.add_argument("--keep-margin", type=float, default=0.5, help="added to the typed word's score")
     parser.add_argument("--max-candidates", type=int, default=24)
@@ -130,8 +140,12 @@ def run(args) -> None:
     from tqdm import tqdm
 
     started = time.perf_counter()
-    guard = SpellGuard.from_model_dir(args.checkpoint, use_reranker=False, repair_below_zipf=args.gate_zipf,
-                                      candidate_min_zipf=args.candidate_min_zipf)
+    guard = SpellGuard.from_model_dir(
+        args.checkpoint,
+        use_reranker=False,
+        repair_below_zipf=args.gate_zipf,
+        candidate_min_zipf=args.candidate_min_zipf,
+    )
     if guard is None or guard.repair is None:
         raise SystemExit(f"{args.checkpoint}: no lexicon to rerank against")
     excluded = frozenset(misspelled_words(EVAL_QUERIES)) if EVAL_QUERIES.exists() else frozenset()
@@ -149,11 +163,24 @@ def run(args) -> None:
         groups, missed = word_groups(guard.repair, pairs, outputs, args.max_candidates, errors, progress)
     cut = len(groups) * 4 // 5
     weights = fit(groups[:cut])
-    report = {"pairs": args.pairs, "seed": args.seed, "real_share": args.real_share, "groups_without_intended_candidate": missed,
-              "train": accuracy(weights, groups[:cut]), "held_aside": accuracy(weights, groups[cut:]),
-              "seconds": round(time.perf_counter() - started, 1)}
-    reranker = WordReranker(dict(zip(FEATURES, map(float, weights))), args.keep_margin, args.gate_zipf,
-                            args.max_candidates, args.candidate_min_zipf, errors, report)
+    report = {
+        "pairs": args.pairs,
+        "seed": args.seed,
+        "real_share": args.real_share,
+        "groups_without_intended_candidate": missed,
+        "train": accuracy(weights, groups[:cut]),
+        "held_aside": accuracy(weights, groups[cut:]),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    reranker = WordReranker(
+        dict(zip(FEATURES, map(float, weights))),
+        args.keep_margin,
+        args.gate_zipf,
+        args.max_candidates,
+        args.candidate_min_zipf,
+        errors,
+        report,
+    )
     out = Path(args.out or Path(args.checkpoint) / RERANKER_FILE)
     reranker.save(out)
     print(f"wrote {out}: {report}")

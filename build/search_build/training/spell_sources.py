@@ -84,8 +84,13 @@ def _cspell_pairs() -> list[tuple[str, str]]:
     data = folder / "package" / "dict" / "dict-en.json"
     if not data.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        name = subprocess.run(["npm", "pack", CSPELL_PACKAGE, "--silent"], cwd=folder, check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        name = (
+            subprocess.run(
+                ["npm", "pack", CSPELL_PACKAGE, "--silent"], cwd=folder, check=True, capture_output=True, text=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         with tarfile.open(folder / name) as archive:
             archive.extractall(folder, filter="data")
     definition = json.loads(data.read_text(encoding="utf-8"))["dictionaryDefinitions"][0]

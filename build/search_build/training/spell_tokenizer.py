@@ -45,7 +45,9 @@ def build_char_tokenizer() -> Tokenizer:
     tok = Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>", fuse_unk=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), add_prefix_space=False)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]), add_prefix_space=False
+    )
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     return tok
 

@@ -24,7 +24,13 @@ import torch
 from tqdm import tqdm
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-from search_build.training.spell_data import EVAL_QUERIES, SpellDataset, build_dataset, held_out_real_pairs, misspelled_words
+from search_build.training.spell_data import (
+    EVAL_QUERIES,
+    SpellDataset,
+    build_dataset,
+    held_out_real_pairs,
+    misspelled_words,
+)
 from search_build.training.spell_tokenizer import build_char_tokenizer, save_bart_tokenizer
 from search_backends.contracts.spell_correct import BIGRAMS_FILE
 from search_build.training.spell_sources import write_guard_files
@@ -35,8 +41,9 @@ MAX_POSITIONS = 64  # tokens = UTF-8 bytes + <s> + </s>; queries here are at mos
 SPECIAL_TOKEN_IDS = {"bos_token_id": BOS, "pad_token_id": PAD, "eos_token_id": EOS, "decoder_start_token_id": EOS}
 
 
-def tiny_bart_config(vocab_size: int, d_model: int = 128, layers: int = 3, heads: int = 4,
-                     decoder_layers: int | None = None) -> BartConfig:
+def tiny_bart_config(
+    vocab_size: int, d_model: int = 128, layers: int = 3, heads: int = 4, decoder_layers: int | None = None
+) -> BartConfig:
     """`layers` encoder layers and `decoder_layers` (default: as many) decoder layers."""
     return BartConfig(
         vocab_size=vocab_size,
@@ -93,7 +100,9 @@ def serving_generation_config(num_beams: int = 4) -> GenerationConfig:
 
 def encode_batch(tokenizer, texts: list[str], max_len: int = MAX_POSITIONS) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and mask; over-long inputs keep their first max_len-1 tokens plus </s>."""
-    rows = [enc.ids if len(enc.ids) <= max_len else enc.ids[: max_len - 1] + [EOS] for enc in tokenizer.encode_batch(texts)]
+    rows = [
+        enc.ids if len(enc.ids) <= max_len else enc.ids[: max_len - 1] + [EOS] for enc in tokenizer.encode_batch(texts)
+    ]
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), PAD, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -143,12 +152,22 @@ def precision_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def speed_check(config: BartConfig, tokenizer, dataset: SpellDataset, dev: torch.device, batch_size: int,
-                amp_dtype: torch.dtype | None, steps: int = 12, warmup: int = 3) -> list[dict]:
+def speed_check(
+    config: BartConfig,
+    tokenizer,
+    dataset: SpellDataset,
+    dev: torch.device,
+    batch_size: int,
+    amp_dtype: torch.dtype | None,
+    steps: int = 12,
+    warmup: int = 3,
+) -> list[dict]:
     """Steps/s and samples/s of FP32 batch 32 vs mixed precision at `batch_size`, one run, same model shape."""
     rows = []
-    for label, size, dtype in (("fp32", 32, None), (str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32",
-                                                       batch_size, amp_dtype)):
+    for label, size, dtype in (
+        ("fp32", 32, None),
+        (str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32", batch_size, amp_dtype),
+    ):
         torch.manual_seed(0)
         model = BartForConditionalGeneration(config).to(dev).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -167,10 +186,19 @@ def speed_check(config: BartConfig, tokenizer, dataset: SpellDataset, dev: torch
         if dev.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        rows.append({"precision": label, "batch_size": size, "steps_per_s": round(steps / seconds, 3),
-                     "samples_per_s": round(steps * size / seconds, 1)})
-        print(f"speed check: {label} batch {size}: {rows[-1]['steps_per_s']} steps/s, "
-              f"{rows[-1]['samples_per_s']} samples/s", flush=True)
+        rows.append(
+            {
+                "precision": label,
+                "batch_size": size,
+                "steps_per_s": round(steps / seconds, 3),
+                "samples_per_s": round(steps * size / seconds, 1),
+            }
+        )
+        print(
+            f"speed check: {label} batch {size}: {rows[-1]['steps_per_s']} steps/s, "
+            f"{rows[-1]['samples_per_s']} samples/s",
+            flush=True,
+        )
     rows.append({"samples_per_s_ratio": round(rows[1]["samples_per_s"] / rows[0]["samples_per_s"], 2)})
     return rows
 
@@ -263,8 +291,13 @@ def train(
         model = BartForConditionalGeneration.from_pretrained(init_from, use_safetensors=True)
         config = model.config
     else:
-        config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=d_model, layers=encoder_layers, heads=heads,
-                                  decoder_layers=decoder_layers)
+        config = tiny_bart_config(
+            tokenizer.get_vocab_size(),
+            d_model=d_model,
+            layers=encoder_layers,
+            heads=heads,
+            decoder_layers=decoder_layers,
+        )
         model = BartForConditionalGeneration(config)
         init_sinusoidal_positions(model)
     speed = speed_check(config, tokenizer, dataset, dev, batch_size, amp_dtype)
@@ -341,10 +374,21 @@ def speed_check_only(args) -> list[dict]:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = build_char_tokenizer()
-    config = tiny_bart_config(tokenizer.get_vocab_size(), d_model=args.d_model, layers=args.encoder_layers,
-                              heads=args.heads, decoder_layers=args.decoder_layers)
-    return speed_check(config, tokenizer, build_dataset(seed=args.seed), dev, args.batch_size or 256,
-                       precision_dtype(dev, args.precision))
+    config = tiny_bart_config(
+        tokenizer.get_vocab_size(),
+        d_model=args.d_model,
+        layers=args.encoder_layers,
+        heads=args.heads,
+        decoder_layers=args.decoder_layers,
+    )
+    return speed_check(
+        config,
+        tokenizer,
+        build_dataset(seed=args.seed),
+        dev,
+        args.batch_size or 256,
+        precision_dtype(dev, args.precision),
+    )
 
 
 def add_arguments(parser) -> None:
@@ -362,12 +406,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-from", default=None, help="continue from this checkpoint (its shape wins)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     parser.add_argument("--eval-pairs", type=int, default=500)
-    parser.add_argument("--exclude-eval", default=str(EVAL_QUERIES),
-                        help="evaluation TSV whose misspellings never enter training")
+    parser.add_argument(
+        "--exclude-eval", default=str(EVAL_QUERIES), help="evaluation TSV whose misspellings never enter training"
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--speed-check-only", action="store_true",
-                        help="measure FP32 batch 32 vs mixed precision at --batch-size for this shape, then stop")
+    parser.add_argument(
+        "--speed-check-only",
+        action="store_true",
+        help="measure FP32 batch 32 vs mixed precision at --batch-size for this shape, then stop",
+    )
 
 
 def run(args) -> None:
@@ -375,10 +423,22 @@ def run(args) -> None:
         print(json.dumps(speed_check_only(args), indent=2))
         return
     report = train(
-        args.out, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        d_model=args.d_model, encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
-        heads=args.heads, init_from=args.init_from, eval_pairs=args.eval_pairs, device=args.device,
-        threads=args.threads, precision=args.precision, exclude_file=args.exclude_eval or None,
+        args.out,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        d_model=args.d_model,
+        encoder_layers=args.encoder_layers,
+        decoder_layers=args.decoder_layers,
+        heads=args.heads,
+        init_from=args.init_from,
+        eval_pairs=args.eval_pairs,
+        device=args.device,
+        threads=args.threads,
+        precision=args.precision,
+        exclude_file=args.exclude_eval or None,
     )
     print(json.dumps(report, indent=2))
 

@@ -3,6 +3,7 @@
 One BERT backbone (``product_encoder``) with two heads; the spec is ``search_build.pipelines.product_search``,
 the exporter ``search_build.export.product_export``, the in-process chain ``search_backends.product_onnx``.
 """
+
 from __future__ import annotations
 
 from .query_embedding import ATTENTION_MASK, INPUT_IDS, TEXT  # noqa: F401 - shared names, re-exported
@@ -30,10 +31,10 @@ POOLED_EMBEDDING = "pooled_embedding"
 INTENT_LOGITS, DUPLICATE_LOGIT = "logits", "logit"
 
 # query_intent's inputs (besides TEXT) and outputs.
-TOP_K = "TOP_K"                          # INT32 [1], optional: labels in TOP_LABELS / TOP_PROBABILITIES
-LABEL = "LABEL"                          # BYTES [1]: the most likely intent
-PROBABILITIES = "PROBABILITIES"          # FP32 [classes]
-TOP_LABELS = "TOP_LABELS"                # BYTES [k]
+TOP_K = "TOP_K"  # INT32 [1], optional: labels in TOP_LABELS / TOP_PROBABILITIES
+LABEL = "LABEL"  # BYTES [1]: the most likely intent
+PROBABILITIES = "PROBABILITIES"  # FP32 [classes]
+TOP_LABELS = "TOP_LABELS"  # BYTES [k]
 TOP_PROBABILITIES = "TOP_PROBABILITIES"  # FP32 [k]
 INTENT_OUTPUTS = (LABEL, PROBABILITIES, TOP_LABELS, TOP_PROBABILITIES)
 

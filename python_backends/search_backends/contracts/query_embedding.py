@@ -3,6 +3,7 @@
 Imported by the pipeline spec (``search_build.pipelines.query_embedding``), the exporter
 (``search_build.export.embedding_export``), the tokenizer/encoder adapters, the tools and the tests.
 """
+
 from __future__ import annotations
 
 # Models.
@@ -11,8 +12,8 @@ TOKENIZE = "query_embedding_tokenize"
 ENCODER = "query_embedding_encoder"  # encoder + pooling + L2 norm (on the local target also the tokenizer)
 
 # Tensors. TEXT and the token ids are shared by every text pipeline (they import them from here).
-TEXT = "TEXT"                    # BYTES [1]: one query
-EMBEDDING = "EMBEDDING"          # FP32 [dim]: the L2-normalised sentence vector (the ensemble's output)
+TEXT = "TEXT"  # BYTES [1]: one query
+EMBEDDING = "EMBEDDING"  # FP32 [dim]: the L2-normalised sentence vector (the ensemble's output)
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"
 TOKEN_IDS = (INPUT_IDS, ATTENTION_MASK)
 SENTENCE_EMBEDDING = "sentence_embedding"  # the exported graph's output, renamed EMBEDDING by the ensemble

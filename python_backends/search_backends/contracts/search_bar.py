@@ -3,6 +3,7 @@
 The index builder (``search_build.catalog.indexing``), the pipeline spec (``search_build.pipelines.search_bar``),
 the adapters, the CLI and the tests all read these; nothing else spells them.
 """
+
 from __future__ import annotations
 
 from . import product_search, query_embedding, spell_correct
@@ -16,18 +17,18 @@ EMBEDDING_ENTRY = query_embedding.QUERY_EMBEDDING
 
 # catalog_search tensors.
 EMBEDDING = query_embedding.EMBEDDING  # FP32 [dim]: an L2-normalised query vector (query_embedding's output)
-TOP_K = product_search.TOP_K           # INT32 [1], optional: results per row, the same for every row of a request
-ITEM_IDS = "ITEM_IDS"            # BYTES [k]
-ITEM_TITLES = "ITEM_TITLES"      # BYTES [k]
-ITEM_FIELDS = "ITEM_FIELDS"      # BYTES [k]: the item's extra catalog fields as a JSON object
-SCORES = "SCORES"                # FP32 [k]: inner product = cosine similarity, best first
+TOP_K = product_search.TOP_K  # INT32 [1], optional: results per row, the same for every row of a request
+ITEM_IDS = "ITEM_IDS"  # BYTES [k]
+ITEM_TITLES = "ITEM_TITLES"  # BYTES [k]
+ITEM_FIELDS = "ITEM_FIELDS"  # BYTES [k]: the item's extra catalog fields as a JSON object
+SCORES = "SCORES"  # FP32 [k]: inner product = cosine similarity, best first
 
 # search_bar tensors (besides TEXT, TOP_K and the four result tensors above).
 TEXT = query_embedding.TEXT
 CORRECT_SPELLING = "CORRECT_SPELLING"  # BOOL [1], optional, default true
-DETECT_INTENT = "DETECT_INTENT"        # BOOL [1], optional, default true
-CORRECTED = spell_correct.CORRECTED    # BYTES [1]: the text that was searched
-INTENT = "INTENT"                      # BYTES [1]: intent label ("" when DETECT_INTENT is false)
+DETECT_INTENT = "DETECT_INTENT"  # BOOL [1], optional, default true
+CORRECTED = spell_correct.CORRECTED  # BYTES [1]: the text that was searched
+INTENT = "INTENT"  # BYTES [1]: intent label ("" when DETECT_INTENT is false)
 INTENT_PROBABILITIES = "INTENT_PROBABILITIES"  # FP32 [classes] (zeros when DETECT_INTENT is false)
 
 # Stage tensors read by search_bar.

@@ -3,6 +3,7 @@
 Imported by the build (export, pipeline spec), the serving logic, the adapters and the tools, so a name is
 written once. No heavy imports here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,18 @@ LEXICON_FILE = "lexicon.tsv"  # the no-damage guard's word frequencies (search_b
 BIGRAMS_FILE = "bigrams.tsv"  # two-word phrases the lexicon repair uses as context
 RERANKER_FILE = "word_reranker.json"  # the repair's learnt candidate score (search_backends.spell_rerank)
 # Files of a checkpoint that serving needs besides the graphs (absent ones are skipped).
-SERVING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "vocab.json", "merges.txt", LEXICON_FILE, BIGRAMS_FILE, RERANKER_FILE)
+SERVING_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    LEXICON_FILE,
+    BIGRAMS_FILE,
+    RERANKER_FILE,
+)
 
 CORRECTED = "CORRECTED"  # the ensemble's text out (TEXT in)
 SOURCE = "SOURCE"  # the normalised text the model saw, for the guard
@@ -33,7 +44,11 @@ CT2_DONE_FILE = "model.bin"  # written last by the converter: a folder without i
 # spell_generate's decoding engines, and the model parameters that pick them
 ENGINE_CT2, ENGINE_INPROCESS, ENGINE_BLS = "ctranslate2", "inprocess", "bls"
 ENGINE_MODES = (ENGINE_CT2, ENGINE_INPROCESS, ENGINE_BLS)
-ENGINE_MODE_PARAMETER, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER = "engine_mode", "ct2_compute_type", "ct2_device"
+ENGINE_MODE_PARAMETER, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER = (
+    "engine_mode",
+    "ct2_compute_type",
+    "ct2_device",
+)
 MODEL_DIR_PARAMETER = "model_dir"
 # bls mode: the Triton models spell_generate calls for the encoder and one decoder step
 ENCODER_MODEL_PARAMETER, DECODER_MODEL_PARAMETER = "encoder_model", "decoder_model"
@@ -52,8 +67,14 @@ CONTROL_INPUTS = {
     NO_REPEAT_NGRAM_SIZE: "no_repeat_ngram_size",
     EARLY_STOPPING: "early_stopping",
 }
-CONTROL_DTYPES = {NUM_BEAMS: "INT32", MAX_NEW_TOKENS: "INT32", MIN_LENGTH: "INT32", LENGTH_PENALTY: "FP32",
-                  NO_REPEAT_NGRAM_SIZE: "INT32", EARLY_STOPPING: "STRING"}
+CONTROL_DTYPES = {
+    NUM_BEAMS: "INT32",
+    MAX_NEW_TOKENS: "INT32",
+    MIN_LENGTH: "INT32",
+    LENGTH_PENALTY: "FP32",
+    NO_REPEAT_NGRAM_SIZE: "INT32",
+    EARLY_STOPPING: "STRING",
+}
 
 # Tensors between the ensemble's steps and of the two exported graphs (besides INPUT_IDS, ATTENTION_MASK)
 OUTPUT_IDS = "output_ids"

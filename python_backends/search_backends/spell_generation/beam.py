@@ -83,9 +83,7 @@ class BeamSearch:
         self.improvement_possible = self.improvement_possible and bool(np.any(best_running > worst_finished))
         all_finished = bool(self.is_finished.all())
         self.done = (
-            not self.improvement_possible
-            or (all_finished and p.early_stopping is True)
-            or cur_len >= p.max_length
+            not self.improvement_possible or (all_finished and p.early_stopping is True) or cur_len >= p.max_length
         )
         return reorder
 

@@ -57,13 +57,26 @@ class CTranslate2Generation:
     passes ``exact``: search_backends.spell_decoding).
     """
 
-    def __init__(self, model_dir: str | Path, *, device: str = "cpu", compute_type: str = "default",
-                 intra_threads: int = 0, inter_threads: int = 1, exact: ExactDecode | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        compute_type: str = "default",
+        intra_threads: int = 0,
+        inter_threads: int = 1,
+        exact: ExactDecode | None = None,
+    ):
         import ctranslate2
 
         model_dir = Path(model_dir)
-        self.translator = ctranslate2.Translator(str(model_dir), device=device, compute_type=compute_type,
-                                                 intra_threads=intra_threads, inter_threads=inter_threads)
+        self.translator = ctranslate2.Translator(
+            str(model_dir),
+            device=device,
+            compute_type=compute_type,
+            intra_threads=intra_threads,
+            inter_threads=inter_threads,
+        )
         self.vocabulary = json.loads((model_dir / "shared_vocabulary.json").read_text(encoding="utf-8"))
         self.token_ids = {token: i for i, token in enumerate(self.vocabulary)}
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -72,14 +85,17 @@ class CTranslate2Generation:
 
     def check(self, params: GenerationParams) -> None:
         if params.decoder_start_token_id != self.decoder_start_id:
-            raise ValueError(f"decoder_start_token_id {params.decoder_start_token_id} differs from the converted "
-                             f"model's {self.decoder_start_id}")
+            raise ValueError(
+                f"decoder_start_token_id {params.decoder_start_token_id} differs from the converted "
+                f"model's {self.decoder_start_id}"
+            )
         reason = inexact_control(params)
         if reason and self.exact is None:
             raise ValueError(f"{reason}: not exact on the CTranslate2 engine and no exact decoder is loaded")
 
-    def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-                 params: Sequence[GenerationParams]) -> list[list[int]]:
+    def generate(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, params: Sequence[GenerationParams]
+    ) -> list[list[int]]:
         input_ids, attention_mask = np.asarray(input_ids), np.asarray(attention_mask)
         for p in set(params):
             self.check(p)
@@ -108,12 +124,18 @@ class CTranslate2Generation:
         forced_eos = p.forced_eos_token_ids[0] if p.forced_eos_token_ids else None
         eos = list(p.eos_token_ids)
         results = self.translator.translate_batch(
-            source, target_prefix=[prefix] * len(source) if prefix else None, max_batch_size=0,
-            beam_size=p.num_beams, patience=1, length_penalty=p.length_penalty,
+            source,
+            target_prefix=[prefix] * len(source) if prefix else None,
+            max_batch_size=0,
+            beam_size=p.num_beams,
+            patience=1,
+            length_penalty=p.length_penalty,
             no_repeat_ngram_size=p.no_repeat_ngram_size,
             max_decoding_length=p.max_length - (2 if forced_eos is not None else 1),
             min_decoding_length=max(p.min_length - 1, 0),
-            end_token=[self.vocabulary[t] for t in eos] if eos else None, return_end_token=True)
+            end_token=[self.vocabulary[t] for t in eos] if eos else None,
+            return_end_token=True,
+        )
         tokens, capped = [], []
         for result in results:
             ids = [self.decoder_start_id, *(self.token_ids[t] for t in result.hypotheses[0])]

@@ -40,7 +40,9 @@ def generate(
     input_ids = np.asarray(input_ids, dtype=np.int64)
     attention_mask = np.asarray(attention_mask, dtype=np.int64)
     if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
-        raise ValueError(f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be equal 2-D shapes")
+        raise ValueError(
+            f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be equal 2-D shapes"
+        )
     if len(params) != input_ids.shape[0]:
         raise ValueError(f"{len(params)} parameter sets for {input_ids.shape[0]} requests")
     if len(params) == 0:

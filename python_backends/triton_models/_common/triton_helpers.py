@@ -1,4 +1,5 @@
 """Glue shared by the Python-backend adapters (copied next to each model.py at build time)."""
+
 from __future__ import annotations
 
 import json
@@ -83,35 +84,42 @@ utf8 = np.vectorize(lambda s: s.encode("utf-8"), otypes=[np.object_])  # str arr
 
 
 def respond(outputs: dict[str, np.ndarray], dtypes: dict[str, np.dtype]) -> "pb_utils.InferenceResponse":
-    return pb_utils.InferenceResponse([pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtypes.get(name)))
-                                       for name, value in outputs.items()])
+    return pb_utils.InferenceResponse(
+        [pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtypes.get(name))) for name, value in outputs.items()]
+    )
 
 
 def internal_error_response(owner, exc: BaseException) -> "pb_utils.InferenceResponse":
     """The client gets the model's name and a reference only; the exception (paths, values, library internals)
     goes to the server log under that reference."""
     reference = uuid.uuid4().hex[:12]
-    pb_utils.Logger.log_error(f"{owner.__class__.__module__} [{reference}]: {type(exc).__name__}: {exc}\n"
-                              f"{''.join(traceback.format_exception(exc))}")
+    pb_utils.Logger.log_error(
+        f"{owner.__class__.__module__} [{reference}]: {type(exc).__name__}: {exc}\n"
+        f"{''.join(traceback.format_exception(exc))}"
+    )
     model = _MODEL_NAME["name"] or owner.__class__.__module__
     return error_response(f"internal error in {model} (reference {reference}; details in the server log)")
 
 
 def guarded(execute):
     """Turn an unexpected exception in a batch into per-request errors instead of a dead batch."""
+
     def wrapper(self, requests):
         try:
             return execute(self, requests)
         except Exception as exc:  # noqa: BLE001 - the server must keep answering
             return [internal_error_response(self, exc) for _ in requests]
+
     return wrapper
 
 
 def guarded_async(execute):
     """:func:`guarded` for ``async def execute`` (models awaiting BLS calls)."""
+
     async def wrapper(self, requests):
         try:
             return await execute(self, requests)
         except Exception as exc:  # noqa: BLE001 - the server must keep answering
             return [internal_error_response(self, exc) for _ in requests]
+
     return wrapper

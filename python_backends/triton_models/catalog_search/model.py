@@ -1,4 +1,5 @@
 """Triton adapter: query embeddings -> top-k catalog items (FAISS in the model folder, or Milvus)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,17 @@ import numpy as np
 from search_backends.contracts import search_bar as C
 from search_backends.catalog_index import check_queries, open_catalog, padded, top_k_of_request
 from search_backends.model_parameters import int_parameter
-from triton_helpers import (utf8, guarded, input_error_response, model_config, output_dtypes, parameters, respond,
-                            tensor_or_none, version_dir)
+from triton_helpers import (
+    utf8,
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class TritonPythonModel:
@@ -39,6 +49,8 @@ class TritonPythonModel:
             hits = self.catalog.search(np.concatenate(vectors), max(k for *_, k in spans))
             for i, start, stop, k in spans:
                 found = padded(hits[start:stop])
-                responses[i] = respond({name: (utf8(v[:, :k]) if v.dtype == object else v[:, :k])
-                                        for name, v in found.items()}, self.dtypes)
+                responses[i] = respond(
+                    {name: (utf8(v[:, :k]) if v.dtype == object else v[:, :k]) for name, v in found.items()},
+                    self.dtypes,
+                )
         return responses

@@ -1,4 +1,5 @@
 """Triton adapter: pooled pair embedding -> duplicate probability (search_backends.heads.DuplicateHead)."""
+
 from __future__ import annotations
 
 from search_backends.contracts.product_search import POOLED_EMBEDDING, SCORE

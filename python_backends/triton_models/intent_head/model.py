@@ -1,12 +1,22 @@
 """Triton adapter: pooled query embedding -> intent label, class probabilities and top-k labels
 (search_backends.heads.IntentHead)."""
+
 from __future__ import annotations
 
 from search_backends.contracts.product_search import POOLED_EMBEDDING, TOP_K
 from search_backends.heads import IntentHead
 from search_backends.request_rows import concat_rows
 from search_backends.text_input import InputError
-from triton_helpers import guarded, input_error_response, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import (
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class TritonPythonModel:

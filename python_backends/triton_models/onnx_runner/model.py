@@ -4,14 +4,31 @@ OpenVINO at the precision the build chose (``engine`` / ``precision`` parameters
 Requests of different sequence lengths are batched together (allow_ragged_batch) and padded
 once here, so the graph runs once per Triton batch.
 """
+
 from __future__ import annotations
 
 from search_backends.batch_runner import BatchRunner
 from search_backends.engine_inputs import EngineInputRules
-from search_backends.graph_engines import (ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE, GRAPH_FILE_PARAMETER,
-                                           PRECISION_PARAMETER, open_engine)
+from search_backends.graph_engines import (
+    ENGINE_ONNXRUNTIME,
+    ENGINE_PARAMETER,
+    GRAPH_FILE,
+    GRAPH_FILE_PARAMETER,
+    PRECISION_PARAMETER,
+    open_engine,
+)
 from search_backends.text_input import InputError
-from triton_helpers import input_error_response, engine_threads, guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import (
+    input_error_response,
+    engine_threads,
+    guarded,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class TritonPythonModel:
@@ -19,9 +36,12 @@ class TritonPythonModel:
         config = model_config(args)
         params = parameters(config)
         self.dtypes = output_dtypes(config)
-        engine = open_engine(params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-                             version_dir(args) / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-                             threads=engine_threads(config), precision=params.get(PRECISION_PARAMETER, "fp32"))
+        engine = open_engine(
+            params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
+            version_dir(args) / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
+            threads=engine_threads(config),
+            precision=params.get(PRECISION_PARAMETER, "fp32"),
+        )
         self.runner = BatchRunner(engine)
         self.rules = EngineInputRules.from_parameters(params)
 
@@ -30,8 +50,9 @@ class TritonPythonModel:
         feeds, index, responses = [], [], [None] * len(requests)
         for i, request in enumerate(requests):
             try:  # a direct caller's bad row must not fail the batch it joins
-                feeds.append(self.rules.request_feed({name: tensor_or_none(request, name)
-                                                      for name in self.runner.input_names}))
+                feeds.append(
+                    self.rules.request_feed({name: tensor_or_none(request, name) for name in self.runner.input_names})
+                )
                 index.append(i)
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))

@@ -1,15 +1,34 @@
 """Triton adapter: product pair fields -> one cross-encoder sequence (search_backends.pair_encoding)."""
+
 from __future__ import annotations
 
-from search_backends.contracts.product_search import (DEFAULT_MAX_TYPE_TOKENS, IDS, MAX_TYPE_TOKENS_PARAMETER,
-                                                      PAIR_FIELDS)
-from search_backends.contracts.query_embedding import (DEFAULT_MAX_LENGTH, DEFAULT_PAD_TO_MULTIPLE,
-                                                       MAX_LENGTH_PARAMETER, PAD_TO_MULTIPLE_PARAMETER, TOKENIZER_DIR,
-                                                       TOKENIZER_DIR_PARAMETER)
+from search_backends.contracts.product_search import (
+    DEFAULT_MAX_TYPE_TOKENS,
+    IDS,
+    MAX_TYPE_TOKENS_PARAMETER,
+    PAIR_FIELDS,
+)
+from search_backends.contracts.query_embedding import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_PAD_TO_MULTIPLE,
+    MAX_LENGTH_PARAMETER,
+    PAD_TO_MULTIPLE_PARAMETER,
+    TOKENIZER_DIR,
+    TOKENIZER_DIR_PARAMETER,
+)
 from search_backends.model_parameters import int_parameter
 from search_backends.pair_encoding import PairEncoder, pair_columns
 from search_backends.text_input import InputError
-from triton_helpers import guarded, input_error_response, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import (
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class TritonPythonModel:
@@ -21,7 +40,8 @@ class TritonPythonModel:
             version_dir(args) / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
             max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=8),
             pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE, minimum=1),
-            max_type_tokens=int_parameter(params, MAX_TYPE_TOKENS_PARAMETER, DEFAULT_MAX_TYPE_TOKENS, minimum=1))
+            max_type_tokens=int_parameter(params, MAX_TYPE_TOKENS_PARAMETER, DEFAULT_MAX_TYPE_TOKENS, minimum=1),
+        )
 
     @guarded
     def execute(self, requests):

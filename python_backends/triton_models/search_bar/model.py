@@ -2,6 +2,7 @@
 
 The stage logic is ``search_backends.search_bar``; this file only turns each stage into one BLS call.
 """
+
 from __future__ import annotations
 
 
@@ -12,8 +13,17 @@ from search_backends.contracts import search_bar as C
 from search_backends.model_parameters import int_parameter
 from search_backends.search_bar import Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
-from triton_helpers import (utf8, guarded_async, input_error_response, internal_error_response,
-                            model_config, output_dtypes, parameters, respond, tensor_or_none)
+from triton_helpers import (
+    utf8,
+    guarded_async,
+    input_error_response,
+    internal_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+)
 
 _text = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b), otypes=[np.object_])
 
@@ -37,8 +47,9 @@ class TritonPythonModel:
         self.stages = Stages(self._spell, self._intent, self._embed, self._search, classes)
 
     async def _call(self, model: str, inputs: list, outputs: list[str]) -> dict[str, np.ndarray]:
-        response = await pb_utils.InferenceRequest(model_name=model, inputs=inputs,
-                                                   requested_output_names=outputs).async_exec()
+        response = await pb_utils.InferenceRequest(
+            model_name=model, inputs=inputs, requested_output_names=outputs
+        ).async_exec()
         if response.has_error():
             error = response.error()
             raise StageError(model, error.message(), error.code() if hasattr(error, "code") else None)
@@ -61,9 +72,14 @@ class TritonPythonModel:
 
     async def _search(self, vectors: np.ndarray, k: int) -> dict[str, np.ndarray]:
         names = [C.ITEM_IDS, C.ITEM_TITLES, C.ITEM_FIELDS, C.SCORES]
-        out = await self._call(C.CATALOG_SEARCH, [pb_utils.Tensor(C.EMBEDDING, np.ascontiguousarray(vectors, np.float32)),
-                                                  pb_utils.Tensor(C.TOP_K, np.full((len(vectors), 1), k, np.int32))],
-                               names)
+        out = await self._call(
+            C.CATALOG_SEARCH,
+            [
+                pb_utils.Tensor(C.EMBEDDING, np.ascontiguousarray(vectors, np.float32)),
+                pb_utils.Tensor(C.TOP_K, np.full((len(vectors), 1), k, np.int32)),
+            ],
+            names,
+        )
         return {name: (_text(v) if v.dtype == np.object_ else v) for name, v in out.items()}
 
     @guarded_async
@@ -71,9 +87,14 @@ class TritonPythonModel:
         responses, parsed, owners = [None] * len(requests), [], []
         for i, request in enumerate(requests):
             try:
-                parsed.append(parse_request(tensor_or_none(request, C.TEXT), tensor_or_none(request, C.TOP_K),
-                                            tensor_or_none(request, C.CORRECT_SPELLING),
-                                            tensor_or_none(request, C.DETECT_INTENT)))
+                parsed.append(
+                    parse_request(
+                        tensor_or_none(request, C.TEXT),
+                        tensor_or_none(request, C.TOP_K),
+                        tensor_or_none(request, C.CORRECT_SPELLING),
+                        tensor_or_none(request, C.DETECT_INTENT),
+                    )
+                )
                 owners.append(i)
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
@@ -84,6 +105,7 @@ class TritonPythonModel:
             elif isinstance(outcome, Exception):
                 responses[i] = internal_error_response(self, outcome)
             else:
-                responses[i] = respond({name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()},
-                                       self.dtypes)
+                responses[i] = respond(
+                    {name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()}, self.dtypes
+                )
         return responses

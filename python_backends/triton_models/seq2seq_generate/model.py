@@ -6,6 +6,7 @@ sequence of every request. ``engine_mode`` picks the engine (search_backends.spe
   inprocess:   ONNX Runtime sessions inside this model,
   bls:         the ``encoder_model`` / ``decoder_model`` Triton models (TensorRT engines on triton-gpu).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,28 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from search_backends.contracts.spell_correct import (ATTENTION_MASK, CONTROL_INPUTS, INPUT_IDS, MODEL_DIR,
-                                                     MODEL_DIR_PARAMETER, OUTPUT_IDS, GraphNames)
+from search_backends.contracts.spell_correct import (
+    ATTENTION_MASK,
+    CONTROL_INPUTS,
+    INPUT_IDS,
+    MODEL_DIR,
+    MODEL_DIR_PARAMETER,
+    OUTPUT_IDS,
+    GraphNames,
+)
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.text_input import InputError
-from triton_helpers import (engine_threads, guarded, input_error_response, model_config, output_dtypes, parameters,
-                            respond, tensor_or_none, version_dir)
+from triton_helpers import (
+    engine_threads,
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class BlsEngines:
@@ -29,17 +46,20 @@ class BlsEngines:
         self.names = GraphNames(num_layers)
 
     def _call(self, model, inputs, outputs):
-        request = pb_utils.InferenceRequest(model_name=model, inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v))
-                                                                     for k, v in inputs.items()],
-                                            requested_output_names=outputs)
+        request = pb_utils.InferenceRequest(
+            model_name=model,
+            inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
+            requested_output_names=outputs,
+        )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{model}: {response.error().message()}")
         return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
 
     def encode(self, input_ids, attention_mask):
-        return self._call(self.encoder_model, dict(zip(self.names.encoder_inputs(), (input_ids, attention_mask))),
-                          self.names.cross())
+        return self._call(
+            self.encoder_model, dict(zip(self.names.encoder_inputs(), (input_ids, attention_mask))), self.names.cross()
+        )
 
     def decode_step(self, decoder_input_ids, encoder_attention_mask, past, cross):
         inputs = dict(zip(self.names.decoder_inputs(), (decoder_input_ids, encoder_attention_mask, *past, *cross)))
@@ -52,18 +72,25 @@ class TritonPythonModel:
         config = model_config(args)
         self.dtypes = output_dtypes(config)
         params = parameters(config)
-        self.decoding = ServedDecoding.from_parameters(version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR),
-                                                       params, threads=engine_threads(config), bls_engines=BlsEngines)
+        self.decoding = ServedDecoding.from_parameters(
+            version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR),
+            params,
+            threads=engine_threads(config),
+            bls_engines=BlsEngines,
+        )
 
     @guarded
     def execute(self, requests):
         responses, kept, work = [None] * len(requests), [], []
         for i, request in enumerate(requests):
             try:
-                params = self.decoding.request_params({name: tensor_or_none(request, name) for name in CONTROL_INPUTS},
-                                                      json.loads(request.parameters() or "{}"))
-                ids, mask = self.decoding.token_rows(tensor_or_none(request, INPUT_IDS),
-                                                     tensor_or_none(request, ATTENTION_MASK))
+                params = self.decoding.request_params(
+                    {name: tensor_or_none(request, name) for name in CONTROL_INPUTS},
+                    json.loads(request.parameters() or "{}"),
+                )
+                ids, mask = self.decoding.token_rows(
+                    tensor_or_none(request, INPUT_IDS), tensor_or_none(request, ATTENTION_MASK)
+                )
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
                 continue

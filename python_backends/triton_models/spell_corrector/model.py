@@ -4,22 +4,40 @@ Tokenization, decoding and detokenization with the no-damage guard run for the w
 (search_backends.spell_corrector.correct_batch), with each request's decoding controls and guard switch. The
 same work as the tokenize -> generate -> detokenize ensemble, without two Python hops and their copies.
 """
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 
-from search_backends.contracts.spell_correct import (CONTROL_INPUTS, CORRECTED, GUARD_INPUT, MODEL_DIR,
-                                                     MODEL_DIR_PARAMETER, TEXT)
+from search_backends.contracts.spell_correct import (
+    CONTROL_INPUTS,
+    CORRECTED,
+    GUARD_INPUT,
+    MODEL_DIR,
+    MODEL_DIR_PARAMETER,
+    TEXT,
+)
 from search_backends.request_rows import pack_spans
 from search_backends.spell_codec import SpellTextCodec
 from search_backends.spell_corrector import correct_batch
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
-from triton_helpers import (engine_threads, gather_texts, guarded, input_error_response, model_config, output_dtypes,
-                            parameters, respond, tensor_or_none, utf8, version_dir)
+from triton_helpers import (
+    engine_threads,
+    gather_texts,
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    utf8,
+    version_dir,
+)
 
 
 class TritonPythonModel:
@@ -41,7 +59,8 @@ class TritonPythonModel:
             try:
                 request_parameters = json.loads(request.parameters() or "{}")
                 params = self.decoding.request_params(
-                    {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}, request_parameters)
+                    {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}, request_parameters
+                )
                 switch = guard_switch(tensor_or_none(request, GUARD_INPUT), request_parameters)
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))

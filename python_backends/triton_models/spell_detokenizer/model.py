@@ -1,5 +1,6 @@
 """Triton adapter: generated token ids (+ untouched tail) -> corrected text, through the no-damage guard
 (search_backends.spell_guard) unless the request switches it off."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,27 @@ import json
 import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.contracts.spell_correct import (CORRECTED, GUARD_INPUT, MODEL_DIR, MODEL_DIR_PARAMETER, OUTPUT_IDS,
-                                                     SOURCE, TAIL)
+from search_backends.contracts.spell_correct import (
+    CORRECTED,
+    GUARD_INPUT,
+    MODEL_DIR,
+    MODEL_DIR_PARAMETER,
+    OUTPUT_IDS,
+    SOURCE,
+    TAIL,
+)
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
-from triton_helpers import (guarded, input_error_response, model_config, output_dtypes, parameters, respond,
-                            tensor_or_none, version_dir)
+from triton_helpers import (
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 def _texts(values) -> list[str]:

@@ -1,12 +1,20 @@
 """Triton adapter: query text -> spell-model token ids, the normalised head the model sees (SOURCE, for the
 guard) and the tail that does not fit (search_backends.spell_codec)."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.contracts.spell_correct import (ATTENTION_MASK, INPUT_IDS, MODEL_DIR, MODEL_DIR_PARAMETER, SOURCE,
-                                                     TAIL, TEXT)
+from search_backends.contracts.spell_correct import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    MODEL_DIR,
+    MODEL_DIR_PARAMETER,
+    SOURCE,
+    TAIL,
+    TEXT,
+)
 from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
 
 
@@ -27,6 +35,13 @@ class TritonPythonModel:
                 width = max(int(mask[start:stop].sum(axis=1).max()), 1)
                 tails = np.array([[tail.encode()] for _, tail in prepared[start:stop]], dtype=np.object_)
                 sources = np.array([[head.encode()] for head, _ in prepared[start:stop]], dtype=np.object_)
-                responses[i] = respond({INPUT_IDS: ids[start:stop, :width], ATTENTION_MASK: mask[start:stop, :width],
-                                        TAIL: tails, SOURCE: sources}, self.dtypes)
+                responses[i] = respond(
+                    {
+                        INPUT_IDS: ids[start:stop, :width],
+                        ATTENTION_MASK: mask[start:stop, :width],
+                        TAIL: tails,
+                        SOURCE: sources,
+                    },
+                    self.dtypes,
+                )
         return responses

@@ -5,17 +5,34 @@ the whole Triton batch; each request gets its rows back. Text checks are those o
 ``head_file`` parameter the intent head (search_backends.heads.IntentHead) runs on the pooled output in the same
 call, and the request's optional TOP_K applies.
 """
+
 from __future__ import annotations
 
 from search_backends.contracts.product_search import HEAD_FILE_PARAMETER, TOP_K
 from search_backends.contracts.query_embedding import TEXT, TEXT_INPUT_PARAMETER
-from search_backends.graph_engines import (ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE, GRAPH_FILE_PARAMETER,
-                                           PRECISION_PARAMETER, open_engine)
+from search_backends.graph_engines import (
+    ENGINE_ONNXRUNTIME,
+    ENGINE_PARAMETER,
+    GRAPH_FILE,
+    GRAPH_FILE_PARAMETER,
+    PRECISION_PARAMETER,
+    open_engine,
+)
 from search_backends.request_rows import pack_spans
 from search_backends.text_input import InputError
 from search_backends.tokenization import BatchTokenizer
-from triton_helpers import (engine_threads, gather_texts, guarded, input_error_response, model_config, output_dtypes,
-                            parameters, respond, tensor_or_none, version_dir)
+from triton_helpers import (
+    engine_threads,
+    gather_texts,
+    guarded,
+    input_error_response,
+    model_config,
+    output_dtypes,
+    parameters,
+    respond,
+    tensor_or_none,
+    version_dir,
+)
 
 
 class TritonPythonModel:
@@ -26,9 +43,12 @@ class TritonPythonModel:
         self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
         self.dtypes = output_dtypes(config)
         self.tokenizer = BatchTokenizer.from_parameters(folder, params)
-        self.engine = open_engine(params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-                                  folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-                                  threads=engine_threads(config), precision=params.get(PRECISION_PARAMETER, "fp32"))
+        self.engine = open_engine(
+            params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
+            folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
+            threads=engine_threads(config),
+            precision=params.get(PRECISION_PARAMETER, "fp32"),
+        )
         self.outputs = [name for name in self.engine.output_names if name in self.dtypes]
         self.head = None
         if params.get(HEAD_FILE_PARAMETER):

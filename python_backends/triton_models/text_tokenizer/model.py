@@ -1,4 +1,5 @@
 """Triton adapter: BYTES text -> token ids for an encoder (logic in search_backends.tokenization)."""
+
 from __future__ import annotations
 
 from search_backends.contracts.product_search import IDS

@@ -12,6 +12,7 @@ An interrupted run started again with the same arguments resumes where its last 
 (every ``--commit-rows`` rows); it refuses to resume into an output written from other input or by another
 model (``--overwrite`` starts again). Transient server errors are retried with exponential backoff.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("output", type=Path)
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--triton-url", help="gRPC address, e.g. 127.0.0.1:8001")
-    backend.add_argument("--onnx-dir", type=Path, help="in-process engine on the exported graphs (product_export output)")
-    parser.add_argument("--engine", choices=("onnxruntime", "openvino"), default="onnxruntime",
-                        help="--onnx-dir's encoder engine (FP32 either way: the product heads' parity gate)")
+    backend.add_argument(
+        "--onnx-dir", type=Path, help="in-process engine on the exported graphs (product_export output)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="--onnx-dir's encoder engine (FP32 either way: the product heads' parity gate)",
+    )
     parser.add_argument("--model", default=DUPLICATE)
     parser.add_argument("--rows-per-request", type=int, default=32)
     parser.add_argument("--in-flight", type=int, default=None, help="requests in flight (default 16 Triton, 2 ONNX)")
@@ -52,14 +59,30 @@ def run(args) -> int:
             scorer = OnnxScorer(args.onnx_dir, engine=args.engine)
         try:
             return await score_file_async(
-                args.input, args.output, scorer, rows_per_request=args.rows_per_request,
-                in_flight=args.in_flight or (16 if args.triton_url else 2), commit_rows=args.commit_rows,
-                max_retry_s=args.max_retry_seconds, overwrite=args.overwrite, progress=not args.no_progress)
+                args.input,
+                args.output,
+                scorer,
+                rows_per_request=args.rows_per_request,
+                in_flight=args.in_flight or (16 if args.triton_url else 2),
+                commit_rows=args.commit_rows,
+                max_retry_s=args.max_retry_seconds,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+            )
         finally:
             await scorer.close()
 
     stats = asyncio.run(score())
-    print(json.dumps({"rows_scored": stats.rows, "resumed_from_row": stats.resumed_from, "retries": stats.retries,
-                      "seconds": round(stats.seconds, 2), "rows_per_second": round(stats.rows_per_second, 1),
-                      "output": str(args.output)}))
+    print(
+        json.dumps(
+            {
+                "rows_scored": stats.rows,
+                "resumed_from_row": stats.resumed_from,
+                "retries": stats.retries,
+                "seconds": round(stats.seconds, 2),
+                "rows_per_second": round(stats.rows_per_second, 1),
+                "output": str(args.output),
+            }
+        )
+    )
     return 0

@@ -10,6 +10,7 @@ job: the journal's first line records the input's SHA-256 (streamed) and size, a
 ``searchbar build`` writes into each config; in-process: a hash of the export folder). ``<output>.lock``
 holds an exclusive lock while a run writes, so two runs cannot interleave rows in one output.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,8 +73,14 @@ class OutputLock:
 class ResultWriter:
     """Ordered output file plus its progress journal; see the module docstring for the protocol."""
 
-    def __init__(self, output: str | Path, input_path: str | Path, with_id: bool, overwrite: bool = False,
-                 model_identity: dict | None = None):
+    def __init__(
+        self,
+        output: str | Path,
+        input_path: str | Path,
+        with_id: bool,
+        overwrite: bool = False,
+        model_identity: dict | None = None,
+    ):
         self.output = Path(output)
         self.journal_path = self.output.with_name(self.output.name + JOURNAL_SUFFIX)
         self.format = "jsonl" if self.output.suffix.lower() in (".jsonl", ".ndjson") else "csv"
@@ -96,15 +103,20 @@ class ResultWriter:
         if self.journal_path.exists():
             header, state = self._read_journal()
             if {k: header.get(k) for k in ("input", "input_bytes", "input_sha256")} != {
-                    k: fingerprint[k] for k in ("input", "input_bytes", "input_sha256")}:
-                raise ResumeError(f"{self.journal_path} was written for other input content ({header.get('input')}, "
-                                  f"{header.get('input_bytes')} bytes, sha256 {str(header.get('input_sha256'))[:12]}; "
-                                  f"now {fingerprint['input_bytes']} bytes, sha256 {fingerprint['input_sha256'][:12]}): "
-                                  "resuming would mix rows of two inputs; use --overwrite to start again")
+                k: fingerprint[k] for k in ("input", "input_bytes", "input_sha256")
+            }:
+                raise ResumeError(
+                    f"{self.journal_path} was written for other input content ({header.get('input')}, "
+                    f"{header.get('input_bytes')} bytes, sha256 {str(header.get('input_sha256'))[:12]}; "
+                    f"now {fingerprint['input_bytes']} bytes, sha256 {fingerprint['input_sha256'][:12]}): "
+                    "resuming would mix rows of two inputs; use --overwrite to start again"
+                )
             if header.get("model") != fingerprint["model"]:
-                raise ResumeError(f"{self.journal_path} was scored by another model ({json.dumps(header.get('model'))}; "
-                                  f"now {json.dumps(fingerprint['model'])}): resuming would mix two models' scores "
-                                  "in one file; use --overwrite to start again")
+                raise ResumeError(
+                    f"{self.journal_path} was scored by another model ({json.dumps(header.get('model'))}; "
+                    f"now {json.dumps(fingerprint['model'])}): resuming would mix two models' scores "
+                    "in one file; use --overwrite to start again"
+                )
             self.rows_done, committed_bytes = state["rows"], state["bytes"]
             self.finished = bool(state.get("done"))
             if not self.output.exists() or self.output.stat().st_size < committed_bytes:
@@ -120,7 +132,9 @@ class ResultWriter:
         self.file.seek(committed_bytes)
         if committed_bytes == 0:
             if self.format == "csv":
-                self.file.write((",".join(["row"] + ([ID_COLUMN] if self.with_id else []) + [SCORE_COLUMN]) + "\n").encode())
+                self.file.write(
+                    (",".join(["row"] + ([ID_COLUMN] if self.with_id else []) + [SCORE_COLUMN]) + "\n").encode()
+                )
             self.commit()
             _fsync_dir(self.output)
 
@@ -157,9 +171,17 @@ class ResultWriter:
                 writer.writerow([row.index] + ([_plain(row.id)] if self.with_id else []) + [f"{float(score):.7g}"])
             data = buffer.getvalue()
         else:
-            data = "".join(json.dumps({"row": row.index, **({ID_COLUMN: _plain(row.id)} if self.with_id else {}),
-                                       SCORE_COLUMN: float(f"{float(score):.7g}")}) + "\n"
-                           for row, score in zip(rows, scores))
+            data = "".join(
+                json.dumps(
+                    {
+                        "row": row.index,
+                        **({ID_COLUMN: _plain(row.id)} if self.with_id else {}),
+                        SCORE_COLUMN: float(f"{float(score):.7g}"),
+                    }
+                )
+                + "\n"
+                for row, score in zip(rows, scores)
+            )
         self.file.write(data.encode("utf-8"))
         self.rows_written += len(rows)
 

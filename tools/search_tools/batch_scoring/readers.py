@@ -1,4 +1,5 @@
 """The pairs to score, streamed from CSV, JSONL or Parquet in constant memory."""
+
 from __future__ import annotations
 
 import csv
@@ -16,9 +17,9 @@ ID_COLUMN = "id"
 
 @dataclass(frozen=True)
 class Row:
-    index: int                       # 0-based position in the input file
+    index: int  # 0-based position in the input file
     id: object | None
-    fields: tuple[str | None, ...]   # in FIELDS order; None = missing
+    fields: tuple[str | None, ...]  # in FIELDS order; None = missing
 
 
 def input_format(path: Path) -> str:

@@ -1,5 +1,6 @@
 """The scoring loop: requests kept in flight, results written in input order, transient errors retried with
 exponential backoff (a server restart mid-run only delays rows)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ class RunStats:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-async def _score_with_retry(scorer: Scorer, rows: Sequence[Row], stats: RunStats, max_retry_s: float,
-                            backoff_s: float, max_backoff_s: float) -> np.ndarray:
+async def _score_with_retry(
+    scorer: Scorer, rows: Sequence[Row], stats: RunStats, max_retry_s: float, backoff_s: float, max_backoff_s: float
+) -> np.ndarray:
     started = time.monotonic()
     attempt = 0
     while True:
@@ -43,19 +45,30 @@ async def _score_with_retry(scorer: Scorer, rows: Sequence[Row], stats: RunStats
             if not scorer.is_transient(error) or time.monotonic() - started > max_retry_s:
                 raise
             stats.retries += 1
-            delay = min(max_backoff_s, backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+            delay = min(max_backoff_s, backoff_s * 2**attempt) * (0.5 + random.random() / 2)
             attempt += 1
             await asyncio.sleep(delay)
 
 
-async def score_file_async(input_path: str | Path, output_path: str | Path, scorer: Scorer, *,
-                           rows_per_request: int = 32, in_flight: int = 8, commit_rows: int = 1024,
-                           max_retry_s: float = 600.0, backoff_s: float = 0.5, max_backoff_s: float = 10.0,
-                           overwrite: bool = False, progress: bool = True) -> RunStats:
+async def score_file_async(
+    input_path: str | Path,
+    output_path: str | Path,
+    scorer: Scorer,
+    *,
+    rows_per_request: int = 32,
+    in_flight: int = 8,
+    commit_rows: int = 1024,
+    max_retry_s: float = 600.0,
+    backoff_s: float = 0.5,
+    max_backoff_s: float = 10.0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunStats:
     input_path = Path(input_path)
     identity = await scorer.identity() if hasattr(scorer, "identity") else None
-    writer = ResultWriter(output_path, input_path, has_id_column(input_path), overwrite=overwrite,
-                          model_identity=identity)
+    writer = ResultWriter(
+        output_path, input_path, has_id_column(input_path), overwrite=overwrite, model_identity=identity
+    )
     stats = RunStats(resumed_from=writer.rows_done)
     if writer.finished:
         writer.close()
@@ -76,8 +89,14 @@ async def score_file_async(input_path: str | Path, output_path: str | Path, scor
     async def produce() -> None:
         for rows in batched(read_rows(input_path, writer.rows_done), rows_per_request):
             await window.acquire()
-            queue.put_nowait((rows, asyncio.ensure_future(
-                _score_with_retry(scorer, rows, stats, max_retry_s, backoff_s, max_backoff_s))))
+            queue.put_nowait(
+                (
+                    rows,
+                    asyncio.ensure_future(
+                        _score_with_retry(scorer, rows, stats, max_retry_s, backoff_s, max_backoff_s)
+                    ),
+                )
+            )
         queue.put_nowait(None)
 
     producer = asyncio.ensure_future(produce())

@@ -1,4 +1,5 @@
 """Scorers of a batch of pairs: Triton's ``product_duplicate`` ensemble over gRPC, or the same chain in-process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,13 @@ class Scorer(Protocol):
         """Whether retrying the same request later may succeed."""
 
 
-_TRANSIENT_STATUSES = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED",
-                       "StatusCode.ABORTED", "StatusCode.CANCELLED"}
+_TRANSIENT_STATUSES = {
+    "StatusCode.UNAVAILABLE",
+    "StatusCode.DEADLINE_EXCEEDED",
+    "StatusCode.RESOURCE_EXHAUSTED",
+    "StatusCode.ABORTED",
+    "StatusCode.CANCELLED",
+}
 _TRANSIENT_MESSAGES = ("unknown model", "not ready", "is not healthy")
 
 
@@ -87,9 +93,10 @@ class TritonScorer:
                 continue
             config = (await self.client.get_model_config(name, as_json=True))["config"]
             metadata = await self.client.get_model_metadata(name, as_json=True)
-            models[name] = {"versions": sorted(metadata.get("versions", [])),
-                            "artifact_sha256": config.get("parameters", {}).get(ARTIFACT_DIGEST_PARAMETER, {})
-                            .get("string_value")}
+            models[name] = {
+                "versions": sorted(metadata.get("versions", [])),
+                "artifact_sha256": config.get("parameters", {}).get(ARTIFACT_DIGEST_PARAMETER, {}).get("string_value"),
+            }
             pending += [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
         return {"triton_model": self.model, "models": dict(sorted(models.items()))}
 
@@ -119,8 +126,11 @@ class OnnxScorer:
     async def identity(self) -> dict:
         from search_build.repository.artifacts import folder_sha256
 
-        return {"onnx_dir": str(self.export_dir.resolve()), "artifact_sha256": folder_sha256(self.export_dir),
-                **({"engine": self.engine} if self.engine != "onnxruntime" else {})}
+        return {
+            "onnx_dir": str(self.export_dir.resolve()),
+            "artifact_sha256": folder_sha256(self.export_dir),
+            **({"engine": self.engine} if self.engine != "onnxruntime" else {}),
+        }
 
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
         columns = [[row.fields[c] for row in rows] for c in range(len(FIELDS))]

@@ -1,5 +1,6 @@
 """Writing the chosen batching: the overrides file the build reads, the repository's configs (old ones kept as
 ``config.pbtxt.<stamp>.bak``), and the checks against clobbering a shared model tuned for another pipeline."""
+
 from __future__ import annotations
 
 import difflib
@@ -38,8 +39,9 @@ def shared_models(base: Pipeline, models: Sequence[str]) -> dict[str, list[str]]
     return out
 
 
-def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: str | Path,
-                     shared: dict[str, list[str]] | None = None) -> list[str]:
+def tuning_conflicts(
+    base: Pipeline, chosen: dict[str, dict], overrides_path: str | Path, shared: dict[str, list[str]] | None = None
+) -> list[str]:
     """Shared models whose applied batching, tuned for another pipeline, ``chosen`` would change.
 
     One config serves every pipeline that uses a model (product_encoder: real-time query_intent and
@@ -55,8 +57,10 @@ def tuning_conflicts(base: Pipeline, chosen: dict[str, dict], overrides_path: st
         owners = [o for o in others if o in tuned_by]
         applied = data.get("models", {}).get(model)
         if owners and applied is not None and any(applied.get(k) != v for k, v in chosen[model].items()):
-            out.append(f"{model} was tuned for {', '.join(owners)} ({describe({model: {**chosen[model], **applied}}, '')}); "
-                       f"{base.name}'s choice is {describe({model: chosen[model]}, '')}")
+            out.append(
+                f"{model} was tuned for {', '.join(owners)} ({describe({model: {**chosen[model], **applied}}, '')}); "
+                f"{base.name}'s choice is {describe({model: chosen[model]}, '')}"
+            )
     return out
 
 
@@ -68,8 +72,9 @@ class ConfigChange:
     backup: Path | None = None
 
 
-def apply_to_repository(pipeline: Pipeline, repository: Path, *, dry_run: bool, stamp: str | None = None,
-                        target: str = "local") -> list[ConfigChange]:
+def apply_to_repository(
+    pipeline: Pipeline, repository: Path, *, dry_run: bool, stamp: str | None = None, target: str = "local"
+) -> list[ConfigChange]:
     """Write ``pipeline``'s configs into an existing repository; each replaced file is kept as
     ``config.pbtxt.<stamp>.bak``. With ``dry_run`` only the diffs are computed."""
     stamp = stamp or datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -77,8 +82,10 @@ def apply_to_repository(pipeline: Pipeline, repository: Path, *, dry_run: bool, 
     for name, text in render_configs(pipeline, target).items():
         path = Path(repository) / name / "config.pbtxt"
         if not path.exists():
-            raise FileNotFoundError(f"{path} missing: build the repository first "
-                                    f"(searchbar build --pipelines {pipeline.name} --out {repository})")
+            raise FileNotFoundError(
+                f"{path} missing: build the repository first "
+                f"(searchbar build --pipelines {pipeline.name} --out {repository})"
+            )
         old = path.read_text()
         old_config, new_config = parse_pbtxt(old), parse_pbtxt(text)
         if ARTIFACT_DIGEST_PARAMETER in old_config.parameters:  # batching changes; the model's files do not
@@ -86,8 +93,9 @@ def apply_to_repository(pipeline: Pipeline, repository: Path, *, dry_run: bool, 
         if old_config == new_config:
             continue
         text = to_pbtxt(new_config)
-        diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                            f"{path} (current)", f"{path} (chosen)"))
+        diff = "".join(
+            difflib.unified_diff(old.splitlines(True), text.splitlines(True), f"{path} (current)", f"{path} (chosen)")
+        )
         change = ConfigChange(name, path, diff)
         if not dry_run:
             change.backup = path.with_name(f"config.pbtxt.{stamp}.bak")
@@ -99,40 +107,58 @@ def apply_to_repository(pipeline: Pipeline, repository: Path, *, dry_run: bool, 
 
 def apply_choice(base: Pipeline, chosen: Candidate, args, report: dict | None = None) -> int:
     dry_run = args.dry_run or not args.apply
-    if report is not None and not dry_run and not args.force and not report.get("verification", {}).get("beats_default"):
-        print("the chosen configuration did not beat the default in every verification round: "
-              "not applying (diff below; --force applies anyway)")
+    if (
+        report is not None
+        and not dry_run
+        and not args.force
+        and not report.get("verification", {}).get("beats_default")
+    ):
+        print(
+            "the chosen configuration did not beat the default in every verification round: "
+            "not applying (diff below; --force applies anyway)"
+        )
         dry_run = True
     shared = shared_models(base, chosen.batching)
     clashes = tuning_conflicts(base, chosen.batching, args.overrides, shared)
     for clash in clashes:
         print(f"conflict: {clash}")
     if clashes and not dry_run and not args.force:
-        print("not applying: a shared model would lose the batching another pipeline was tuned with "
-              "(--force applies anyway)")
+        print(
+            "not applying: a shared model would lose the batching another pipeline was tuned with "
+            "(--force applies anyway)"
+        )
         dry_run = True
     changes = apply_to_repository(chosen.pipeline(base), args.repository, dry_run=dry_run)
     for change in changes:
         print(change.diff)
     if dry_run:
-        print(f"{len(changes)} config(s) would change in {args.repository}"
-              + ("" if args.dry_run or args.apply else "; pass --apply to write them"))
+        print(
+            f"{len(changes)} config(s) would change in {args.repository}"
+            + ("" if args.dry_run or args.apply else "; pass --apply to write them")
+        )
         return 0
     source = {"candidate": chosen.name}
     if report:
         v = report.get("verification", {})
         run_dir = Path(report.get("run_dir", ""))
-        source.update(run=str(run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir),
-                      preset=report.get("preset"), budget_ms=report.get("budget_ms"),
-                      cpus=report.get("machine", {}).get("cpus"), throughput_ratio=v.get("throughput_ratio"),
-                      verification_wins=f"{v.get('chosen_wins')}/{v.get('n_rounds')}" if v else None)
+        source.update(
+            run=str(run_dir.relative_to(PROJECT_ROOT) if run_dir.is_relative_to(PROJECT_ROOT) else run_dir),
+            preset=report.get("preset"),
+            budget_ms=report.get("budget_ms"),
+            cpus=report.get("machine", {}).get("cpus"),
+            throughput_ratio=v.get("throughput_ratio"),
+            verification_wins=f"{v.get('chosen_wins')}/{v.get('n_rounds')}" if v else None,
+        )
     save_overrides(args.overrides, chosen.batching, source={args.pipeline: source})
     for model, others in shared.items():
         print(f"note: {model} is also served by {', '.join(others)}; it gets this batching there too")
     for change in changes:
         print(f"wrote {change.path} (previous kept as {change.backup.name})")
-    rebuild = ("" if Path(args.overrides).resolve() == TUNED_OVERRIDES.resolve()
-               else f" --batching-overrides {args.overrides}")
-    print(f"batching recorded in {args.overrides}; `searchbar build --pipelines {base.name}{rebuild}` "
-          "builds the local target with it")
+    rebuild = (
+        "" if Path(args.overrides).resolve() == TUNED_OVERRIDES.resolve() else f" --batching-overrides {args.overrides}"
+    )
+    print(
+        f"batching recorded in {args.overrides}; `searchbar build --pipelines {base.name}{rebuild}` "
+        "builds the local target with it"
+    )
     return 0

@@ -1,4 +1,5 @@
 """Sweep candidates: a serving configuration as tuned batching per composing model, and the lists to measure."""
+
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ DEFAULT_NAME = "default"
 @dataclass
 class Candidate:
     """One serving configuration: tuned batching fields per composing model."""
+
     name: str
     batching: dict[str, dict] = field(default_factory=dict)
     source: str = ""
@@ -36,10 +38,15 @@ def tuned_batching(pipeline: Pipeline) -> dict[str, dict]:
         return list(v) if isinstance(v, tuple) else v  # JSON-shaped, as candidates read back from files
 
     def engine(m):  # engine models are tuned on an engine: recorded with their batching (batching_overrides)
-        return {"engine": m.engine, "precision": m.precision} if isinstance(m, EngineModel) and m.follows_build_engine \
+        return (
+            {"engine": m.engine, "precision": m.precision}
+            if isinstance(m, EngineModel) and m.follows_build_engine
             else {}
+        )
 
-    return {m.name: {**{f: value(m.batching, f) for f in TUNED_FIELDS}, **engine(m)} for m in composing_models(pipeline)}
+    return {
+        m.name: {**{f: value(m.batching, f) for f in TUNED_FIELDS}, **engine(m)} for m in composing_models(pipeline)
+    }
 
 
 def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Candidate]:
@@ -53,8 +60,12 @@ def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Ca
     engines = [m for m in composing_models(base) if isinstance(m, EngineModel) and m.follows_build_engine]
     if not engines:
         return []
-    options = [(e, p) for e, ps in ENGINE_PRECISIONS.items() for p in ps
-               if p != "int8" and (e != "openvino" or openvino_available()) and (p != "bf16" or cpu_supports_bf16())]
+    options = [
+        (e, p)
+        for e, ps in ENGINE_PRECISIONS.items()
+        for p in ps
+        if p != "int8" and (e != "openvino" or openvino_available()) and (p != "bf16" or cpu_supports_bf16())
+    ]
     default = tuned_batching(base)
     out = []
     for engine, precision in options:
@@ -67,8 +78,10 @@ def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Ca
         except ParityGateError as exc:
             log(f"engine variant {engine} {precision}: not a candidate ({str(exc)[:200]})")
             continue
-        batching = {name: {**b, "engine": engine, "precision": precision} if name in {m.name for m in engines} else b
-                    for name, b in default.items()}
+        batching = {
+            name: {**b, "engine": engine, "precision": precision} if name in {m.name for m in engines} else b
+            for name, b in default.items()
+        }
         out.append(Candidate(describe(batching, base.name), batching, f"default batching on {engine} {precision}"))
     return out
 
@@ -77,10 +90,12 @@ def describe(batching: dict[str, dict], pipeline_name: str) -> str:
     """Short label: 'tokenize x2 b16 d1000, encoder x1 b64 p4 d0' (p: preferred batch sizes)."""
     parts = []
     for model, b in batching.items():
-        short = model[len(pipeline_name) + 1:] if model.startswith(pipeline_name + "_") else model
+        short = model[len(pipeline_name) + 1 :] if model.startswith(pipeline_name + "_") else model
         preferred = "".join(f" p{n}" for n in b.get("preferred_batch_sizes") or ())
         engine = f" {b['engine']}-{b['precision']}" if "engine" in b else ""
-        parts.append(f"{short} x{b['instance_count']} b{b['max_batch_size']}{preferred} d{b['max_queue_delay_us']}{engine}")
+        parts.append(
+            f"{short} x{b['instance_count']} b{b['max_batch_size']}{preferred} d{b['max_queue_delay_us']}{engine}"
+        )
     return ", ".join(parts)
 
 
@@ -114,13 +129,20 @@ def with_queue_delays(candidates: Sequence[Candidate], delays_us: Sequence[int],
     return unique(out)
 
 
-def candidate_list(base: Pipeline, proposed: Sequence[Candidate], delays_us: Sequence[int],
-                   max_candidates: int) -> list[Candidate]:
+def candidate_list(
+    base: Pipeline, proposed: Sequence[Candidate], delays_us: Sequence[int], max_candidates: int
+) -> list[Candidate]:
     """The default first, then queue-delay variants of the default's own settings and of ``proposed``
     (Model Analyzer's best or the fallback grid), at most ``max_candidates`` besides the default."""
     default = Candidate(DEFAULT_NAME, tuned_batching(base), "spec defaults")
-    variants = with_queue_delays([Candidate(DEFAULT_NAME, default.batching, "default settings"),
-                                  *(keep_request_rows(c, base) for c in proposed)], delays_us, base)
+    variants = with_queue_delays(
+        [
+            Candidate(DEFAULT_NAME, default.batching, "default settings"),
+            *(keep_request_rows(c, base) for c in proposed),
+        ],
+        delays_us,
+        base,
+    )
     return [default, *[c for c in variants if c.batching != default.batching][:max_candidates]]
 
 
@@ -134,7 +156,9 @@ def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
     return out
 
 
-def fallback_candidates(pipeline: Pipeline, instance_counts: Sequence[int], max_batch_sizes: Sequence[int]) -> list[Candidate]:
+def fallback_candidates(
+    pipeline: Pipeline, instance_counts: Sequence[int], max_batch_sizes: Sequence[int]
+) -> list[Candidate]:
     """A uniform grid over every composing model (when Model Analyzer is skipped or fails)."""
     base = tuned_batching(pipeline)
     out = []

@@ -1,4 +1,5 @@
 """`searchbar sweep` argument handling: measure and choose, or apply an earlier sweep's choice."""
+
 from __future__ import annotations
 
 import json
@@ -18,25 +19,51 @@ RESULTS_DIR = PROJECT_ROOT / "analyzer_configs" / "results"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--pipeline", required=True, help="pipeline whose serving configuration to tune")
-    parser.add_argument("--preset", choices=analyzer_config.PRESETS, default="quick",
-                        help="quick: < 10 min on 2 CPU cores; full: real hardware")
-    parser.add_argument("--apply", action="store_true",
-                        help="write the chosen batching to --overrides and the configs into --repository")
+    parser.add_argument(
+        "--preset",
+        choices=analyzer_config.PRESETS,
+        default="quick",
+        help="quick: < 10 min on 2 CPU cores; full: real hardware",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="write the chosen batching to --overrides and the configs into --repository",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the config diff, write nothing")
     parser.add_argument("--force", action="store_true", help="--apply even when verification shows no win")
-    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository",
-                        help="model repository to apply the chosen configuration to")
-    parser.add_argument("--overrides", type=Path, default=TUNED_OVERRIDES,
-                        help="batching overrides JSON read by `searchbar build --batching-overrides`")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "sweep",
-                        help="run outputs (JSON, CSV, Model Analyzer reports, server logs)")
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=PROJECT_ROOT / "model_repository",
+        help="model repository to apply the chosen configuration to",
+    )
+    parser.add_argument(
+        "--overrides",
+        type=Path,
+        default=TUNED_OVERRIDES,
+        help="batching overrides JSON read by `searchbar build --batching-overrides`",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=PROJECT_ROOT / "out" / "sweep",
+        help="run outputs (JSON, CSV, Model Analyzer reports, server logs)",
+    )
     parser.add_argument("--plots", type=Path, default=RESULTS_DIR, help="where the PNG plots go")
-    parser.add_argument("--skip-model-analyzer", action="store_true",
-                        help="candidates from the preset's fallback grid instead of a Model Analyzer profile")
-    parser.add_argument("--no-queue-timeouts", action="store_true",
-                        help="measure with the spec's queue timeouts off (they are kept in what --apply writes)")
-    parser.add_argument("--from-results", type=Path,
-                        help="apply (or --dry-run) the choice of an earlier sweep.json without measuring")
+    parser.add_argument(
+        "--skip-model-analyzer",
+        action="store_true",
+        help="candidates from the preset's fallback grid instead of a Model Analyzer profile",
+    )
+    parser.add_argument(
+        "--no-queue-timeouts",
+        action="store_true",
+        help="measure with the spec's queue timeouts off (they are kept in what --apply writes)",
+    )
+    parser.add_argument(
+        "--from-results", type=Path, help="apply (or --dry-run) the choice of an earlier sweep.json without measuring"
+    )
 
 
 def run(args) -> int:
@@ -53,8 +80,14 @@ def run(args) -> int:
             return 1
         return apply_choice(base, Candidate(report["chosen"], report["chosen_batching"]), args, report)
 
-    report = sweep(base, args.preset, out_root=args.out, plots_dir=args.plots,
-                   use_model_analyzer=not args.skip_model_analyzer, queue_timeouts=not args.no_queue_timeouts)
+    report = sweep(
+        base,
+        args.preset,
+        out_root=args.out,
+        plots_dir=args.plots,
+        use_model_analyzer=not args.skip_model_analyzer,
+        queue_timeouts=not args.no_queue_timeouts,
+    )
     if not report["chosen_batching"] or report["chosen"] == DEFAULT_NAME:
         print("nothing to apply: the default configuration stays")
         return 0

@@ -1,5 +1,6 @@
 """One candidate measured: its configs over the base repository's files, its own tritonserver, perf_analyzer at each
 concurrency level of the preset."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,14 @@ def candidate_repository(pipeline: Pipeline, base_repository: Path, dest: Path) 
     return dest
 
 
-def measure(pipeline: Pipeline, label: str, base_repository: Path, work_dir: Path, input_data: Path,
-            settings: analyzer_config.PerfSweepSettings) -> list[LoadPoint]:
+def measure(
+    pipeline: Pipeline,
+    label: str,
+    base_repository: Path,
+    work_dir: Path,
+    input_data: Path,
+    settings: analyzer_config.PerfSweepSettings,
+) -> list[LoadPoint]:
     from ..server import TritonServer
 
     repo = candidate_repository(pipeline, base_repository, work_dir / "repository")
@@ -39,8 +46,15 @@ def measure(pipeline: Pipeline, label: str, base_repository: Path, work_dir: Pat
     with TritonServer(repo, log_path=work_dir / "tritonserver.log") as server:
         for level in settings.concurrency:
             try:
-                points += run_perf_analyzer(pipeline.entry, server.grpc_url, [level], input_data,
-                                            measurement_ms=settings.measurement_ms, label=label, extra=PA_FLAGS)
+                points += run_perf_analyzer(
+                    pipeline.entry,
+                    server.grpc_url,
+                    [level],
+                    input_data,
+                    measurement_ms=settings.measurement_ms,
+                    label=label,
+                    extra=PA_FLAGS,
+                )
             except RuntimeError as exc:  # rejected / timed-out requests: this load is not servable
                 reason = [ln for ln in str(exc).splitlines() if "error" in ln.lower() or "failed" in ln.lower()]
                 print(f"    concurrency {level}: failed ({(reason or ['?'])[-1].strip()[:160]})", flush=True)

@@ -1,5 +1,6 @@
 """Model Analyzer's stage of the sweep: its run (stopped when it loops), its checkpoint's results read back as
 candidates."""
+
 from __future__ import annotations
 
 import csv
@@ -88,13 +89,20 @@ def run_model_analyzer(cfg: dict, export_dir: Path, log, *, timeout_s: float = 1
     reports_cfg = reports_only_config(cfg)
     repositories = [cfg["model_repository"], cfg["output_model_repository_path"]]
     try:
-        stopped = _profile(cfg, export_dir / "model_analyzer.yaml", export_dir / "model_analyzer.log", export_dir,
-                           log, timeout_s)
+        stopped = _profile(
+            cfg, export_dir / "model_analyzer.yaml", export_dir / "model_analyzer.log", export_dir, log, timeout_s
+        )
         if stopped:
             kill_servers_serving(repositories)  # its ports must be free for the rerun
             log(f"Model Analyzer stopped ({stopped}); writing its reports from the checkpoint")
-            again = _profile(reports_cfg, export_dir / "model_analyzer_reports.yaml",
-                             export_dir / "model_analyzer_reports.log", export_dir, log, 300)
+            again = _profile(
+                reports_cfg,
+                export_dir / "model_analyzer_reports.yaml",
+                export_dir / "model_analyzer_reports.log",
+                export_dir,
+                log,
+                300,
+            )
             if again:
                 raise RuntimeError(f"model-analyzer could not write reports from its checkpoint ({again})")
     finally:
@@ -112,16 +120,27 @@ def _profile(cfg: dict, yaml_path: Path, log_path: Path, cwd: Path, log, timeout
     log(f"model-analyzer profile -f {yaml_path}  (log: {log_path})")
     guard, started, stopped = AnalyzerLoopGuard(), time.monotonic(), None
     with open(log_path, "w") as fh:
-        proc = subprocess.Popen(["model-analyzer", "profile", "-f", str(yaml_path)], env=server_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["model-analyzer", "profile", "-f", str(yaml_path)],
+            env=server_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            start_new_session=True,
+        )
         try:
             for line in proc.stdout:
                 fh.write(line)
                 if "Profiling " in line or "Profile complete" in line or "error" in line.lower():
                     log(f"  MA {time.monotonic() - started:5.0f}s  {line.strip().removeprefix('[Model Analyzer] ')}")
-                reason = ("looping over configurations it has measured" if guard.looping(line) else
-                          f"past {timeout_s:.0f} s" if time.monotonic() - started > timeout_s else None)
+                reason = (
+                    "looping over configurations it has measured"
+                    if guard.looping(line)
+                    else f"past {timeout_s:.0f} s"
+                    if time.monotonic() - started > timeout_s
+                    else None
+                )
                 if reason and not stopped:
                     stopped, stop_sent = reason, time.monotonic()
                     proc.send_signal(signal.SIGINT)  # it finishes the current step and saves its checkpoint
@@ -165,21 +184,36 @@ def read_model_analyzer_results(export_dir: Path, model_repository: Path | None 
         for row in csv.DictReader(fh):
             ensemble_variant, _, composing = row["Model Config Path"].partition(":")
             variants = [v.strip() for v in composing.split(",") if v.strip()]
-            counts = [sum(int(part.split(":")[0]) for part in group.split("/") if part)
-                      for group in row["Instance Group"].split(",")]
+            counts = [
+                sum(int(part.split(":")[0]) for part in group.split("/") if part)
+                for group in row["Instance Group"].split(",")
+            ]
             sizes = [int(v) for v in row["Max Batch Size"].split(",")]
             if not (len(variants) == len(counts) == len(sizes)):
-                raise ValueError(f"{csv_path}: composing models, instance groups and batch sizes do not line up "
-                                 f"in {row['Model Config Path']!r}")
+                raise ValueError(
+                    f"{csv_path}: composing models, instance groups and batch sizes do not line up "
+                    f"in {row['Model Config Path']!r}"
+                )
             batching = {}
             for variant, count, size in zip(variants, counts, sizes):
                 model = re.sub(r"_config_(\d+|default)$", "", variant)
-                batching[model] = {"max_batch_size": size, "instance_count": count,
-                                   "max_queue_delay_us": _queue_delay(export_dir / "output_repository" / variant,
-                                                                      model_repository, model)}
-            rows.append(AnalyzerRow(ensemble_variant.strip(), int(row["Concurrency"]),
-                                    float(row["Throughput (infer/sec)"]), float(row["p99 Latency (ms)"]),
-                                    row["Satisfies Constraints"].strip().lower() == "yes", batching))
+                batching[model] = {
+                    "max_batch_size": size,
+                    "instance_count": count,
+                    "max_queue_delay_us": _queue_delay(
+                        export_dir / "output_repository" / variant, model_repository, model
+                    ),
+                }
+            rows.append(
+                AnalyzerRow(
+                    ensemble_variant.strip(),
+                    int(row["Concurrency"]),
+                    float(row["Throughput (infer/sec)"]),
+                    float(row["p99 Latency (ms)"]),
+                    row["Satisfies Constraints"].strip().lower() == "yes",
+                    batching,
+                )
+            )
     return rows
 
 
@@ -192,12 +226,20 @@ def _queue_delay(variant_dir: Path, model_repository: Path | None, model: str) -
 
 def analyzer_candidates(rows: Sequence[AnalyzerRow], pipeline: Pipeline, limit: int) -> list[Candidate]:
     """Model Analyzer's best distinct composing settings: within the budget first, then throughput."""
-    ranked = sorted((r for r in rows if not r.ensemble_variant.endswith("_config_default")),
-                    key=lambda r: (r.satisfies, r.throughput), reverse=True)
+    ranked = sorted(
+        (r for r in rows if not r.ensemble_variant.endswith("_config_default")),
+        key=lambda r: (r.satisfies, r.throughput),
+        reverse=True,
+    )
     out = []
     for r in ranked:
         b = {m: v for m, v in r.batching.items() if m in {c.name for c in composing_models(pipeline)}}
-        out.append(Candidate(describe(b, pipeline.name), b,
-                             f"Model Analyzer {r.ensemble_variant} ({r.throughput:.0f}/s, p99 {r.p99_ms:.1f} ms "
-                             f"at concurrency {r.concurrency})"))
+        out.append(
+            Candidate(
+                describe(b, pipeline.name),
+                b,
+                f"Model Analyzer {r.ensemble_variant} ({r.throughput:.0f}/s, p99 {r.p99_ms:.1f} ms "
+                f"at concurrency {r.concurrency})",
+            )
+        )
     return unique(out)[:limit]

@@ -1,4 +1,5 @@
 """The sweep's reports: sweep.json, sweep.csv and the summary printed at the end (the plots are drawn by perf)."""
+
 from __future__ import annotations
 
 import csv
@@ -24,31 +25,57 @@ def write_reports(report: dict, run_dir: Path) -> None:
         w.writerow(["stage", "config", "concurrency", "throughput", "p50_ms", "p90_ms", "p99_ms", "within_budget"])
         for c in report["candidates"]:
             for p in c["points"]:
-                w.writerow(["sweep", c["name"], p["concurrency"], f"{p['throughput']:.2f}", f"{p['p50_ms']:.2f}",
-                            f"{p['p90_ms']:.2f}", f"{p['p99_ms']:.2f}", p["p99_ms"] <= report["budget_ms"]])
+                w.writerow(
+                    [
+                        "sweep",
+                        c["name"],
+                        p["concurrency"],
+                        f"{p['throughput']:.2f}",
+                        f"{p['p50_ms']:.2f}",
+                        f"{p['p90_ms']:.2f}",
+                        f"{p['p99_ms']:.2f}",
+                        p["p99_ms"] <= report["budget_ms"],
+                    ]
+                )
         for i, r in enumerate(report.get("verification", {}).get("rounds", [])):
             for name, v in r.items():
                 for p in v["points"]:
-                    w.writerow([f"verify{i + 1}", name, p["concurrency"], f"{p['throughput']:.2f}", f"{p['p50_ms']:.2f}",
-                                f"{p['p90_ms']:.2f}", f"{p['p99_ms']:.2f}", p["p99_ms"] <= report["budget_ms"]])
+                    w.writerow(
+                        [
+                            f"verify{i + 1}",
+                            name,
+                            p["concurrency"],
+                            f"{p['throughput']:.2f}",
+                            f"{p['p50_ms']:.2f}",
+                            f"{p['p90_ms']:.2f}",
+                            f"{p['p99_ms']:.2f}",
+                            p["p99_ms"] <= report["budget_ms"],
+                        ]
+                    )
     print(f"wrote {run_dir / 'sweep.json'} and {run_dir / 'sweep.csv'}")
 
 
 def summary_text(report: dict) -> str:
-    lines = [f"{report['pipeline']} ({report['preset']} preset), p99 budget {report['budget_ms']:g} ms, "
-             f"load: concurrency {report['load']['concurrency']}"]
+    lines = [
+        f"{report['pipeline']} ({report['preset']} preset), p99 budget {report['budget_ms']:g} ms, "
+        f"load: concurrency {report['load']['concurrency']}"
+    ]
     points = [LoadPoint(**p) for c in report["candidates"] for p in c["points"]]
     lines.append(format_table(points))
     lines.append(f"chosen: {report['chosen'] or 'none (no candidate met the budget)'}")
     v = report.get("verification")
     if v:
         d, c = v["summary"][DEFAULT_NAME], v["summary"]["chosen"]
-        fmt = lambda s: (f"{s['throughput']:.1f}/s, p99 {s['p99_ms']:.1f} ms"  # noqa: E731
-                         if s["throughput"] else "nothing under budget")
-        lines.append(f"verification ({v['n_rounds']} alternating rounds, median best under budget): "
-                     f"default {fmt(d)}; chosen {fmt(c)}; chosen won {v['chosen_wins']}/{v['n_rounds']} rounds"
-                     + (f"; x{v['throughput_ratio']:.2f}" if v["throughput_ratio"] else "")
-                     + ("" if v["beats_default"] else "  -> NOT a measurable win"))
+
+        def fmt(s):
+            return f"{s['throughput']:.1f}/s, p99 {s['p99_ms']:.1f} ms" if s["throughput"] else "nothing under budget"
+
+        lines.append(
+            f"verification ({v['n_rounds']} alternating rounds, median best under budget): "
+            f"default {fmt(d)}; chosen {fmt(c)}; chosen won {v['chosen_wins']}/{v['n_rounds']} rounds"
+            + (f"; x{v['throughput_ratio']:.2f}" if v["throughput_ratio"] else "")
+            + ("" if v["beats_default"] else "  -> NOT a measurable win")
+        )
     for name, path in report.get("plots", {}).items():
         lines.append(f"plot ({name}): {path}")
     return "\n".join(lines)
