@@ -34,11 +34,11 @@ from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.repository.writer import served_model, write_repository  # noqa: E402
 from search_build.export.sentence_checkpoint import SentenceCheckpoint, default_embedding_checkpoint  # noqa: E402
 from search_tools.input_data import write_pipeline_input_data  # noqa: E402
-from search_tools.perf import (
+from search_tools.perf import (  # noqa: E402
     LoadPoint,
     format_table,
     plot_latency_throughput,
-    run_perf_analyzer,  # noqa: E402
+    run_perf_analyzer,
     time_batches,
 )
 from search_tools.sample_queries import MUSIC_QUERIES  # noqa: E402

@@ -42,10 +42,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from search_backends.contracts.spell_correct import (
+from search_backends.contracts.spell_correct import (  # noqa: E402
     CORRECTED,
     ENGINE_CT2,
-    ENGINE_INPROCESS,  # noqa: E402
+    ENGINE_INPROCESS,
     ENGINE_MODES,
     GUARD_INPUT,
     GUARD_PARAMETER,
@@ -59,12 +59,13 @@ from search_build.export.spell_ct2 import converted_model  # noqa: E402
 from search_build.pipelines import build_pipeline  # noqa: E402
 from search_build.pipelines.spell_correct import DEFAULT_CHECKPOINT, exported_graphs  # noqa: E402
 from search_build.repository.writer import write_repository  # noqa: E402
-from search_tools.perf import (
+from search_tools.perf import (  # noqa: E402
     INPUT_DATA_DIR,
     LoadPoint,
     format_table,
+    plot_load_curves,
     run_perf_analyzer,
-    time_batches,  # noqa: E402
+    time_batches,
     write_input_data,
 )
 from search_tools.sample_queries import MISSPELLED_MUSIC_QUERIES as QUERIES  # noqa: E402
@@ -260,13 +261,7 @@ def plot(results: dict[str, list[LoadPoint]], path: Path, title: str) -> Path:
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
     for ax, (mode, points) in zip(axes[0], results.items()):
-        for label in dict.fromkeys(p.label for p in points):
-            series = [p for p in points if p.label == label]
-            ax.plot([p.throughput for p in series], [p.p99_ms for p in series], marker="o", label=label)
-            for p in series:
-                ax.annotate(
-                    str(p.concurrency), (p.throughput, p.p99_ms), fontsize=7, xytext=(3, 3), textcoords="offset points"
-                )
+        plot_load_curves(ax, points)
         ax.set_xlabel("throughput (queries/s)")
         ax.set_ylabel("p99 latency (ms)")
         ax.set_yscale("log")

@@ -20,9 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from search_backends.contracts import product_search as P  # noqa: E402
 from search_backends.heads import duplicate_probability  # noqa: E402
 from search_backends.pair_encoding import PairEncoder  # noqa: E402
-from search_build.training.product_data import (
+from search_build.training.product_data import (  # noqa: E402
     INTENT_LABELS,
-    make_intent_splits,  # noqa: E402
+    make_intent_splits,
     make_product_pair_splits,
 )
 from search_build.export.sentence_checkpoint import default_embedding_checkpoint  # noqa: E402

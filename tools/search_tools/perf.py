@@ -183,6 +183,17 @@ def format_table(points: Sequence[LoadPoint], baseline: dict[int, LoadPoint] | N
     return "\n".join(lines)
 
 
+def plot_load_curves(ax, points: Sequence[LoadPoint]) -> None:
+    """One p99-against-throughput line per label on ``ax``, each point marked with its concurrency."""
+    for label in dict.fromkeys(p.label for p in points):
+        series = [p for p in points if p.label == label]
+        ax.plot([p.throughput for p in series], [p.p99_ms for p in series], marker="o", label=label)
+        for p in series:
+            ax.annotate(
+                str(p.concurrency), (p.throughput, p.p99_ms), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+
+
 def plot_latency_throughput(
     points: Sequence[LoadPoint], path: Path, title: str, budget_ms: float | None = None
 ) -> Path:
@@ -192,13 +203,7 @@ def plot_latency_throughput(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for label in dict.fromkeys(p.label for p in points):
-        series = [p for p in points if p.label == label]
-        ax.plot([p.throughput for p in series], [p.p99_ms for p in series], marker="o", label=label)
-        for p in series:
-            ax.annotate(
-                str(p.concurrency), (p.throughput, p.p99_ms), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+    plot_load_curves(ax, points)
     if budget_ms:
         ax.axhline(budget_ms, color="red", linestyle="--", linewidth=1, label=f"p99 budget {budget_ms:g} ms")
     ax.set_xlabel("throughput (rows/s)")

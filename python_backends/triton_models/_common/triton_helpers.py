@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,21 @@ from search_backends.text_input import InputError, decode_text
 _MODEL_NAME = {"name": None}  # one model per stub process: named in error replies
 
 
-def model_config(args: dict) -> dict:
+@dataclass(frozen=True)
+class ModelSetup:
+    """What an adapter's ``initialize`` reads from Triton's ``args``."""
+
+    config: dict  # the model's config, as JSON
+    params: dict[str, str]  # its string parameters
+    dtypes: dict[str, np.dtype]  # numpy type of each output
+    folder: Path  # the version folder: the model's files
+
+
+def model_setup(args: dict) -> ModelSetup:
     _MODEL_NAME["name"] = args.get("model_name") or _MODEL_NAME["name"]
-    return json.loads(args["model_config"])
+    config = json.loads(args["model_config"])
+    folder = Path(args["model_repository"]) / args["model_version"]
+    return ModelSetup(config, parameters(config), output_dtypes(config), folder)
 
 
 def parameters(config: dict) -> dict[str, str]:
@@ -34,10 +47,6 @@ def engine_threads(config: dict) -> int:
 
     instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
     return threads_per_instance(int_parameter(parameters(config), THREADS_PARAMETER, 0, minimum=0), instances)
-
-
-def version_dir(args: dict) -> Path:
-    return Path(args["model_repository"]) / args["model_version"]
 
 
 def output_dtypes(config: dict) -> dict[str, np.dtype]:

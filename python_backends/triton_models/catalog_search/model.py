@@ -7,26 +7,16 @@ import numpy as np
 from search_backends.contracts import search_bar as C
 from search_backends.catalog_index import check_queries, open_catalog, padded, top_k_of_request
 from search_backends.model_parameters import int_parameter
-from triton_helpers import (
-    utf8,
-    guarded,
-    input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import guarded, input_error_response, model_setup, respond, tensor_or_none, utf8
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        self.dtypes = output_dtypes(config)
+        setup = model_setup(args)
+        params = setup.params
+        self.dtypes = setup.dtypes
         threads = int_parameter(params, C.PARAM_SEARCH_THREADS, 1, minimum=1, maximum=64)
-        self.catalog = open_catalog(version_dir(args) / params.get(C.PARAM_CATALOG_DIR, C.CATALOG_DIR), threads=threads)
+        self.catalog = open_catalog(setup.folder / params.get(C.PARAM_CATALOG_DIR, C.CATALOG_DIR), threads=threads)
 
     @guarded
     def execute(self, requests):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from search_backends.contracts.product_search import POOLED_EMBEDDING, SCORE
 from search_backends.heads import DuplicateHead
 from search_backends.request_rows import concat_rows
-from triton_helpers import guarded, model_config, output_dtypes, parameters, respond, tensor_or_none, version_dir
+from triton_helpers import guarded, model_setup, respond, tensor_or_none
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        self.dtypes = output_dtypes(config)
-        self.head = DuplicateHead.from_parameters(version_dir(args), parameters(config))
+        setup = model_setup(args)
+        self.dtypes = setup.dtypes
+        self.head = DuplicateHead.from_parameters(setup.folder, setup.params)
 
     @guarded
     def execute(self, requests):

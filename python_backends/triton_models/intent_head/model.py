@@ -7,23 +7,14 @@ from search_backends.contracts.product_search import POOLED_EMBEDDING, TOP_K
 from search_backends.heads import IntentHead
 from search_backends.request_rows import concat_rows
 from search_backends.text_input import InputError
-from triton_helpers import (
-    guarded,
-    input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import guarded, input_error_response, model_setup, respond, tensor_or_none
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        self.dtypes = output_dtypes(config)
-        self.head = IntentHead.from_parameters(version_dir(args), parameters(config))
+        setup = model_setup(args)
+        self.dtypes = setup.dtypes
+        self.head = IntentHead.from_parameters(setup.folder, setup.params)
 
     @guarded
     def execute(self, requests):

@@ -18,28 +18,18 @@ from search_backends.graph_engines import (
     open_engine,
 )
 from search_backends.text_input import InputError
-from triton_helpers import (
-    input_error_response,
-    engine_threads,
-    guarded,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import engine_threads, guarded, input_error_response, model_setup, respond, tensor_or_none
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        self.dtypes = output_dtypes(config)
+        setup = model_setup(args)
+        params = setup.params
+        self.dtypes = setup.dtypes
         engine = open_engine(
             params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-            version_dir(args) / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-            threads=engine_threads(config),
+            setup.folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
+            threads=engine_threads(setup.config),
             precision=params.get(PRECISION_PARAMETER, "fp32"),
         )
         self.runner = BatchRunner(engine)

@@ -19,25 +19,16 @@ from search_backends.contracts.query_embedding import (
 from search_backends.model_parameters import int_parameter
 from search_backends.pair_encoding import PairEncoder, pair_columns
 from search_backends.text_input import InputError
-from triton_helpers import (
-    guarded,
-    input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import guarded, input_error_response, model_setup, respond, tensor_or_none
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        self.dtypes = output_dtypes(config)
+        setup = model_setup(args)
+        params = setup.params
+        self.dtypes = setup.dtypes
         self.encoder = PairEncoder.from_dir(
-            version_dir(args) / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
+            setup.folder / params.get(TOKENIZER_DIR_PARAMETER, TOKENIZER_DIR),
             max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=8),
             pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE, minimum=1),
             max_type_tokens=int_parameter(params, MAX_TYPE_TOKENS_PARAMETER, DEFAULT_MAX_TYPE_TOKENS, minimum=1),

@@ -14,15 +14,13 @@ from search_backends.model_parameters import int_parameter
 from search_backends.search_bar import Stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
 from triton_helpers import (
-    utf8,
     guarded_async,
     input_error_response,
     internal_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
+    model_setup,
     respond,
     tensor_or_none,
+    utf8,
 )
 
 _text = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else str(b), otypes=[np.object_])
@@ -40,10 +38,10 @@ def _strings(name: str, texts: list[str]) -> "pb_utils.Tensor":
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        self.dtypes = output_dtypes(config)
-        classes = next(int(o["dims"][0]) for o in config["output"] if o["name"] == C.INTENT_PROBABILITIES)
-        self.spell_beams = int_parameter(parameters(config), C.PARAM_SPELL_NUM_BEAMS, 0, minimum=0, maximum=16)
+        setup = model_setup(args)
+        self.dtypes = setup.dtypes
+        classes = next(int(o["dims"][0]) for o in setup.config["output"] if o["name"] == C.INTENT_PROBABILITIES)
+        self.spell_beams = int_parameter(setup.params, C.PARAM_SPELL_NUM_BEAMS, 0, minimum=0, maximum=16)
         self.stages = Stages(self._spell, self._intent, self._embed, self._search, classes)
 
     async def _call(self, model: str, inputs: list, outputs: list[str]) -> dict[str, np.ndarray]:

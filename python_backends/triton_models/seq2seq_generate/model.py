@@ -25,17 +25,7 @@ from search_backends.contracts.spell_correct import (
 )
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.text_input import InputError
-from triton_helpers import (
-    engine_threads,
-    guarded,
-    input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import engine_threads, guarded, input_error_response, model_setup, respond, tensor_or_none
 
 
 class BlsEngines:
@@ -69,13 +59,13 @@ class BlsEngines:
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        self.dtypes = output_dtypes(config)
-        params = parameters(config)
+        setup = model_setup(args)
+        self.dtypes = setup.dtypes
+        params = setup.params
         self.decoding = ServedDecoding.from_parameters(
-            version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR),
+            setup.folder / params.get(MODEL_DIR_PARAMETER, MODEL_DIR),
             params,
-            threads=engine_threads(config),
+            threads=engine_threads(setup.config),
             bls_engines=BlsEngines,
         )
 

@@ -30,23 +30,20 @@ from triton_helpers import (
     gather_texts,
     guarded,
     input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
+    model_setup,
     respond,
     tensor_or_none,
     utf8,
-    version_dir,
 )
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        self.dtypes = output_dtypes(config)
-        model_dir = version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
-        self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(config))
+        setup = model_setup(args)
+        params = setup.params
+        self.dtypes = setup.dtypes
+        model_dir = setup.folder / params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
+        self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(setup.config))
         self.codec = SpellTextCodec(model_dir)
         self.guard = SpellGuard.from_model_dir(model_dir)
 

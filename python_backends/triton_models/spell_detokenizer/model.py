@@ -19,16 +19,7 @@ from search_backends.contracts.spell_correct import (
 )
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
-from triton_helpers import (
-    guarded,
-    input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
-    respond,
-    tensor_or_none,
-    version_dir,
-)
+from triton_helpers import guarded, input_error_response, model_setup, respond, tensor_or_none
 
 
 def _texts(values) -> list[str]:
@@ -37,9 +28,9 @@ def _texts(values) -> list[str]:
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        self.dtypes = output_dtypes(config)
-        model_dir = version_dir(args) / parameters(config).get(MODEL_DIR_PARAMETER, MODEL_DIR)
+        setup = model_setup(args)
+        self.dtypes = setup.dtypes
+        model_dir = setup.folder / setup.params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
         self.codec = SpellTextCodec(model_dir)
         self.guard = SpellGuard.from_model_dir(model_dir)
 

@@ -15,15 +15,15 @@ from search_backends.contracts.spell_correct import (
     TAIL,
     TEXT,
 )
-from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
+from triton_helpers import gather_texts, guarded, model_setup, respond
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        self.dtypes = output_dtypes(config)
-        self.codec = SpellTextCodec(version_dir(args) / params.get(MODEL_DIR_PARAMETER, MODEL_DIR))
+        setup = model_setup(args)
+        params = setup.params
+        self.dtypes = setup.dtypes
+        self.codec = SpellTextCodec(setup.folder / params.get(MODEL_DIR_PARAMETER, MODEL_DIR))
 
     @guarded
     def execute(self, requests):

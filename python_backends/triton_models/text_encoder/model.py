@@ -26,27 +26,24 @@ from triton_helpers import (
     gather_texts,
     guarded,
     input_error_response,
-    model_config,
-    output_dtypes,
-    parameters,
+    model_setup,
     respond,
     tensor_or_none,
-    version_dir,
 )
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
-        folder = version_dir(args)
+        setup = model_setup(args)
+        params = setup.params
+        folder = setup.folder
         self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
-        self.dtypes = output_dtypes(config)
+        self.dtypes = setup.dtypes
         self.tokenizer = BatchTokenizer.from_parameters(folder, params)
         self.engine = open_engine(
             params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
             folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-            threads=engine_threads(config),
+            threads=engine_threads(setup.config),
             precision=params.get(PRECISION_PARAMETER, "fp32"),
         )
         self.outputs = [name for name in self.engine.output_names if name in self.dtypes]

@@ -5,17 +5,17 @@ from __future__ import annotations
 from search_backends.contracts.product_search import IDS
 from search_backends.contracts.query_embedding import TEXT, TEXT_INPUT_PARAMETER
 from search_backends.tokenization import BatchTokenizer
-from triton_helpers import gather_texts, guarded, model_config, output_dtypes, parameters, respond, version_dir
+from triton_helpers import gather_texts, guarded, model_setup, respond
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = model_config(args)
-        params = parameters(config)
+        setup = model_setup(args)
+        params = setup.params
         self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
-        self.dtypes = output_dtypes(config)
+        self.dtypes = setup.dtypes
         self.outputs = [name for name in IDS if name in self.dtypes]  # token_type_ids only where the encoder takes them
-        self.tokenizer = BatchTokenizer.from_parameters(version_dir(args), params)
+        self.tokenizer = BatchTokenizer.from_parameters(setup.folder, params)
 
     @guarded
     def execute(self, requests):

@@ -17,41 +17,23 @@ def machine_info() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": os.getloadavg()[0]}
 
 
+def _csv_row(stage: str, config: str, point: dict, budget_ms: float) -> list:
+    latencies = [f"{point[k]:.2f}" for k in ("throughput", "p50_ms", "p90_ms", "p99_ms")]
+    return [stage, config, point["concurrency"], *latencies, point["p99_ms"] <= budget_ms]
+
+
 def write_reports(report: dict, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "sweep.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     with open(run_dir / "sweep.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["stage", "config", "concurrency", "throughput", "p50_ms", "p90_ms", "p99_ms", "within_budget"])
+        budget = report["budget_ms"]
         for c in report["candidates"]:
-            for p in c["points"]:
-                w.writerow(
-                    [
-                        "sweep",
-                        c["name"],
-                        p["concurrency"],
-                        f"{p['throughput']:.2f}",
-                        f"{p['p50_ms']:.2f}",
-                        f"{p['p90_ms']:.2f}",
-                        f"{p['p99_ms']:.2f}",
-                        p["p99_ms"] <= report["budget_ms"],
-                    ]
-                )
+            w.writerows(_csv_row("sweep", c["name"], p, budget) for p in c["points"])
         for i, r in enumerate(report.get("verification", {}).get("rounds", [])):
             for name, v in r.items():
-                for p in v["points"]:
-                    w.writerow(
-                        [
-                            f"verify{i + 1}",
-                            name,
-                            p["concurrency"],
-                            f"{p['throughput']:.2f}",
-                            f"{p['p50_ms']:.2f}",
-                            f"{p['p90_ms']:.2f}",
-                            f"{p['p99_ms']:.2f}",
-                            p["p99_ms"] <= report["budget_ms"],
-                        ]
-                    )
+                w.writerows(_csv_row(f"verify{i + 1}", name, p, budget) for p in v["points"])
     print(f"wrote {run_dir / 'sweep.json'} and {run_dir / 'sweep.csv'}")
 
 
