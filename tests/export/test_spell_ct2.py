@@ -18,7 +18,7 @@ pytest.importorskip("ctranslate2")
 from search_backends.spell_generation import GenerationDefaults, generate  # noqa: E402
 from search_backends.spell_generation.ct2_engine import CTranslate2Generation, inexact_control  # noqa: E402
 from search_build.export import spell_ct2, spell_export  # noqa: E402
-from test_spell_model import (  # noqa: E402
+from support.spell import (  # noqa: E402
     GENERATION_OPTIONS,
     QUERIES,
     SPELL_DIR,

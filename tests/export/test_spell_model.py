@@ -7,7 +7,6 @@ a randomly initialised BART of a different shape proves the export and the gener
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -18,12 +17,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from search_backends.spell_corrector import OnnxSpellModel, SpellCorrector, normalize_query  # noqa: E402
+from search_backends.spell_corrector import SpellCorrector, normalize_query  # noqa: E402
 from search_backends.spell_generation import GenerationDefaults, generate  # noqa: E402
 from search_build.export import spell_export  # noqa: E402
 from support.project import PROJECT_ROOT  # noqa: E402
+from support.spell import (  # noqa: E402
+    GENERATION_OPTIONS,
+    QUERIES,
+    SPELL_DIR,
+    hf_generate,
+    onnx_runner,
+    padded_like,
+    spell_inputs,
+)
 
-SPELL_DIR = PROJECT_ROOT / "models" / "spell_bart"
 EVAL_DATA = PROJECT_ROOT / "benchmarks" / "data"
 # Guarded (served default) quality on the shipped held-out files; measured values in models/spell_bart/MODEL_CARD.md.
 # Measured 81.0% fixed / 98.6% unchanged (music, 58 + 69 queries) and 84.5% / 98.8% (real, 400 + 400) with the
@@ -32,55 +39,6 @@ HELD_OUT_FLOORS = {
     "spell_music_queries.tsv": {"fixed": 0.66, "unchanged": 0.94},
     "spell_heldout_real_misspellings.tsv": {"fixed": 0.78, "unchanged": 0.97},
 }
-
-QUERIES = [
-    "beatels",
-    "metalica",
-    "led zepelin",
-    "pink floyd dark sid",
-    "the rolling stonse",
-    "a",
-    "hello",
-    "jazz",
-    "clasical music",
-    "tayler swift love stroy",
-    "queeen bohemian rhapsody",
-    "nirvanna smells like",
-    "acoustic gutiar",
-    "chill lofi beats",
-    "hip hop",
-    "teh",
-    "rainbow",
-    "summer vibes playlsit",
-    "moonlight sonata",
-    "eletcronic dance musci",
-    "x",
-    "country roads take me hoem",
-    "bluess",
-    "frank sinatra",
-    "symphony no 9",
-    "drake",
-    "workout",
-    "pianoo",
-    "kpop",
-    "the beatles abbey road come together",
-    "sad songs",
-    "abcdefghijklmnopqrstuvwxyz",
-]
-
-GENERATION_OPTIONS = [
-    {},  # the checkpoint's generation_config.json
-    {"num_beams": 1},
-    {"num_beams": 4},
-    {"num_beams": 4, "length_penalty": 0.5, "early_stopping": False},
-    {"num_beams": 4, "length_penalty": 2.0, "early_stopping": "never"},
-    {"num_beams": 4, "length_penalty": -1.0, "early_stopping": True},
-    {"num_beams": 3, "no_repeat_ngram_size": 2},
-    {"num_beams": 1, "no_repeat_ngram_size": 3, "min_length": 12},
-    {"num_beams": 4, "min_new_tokens": 12, "max_new_tokens": 18},
-    {"num_beams": 2, "max_length": 6},
-    {"num_beams": 1, "max_new_tokens": 4},
-]
 
 
 def tiny_random_bart(path: Path) -> Path:
@@ -139,37 +97,6 @@ def tiny_inputs(batch_lengths: list[int], vocab: int, seed: int) -> tuple[np.nda
         ids[i, :n] = np.concatenate([[0], rng.integers(4, vocab, size=n - 2), [2]])
         mask[i, :n] = 1
     return ids, mask
-
-
-@functools.lru_cache(maxsize=None)
-def spell_tokenizer():
-    return transformers.AutoTokenizer.from_pretrained(SPELL_DIR)
-
-
-@functools.lru_cache(maxsize=None)
-def onnx_runner(onnx_dir: Path) -> OnnxSpellModel:
-    return OnnxSpellModel(onnx_dir, intra_op_threads=1)
-
-
-def spell_inputs(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    enc = spell_tokenizer()(texts, padding=True, return_tensors="np")
-    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-
-
-def hf_generate(model, ids: np.ndarray, mask: np.ndarray, **options) -> np.ndarray:
-    with torch.no_grad():
-        return model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **options).numpy()
-
-
-def padded_like(rows: list[list[int]], reference: np.ndarray, params) -> np.ndarray:
-    """Our per-request rows padded the way HF pads a batch (pad, or eos when pad is unset)."""
-    fill = params.pad_token_id if params.pad_token_id is not None else params.eos_token_ids[0]
-    width = reference.shape[1]
-    assert all(len(r) <= width for r in rows), [len(r) for r in rows]
-    return np.array([r + [fill] * (width - len(r)) for r in rows], dtype=np.int64)
-
-
-# ---------------------------------------------------------------------------------------------- tokenizer
 
 
 def test_tokenizer_loads_as_bart_and_matches_plain_tokenizers():
