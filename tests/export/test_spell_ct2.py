@@ -25,37 +25,15 @@ from support.spell import (  # noqa: E402
     hf_generate,
     onnx_runner,
     padded_like,
+    random_bart,
     spell_inputs,
     spell_tokenizer,
 )
 
 
 def random_bart_with_spell_vocabulary(path):
-    """8 heads, 2 encoder / 4 decoder layers, relu: another shape over the checkpoint's byte vocabulary."""
-    torch.manual_seed(4321)
-    config = transformers.BartConfig(
-        vocab_size=len(spell_tokenizer()),
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=4,
-        encoder_attention_heads=8,
-        decoder_attention_heads=8,
-        encoder_ffn_dim=96,
-        decoder_ffn_dim=160,
-        max_position_embeddings=40,
-        activation_function="relu",
-        scale_embedding=False,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        forced_bos_token_id=0,
-        forced_eos_token_id=2,
-    )
-    model = transformers.BartForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        model.final_logits_bias.copy_(torch.randn_like(model.final_logits_bias) * 0.5)
-    model.save_pretrained(path)
+    """Another BART shape over the checkpoint's byte vocabulary, with forced BOS/EOS like the checkpoint."""
+    random_bart(path, vocab_size=len(spell_tokenizer()), seed=4321, forced_bos_token_id=0, forced_eos_token_id=2)
     spell_tokenizer().save_pretrained(path)
     return path
 

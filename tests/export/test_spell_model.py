@@ -8,7 +8,6 @@ a randomly initialised BART of a different shape proves the export and the gener
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from support.spell import (  # noqa: E402
     hf_generate,
     onnx_runner,
     padded_like,
+    random_bart,
     spell_inputs,
 )
 
@@ -41,38 +41,11 @@ HELD_OUT_FLOORS = {
 }
 
 
-def tiny_random_bart(path: Path) -> Path:
-    """A different BART shape: 8 heads, 2 encoder / 4 decoder layers, relu, unscaled embeddings, odd vocab."""
-    torch.manual_seed(1234)
-    config = transformers.BartConfig(
-        vocab_size=203,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=4,
-        encoder_attention_heads=8,
-        decoder_attention_heads=8,
-        encoder_ffn_dim=96,
-        decoder_ffn_dim=160,
-        max_position_embeddings=40,
-        activation_function="relu",
-        scale_embedding=False,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-    )
-    model = transformers.BartForConditionalGeneration(config).eval()
-    with torch.no_grad():  # a visible final_logits_bias, so the export must carry it
-        model.final_logits_bias.copy_(torch.randn_like(model.final_logits_bias) * 0.5)
-    model.save_pretrained(path, safe_serialization=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """{name: (checkpoint dir, onnx dir)} for the committed model and the random one."""
     base = tmp_path_factory.mktemp("spell")
-    tiny = tiny_random_bart(base / "tiny_bart")
+    tiny = random_bart(base / "tiny_bart", vocab_size=203, seed=1234)  # odd vocabulary
     out = {}
     for name, model_dir in (("spell", SPELL_DIR), ("tiny", tiny)):
         out[name] = (model_dir, spell_export.export_checkpoint(model_dir, base / f"{name}_onnx"))

@@ -94,3 +94,33 @@ def padded_like(rows: list[list[int]], reference: np.ndarray, params) -> np.ndar
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
+
+
+def random_bart(path: Path, *, vocab_size: int, seed: int, **config) -> Path:
+    """A randomly initialised BART of another shape than the checkpoint (8 heads, 2 encoder / 4 decoder layers, relu,
+    unscaled embeddings) with a visible final_logits_bias, so an export must carry it; ``config`` adds BartConfig
+    fields."""
+    torch.manual_seed(seed)
+    bart = transformers.BartConfig(
+        vocab_size=vocab_size,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=4,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=96,
+        decoder_ffn_dim=160,
+        max_position_embeddings=40,
+        activation_function="relu",
+        scale_embedding=False,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        **config,
+    )
+    model = transformers.BartForConditionalGeneration(bart).eval()
+    with torch.no_grad():
+        model.final_logits_bias.copy_(torch.randn_like(model.final_logits_bias) * 0.5)
+    model.save_pretrained(path, safe_serialization=True)
+    return path

@@ -1,38 +1,13 @@
-"""The no-damage guard (search_backends.spell_guard) and the spell_detokenize adapter, with pb_utils mocked."""
+"""The no-damage guard's rules (search_backends.spell_guard): which changes it keeps, its switch, its lexicon file."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
 
 from search_backends.spell_guard import SpellGuard, guard_switch, read_lexicon, write_lexicon
 from search_backends.text_input import InputError
-
-LEXICON = {
-    "taylor": 4.5,
-    "swift": 4.2,
-    "swit": 1.6,
-    "metallica": 3.2,
-    "enter": 5.0,
-    "sandman": 2.9,
-    "the": 7.7,
-    "weeknd": 2.7,
-    "weekend": 5.1,
-    "hits": 4.6,
-    "workout": 4.0,
-    "he": 6.5,
-    "rock": 5.0,
-    "and": 7.4,
-    "roll": 4.6,
-    "fly": 4.7,
-    "me": 6.8,
-    "to": 7.4,
-    "moon": 4.8,
-    "sinatra": 3.3,
-    "frank": 4.6,
-    "rockandroll": 1.0,
-}
+from support.spell_lexicon import LEXICON
 
 
 @pytest.fixture
