@@ -174,11 +174,6 @@ class PairEncoder:
             token_type_ids[i, len(first) : total] = 1
         return EncodedBatch(input_ids, attention_mask, token_type_ids)
 
-    def request_rows(self, batch: EncodedBatch, start: int, stop: int) -> EncodedBatch:
-        """Rows [start, stop) of a batch, cut to the width they would have had encoded on their own."""
-        width = round_up(max(int(batch.attention_mask[start:stop].sum(axis=1).max()), 1), self.pad_to_multiple_of)
-        return batch.rows(start, stop, width)
-
     def encode_records(
         self, pairs: Sequence[tuple[ProductRecord, ProductRecord]], pad_to: int | None = None
     ) -> EncodedBatch:

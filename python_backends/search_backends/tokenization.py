@@ -34,6 +34,12 @@ class EncodedBatch:
             self.input_ids[start:stop, cut], self.attention_mask[start:stop, cut], self.token_type_ids[start:stop, cut]
         )
 
+    def request_rows(self, start: int, stop: int, pad_to_multiple_of: int) -> "EncodedBatch":
+        """Rows [start, stop) (one request's) cut to the width they would have had encoded on their own, so a
+        request's tensors do not depend on what it shared a batch with."""
+        longest = int(self.attention_mask[start:stop].sum(axis=1).max())
+        return self.rows(start, stop, max(pad_to_multiple_of, round_up(longest, pad_to_multiple_of)))
+
 
 # Tokenizing a 64 KB text only to keep ~128 tokens would stall the batch: text is clipped to this many
 # characters per kept token first. No word piece is shorter than one character, so the clip changes
@@ -95,15 +101,6 @@ class BatchTokenizer:
             max_length=int_parameter(params, MAX_LENGTH_PARAMETER, DEFAULT_MAX_LENGTH, minimum=2),
             pad_to_multiple_of=int_parameter(params, PAD_TO_MULTIPLE_PARAMETER, DEFAULT_PAD_TO_MULTIPLE, minimum=1),
         )
-
-    def padded_length(self, batch: EncodedBatch, row: int) -> int:
-        """The length a row would have been padded to on its own (keeps requests independent)."""
-        n = int(batch.attention_mask[row].sum())
-        return max(self.pad_to_multiple_of, round_up(n, self.pad_to_multiple_of))
-
-    def request_rows(self, batch: EncodedBatch, start: int, stop: int) -> EncodedBatch:
-        """Rows [start, stop) of a batch (one request's), cut to the width they would have had on their own."""
-        return batch.rows(start, stop, max(self.padded_length(batch, r) for r in range(start, stop)))
 
 
 def _model_max_length(tokenizer_dir: Path) -> int | None:

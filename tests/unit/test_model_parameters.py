@@ -38,7 +38,7 @@ def test_request_rows_match_a_request_encoded_alone():
     texts = ["lofi", "a much longer query about jazz piano for a quiet dinner at home tonight", "rock"]
     batch = tokenizer.encode(texts)
     for start, stop in ((0, 1), (1, 3), (2, 3)):
-        alone, rows = tokenizer.encode(texts[start:stop]), tokenizer.request_rows(batch, start, stop)
+        alone, rows = tokenizer.encode(texts[start:stop]), batch.request_rows(start, stop, tokenizer.pad_to_multiple_of)
         for name in P.IDS:
             np.testing.assert_array_equal(getattr(rows, name), getattr(alone, name))
 

@@ -65,7 +65,7 @@ def test_request_rows_are_as_wide_as_the_request_alone(encoder):
     batch = encoder.encode(*columns)
     for start, stop in ((0, 1), (1, 2), (0, 2)):
         alone = encoder.encode(*[c[start:stop] for c in columns])
-        rows = encoder.request_rows(batch, start, stop)
+        rows = batch.request_rows(start, stop, encoder.pad_to_multiple_of)
         for name in P.IDS:
             np.testing.assert_array_equal(getattr(rows, name), getattr(alone, name))
 

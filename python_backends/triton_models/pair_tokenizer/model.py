@@ -50,6 +50,6 @@ class TritonPythonModel:
         if spans:
             batch = self.encoder.encode(*columns)  # one tokenizer call for every field of every request
             for i, start, stop in spans:
-                rows = self.encoder.request_rows(batch, start, stop)
+                rows = batch.request_rows(start, stop, self.encoder.pad_to_multiple_of)
                 responses[i] = respond({name: getattr(rows, name) for name in IDS}, self.dtypes)
         return responses

@@ -23,6 +23,6 @@ class TritonPythonModel:
         if texts:
             batch = self.tokenizer.encode(texts)  # one call for the whole Triton batch
             for i, start, stop in spans:
-                rows = self.tokenizer.request_rows(batch, start, stop)
+                rows = batch.request_rows(start, stop, self.tokenizer.pad_to_multiple_of)
                 responses[i] = respond({name: getattr(rows, name) for name in self.outputs}, self.dtypes)
         return responses
