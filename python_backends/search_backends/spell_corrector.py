@@ -13,14 +13,16 @@ Input rules (documented behaviour, relied on by the Triton adapter and the tests
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .onnx_runner import make_session
 from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-exported
 from .spell_generation import GenerationDefaults, generate
+from .spell_generation.inflight import InflightDecoder
 from .spell_guard import SpellGuard
 
 from .contracts.spell_correct import (
@@ -57,6 +59,52 @@ class OnnxSpellModel:
         return logits, present
 
 
+@dataclass
+class PreparedTexts:
+    """Texts ready to decode: each row's (head the model sees, tail appended unchanged), which rows have a head
+    to decode, and those rows' token ids and mask."""
+
+    pieces: list[tuple[str, str]]
+    live: list[int]
+    ids: np.ndarray
+    mask: np.ndarray
+
+    def select(self, start: int, stop: int) -> "PreparedTexts":
+        """The rows ``start:stop`` (one request's texts) on their own."""
+        picked = [k for k, i in enumerate(self.live) if start <= i < stop]
+        return PreparedTexts(
+            self.pieces[start:stop], [self.live[k] - start for k in picked], self.ids[picked], self.mask[picked]
+        )
+
+
+def prepare_texts(codec: SpellTextCodec, texts: Sequence[str]) -> PreparedTexts:
+    """One tokenizer call for every text; rows whose normalised text is empty skip the model."""
+    pieces = codec.prepare(texts)
+    live = [i for i, (head, _) in enumerate(pieces) if head]
+    if live:
+        ids, mask = codec.encode([pieces[i][0] for i in live])
+    else:
+        ids = mask = np.zeros((0, 0), dtype=np.int64)
+    return PreparedTexts(pieces, live, ids, mask)
+
+
+def finish_texts(
+    codec: SpellTextCodec,
+    guard: SpellGuard | None,
+    prepared: PreparedTexts,
+    live_tokens: Sequence[Sequence[int]],
+    use_guard: Sequence[bool],
+) -> list[str]:
+    """Decoded token rows of the live rows -> texts: one detokenizer call, the guard where switched on, tails."""
+    tokens: list[Sequence[int]] = [[] for _ in prepared.pieces]
+    for i, row in zip(prepared.live, live_tokens):
+        tokens[i] = row
+    heads = codec.decode_heads(tokens)
+    if guard is not None:
+        heads = guard.apply_where([head for head, _ in prepared.pieces], heads, use_guard)
+    return codec.join_tails(heads, [tail for _, tail in prepared.pieces])
+
+
 def correct_batch(
     codec: SpellTextCodec,
     decode,
@@ -72,17 +120,44 @@ def correct_batch(
     same way as the tokenize -> generate -> detokenize ensemble. Rows whose normalised text is empty skip the
     model and come back "".
     """
-    prepared = codec.prepare(texts)
-    live = [i for i, (head, _) in enumerate(prepared) if head]
-    tokens: list[list[int]] = [[] for _ in texts]
-    if live:
-        ids, mask = codec.encode([prepared[i][0] for i in live])
-        for i, row in zip(live, decode(ids, mask, [row_params[i] for i in live])):
-            tokens[i] = row
-    heads = codec.decode_heads(tokens)
-    if guard is not None:
-        heads = guard.apply_where([head for head, _ in prepared], heads, use_guard)
-    return codec.join_tails(heads, [tail for _, tail in prepared])
+    prepared = prepare_texts(codec, texts)
+    tokens = decode(prepared.ids, prepared.mask, [row_params[i] for i in prepared.live]) if prepared.live else []
+    return finish_texts(codec, guard, prepared, tokens, use_guard)
+
+
+def submit_corrections(
+    codec: SpellTextCodec,
+    inflight: InflightDecoder,
+    guard: SpellGuard | None,
+    texts: Sequence[str],
+    spans: Sequence[tuple[int, int]],
+    row_params: Sequence,
+    use_guard: Sequence[bool],
+    answers: Sequence[Callable[[list[str] | None, BaseException | None], None]],
+) -> None:
+    """In-flight form of :func:`correct_batch`: one tokenizer call for all texts, then each request (its rows
+    ``spans[k]``) decodes as an in-flight job and ``answers[k](corrected, error)`` gets its texts as soon as its
+    own rows are final (detokenized and guarded on the scheduler's thread)."""
+    prepared = prepare_texts(codec, texts)
+    jobs = []
+    for (start, stop), answer in zip(spans, answers):
+        own = prepared.select(start, stop)
+        params = [row_params[start + i] for i in own.live]
+        jobs.append((own.ids, own.mask, params, _finishing(codec, guard, own, use_guard[start:stop], answer)))
+    inflight.submit_all(jobs)
+
+
+def _finishing(codec, guard, prepared: PreparedTexts, use_guard, answer):
+    def done(tokens, error):
+        if error is None:
+            try:
+                texts = finish_texts(codec, guard, prepared, tokens, use_guard)
+            except Exception as exc:  # the request still gets its answer: the error
+                answer(None, exc)
+                return
+        answer(None if error else texts, error)
+
+    return done
 
 
 class SpellCorrector:

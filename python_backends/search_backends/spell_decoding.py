@@ -24,8 +24,11 @@ from .contracts.spell_correct import (
     ENCODER_MODEL_PARAMETER,
     ENGINE_BLS,
     ENGINE_CT2,
+    ENGINE_INPROCESS,
     ENGINE_MODE_PARAMETER,
     ENGINE_MODES,
+    INFLIGHT_MAX_ROWS_PARAMETER,
+    INFLIGHT_PARAMETER,
     INPUT_IDS,
     MAX_NEW_TOKENS_LIMIT_PARAMETER,
     MAX_NUM_BEAMS_PARAMETER,
@@ -34,6 +37,7 @@ from .engine_inputs import EngineInputRules
 from .generation_controls import ControlLimits, parse_controls
 from .model_parameters import int_parameter
 from .spell_generation import GenerationDefaults, GenerationParams, generate
+from .spell_generation.inflight import InflightDecoder
 from .text_input import InputError
 
 Decode = Callable[[np.ndarray, np.ndarray, Sequence[GenerationParams]], list]
@@ -64,11 +68,14 @@ class SpellDecoder:
         if mode == ENGINE_BLS:
             if engines is None:
                 raise ValueError("engine_mode 'bls' needs the adapter's BLS engines")
+            self.engines = engines
             self.decode = loop_over(engines)
             return
         from .spell_corrector import OnnxSpellModel
 
-        self.decode = loop_over(OnnxSpellModel(model_dir, intra_op_threads=threads))
+        # encode / decode_step for the loop (in ctranslate2 mode, for what CTranslate2 cannot match exactly)
+        self.engines = OnnxSpellModel(model_dir, intra_op_threads=threads)
+        self.decode = loop_over(self.engines)
         if mode == ENGINE_CT2:
             from .spell_generation.ct2_engine import CTranslate2Generation
 
@@ -81,6 +88,15 @@ class SpellDecoder:
         if self.ct2 is not None:
             self.ct2.check(params)
 
+    def inflight(self, pad_id: int, max_rows: int) -> InflightDecoder:
+        """The iteration-level scheduler over this mode's loop (CTranslate2 cannot add rows to a running search)."""
+        if self.ct2 is not None:
+            raise ValueError(
+                f"{INFLIGHT_PARAMETER}: engine_mode {ENGINE_CT2!r} decodes each batch to the end; in-flight batching "
+                f"needs a loop engine ({ENGINE_INPROCESS!r} or {ENGINE_BLS!r})"
+            )
+        return InflightDecoder(self.engines.encode, self.engines.decode_step, pad_id=pad_id, max_rows=max_rows)
+
 
 @dataclass
 class ServedDecoding:
@@ -92,6 +108,8 @@ class ServedDecoding:
     limits: ControlLimits
     rules: EngineInputRules
     pad_id: int
+    # Set when the model config turns in-flight batching on (loop engines): decode with submit(), not decode().
+    inflight: InflightDecoder | None = None
 
     @classmethod
     def from_parameters(
@@ -129,9 +147,11 @@ class ServedDecoding:
         rules = EngineInputRules(
             int(config["max_position_embeddings"]), {INPUT_IDS: (0, int(config["vocab_size"])), ATTENTION_MASK: (0, 2)}
         )
-        return cls(
-            decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules, int(config.get("pad_token_id") or 0)
-        )
+        pad_id = int(config.get("pad_token_id") or 0)
+        inflight = None
+        if params.get(INFLIGHT_PARAMETER, "false").strip().lower() in ("true", "1", "yes"):
+            inflight = decoder.inflight(pad_id, int_parameter(params, INFLIGHT_MAX_ROWS_PARAMETER, 256, minimum=1))
+        return cls(decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules, pad_id, inflight)
 
     def request_params(self, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> GenerationParams:
         """One request's decoding settings from its optional control inputs and request parameters (inputs
@@ -171,6 +191,23 @@ class ServedDecoding:
             results.append(pad_rows(outputs[start : start + len(ids)], self.pad_id))
             start += len(ids)
         return results
+
+    def submit_requests(self, requests: Sequence[tuple[np.ndarray, np.ndarray, GenerationParams]], answers) -> None:
+        """In-flight form of :meth:`decode_requests`: the requests join the live decoding at its next step, and
+        ``answers[i](output_ids, error)`` is called (on the scheduler's thread) as soon as request i is final."""
+        assert self.inflight is not None, "in-flight batching is off for this model"
+        jobs = []
+        for (ids, mask, params), answer in zip(requests, answers):
+            jobs.append((ids, mask, [params] * len(ids), _padded_answer(answer, self.pad_id)))
+        self.inflight.submit_all(jobs)
+
+    def close(self) -> None:
+        if self.inflight is not None:
+            self.inflight.close()
+
+
+def _padded_answer(answer, pad_id: int):
+    return lambda rows, error: answer(None if error else pad_rows(rows, pad_id), error)
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:

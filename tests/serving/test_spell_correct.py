@@ -302,11 +302,9 @@ def test_direct_bad_token_requests_to_spell_generate_fail_alone(bls_server):
             assert t.result().as_numpy("CORRECTED").tolist() == text_alone.as_numpy("CORRECTED").tolist()
 
 
-def test_short_request_is_not_held_behind_a_long_batch(grpc_client, hf):
-    """A one-query greedy request sent while a 32-query beam-8 batch decodes returns first, both equal to HF.
-
-    spell_generate runs CTranslate2 in two instances: CTranslate2 cannot add rows to a running search, so a
-    request arriving mid-batch starts on the free instance instead of waiting for the batch to end."""
+def _short_request_during_a_long_batch(client, hf):
+    """Send a 32-query beam-8 batch, then a one-query greedy request while it decodes: the short one must come back
+    first, and both equal HF."""
     import threading
     import time
 
@@ -314,16 +312,64 @@ def test_short_request_is_not_held_behind_a_long_batch(grpc_client, hf):
     done = {}
 
     def long_batch():
-        done["long"] = (_correct(grpc_client, long_texts, {"num_beams": 8}), time.perf_counter())
+        done["long"] = (_correct(client, long_texts, {"num_beams": 8}), time.perf_counter())
 
     thread = threading.Thread(target=long_batch)
     started = time.perf_counter()
     thread.start()
     time.sleep(0.05)  # the long batch is decoding by now
-    short = _correct(grpc_client, ["tayler swift"], {"num_beams": 1})
+    short = _correct(client, ["tayler swift"], {"num_beams": 1})
     short_done = time.perf_counter()
-    thread.join(60)
+    thread.join(120)
     long_out, long_done = done["long"]
     assert short_done < long_done, f"short {short_done - started:.3f}s, long {long_done - started:.3f}s"
     assert short == hf(["tayler swift"], num_beams=1)
     assert long_out == [hf([t], num_beams=8)[0] for t in long_texts]
+    return short_done - started, long_done - started
+
+
+def test_short_request_is_not_held_behind_a_long_batch(grpc_client, hf):
+    """spell_generate runs CTranslate2 in two instances: CTranslate2 cannot add rows to a running search, so a
+    request arriving mid-batch starts on the free instance instead of waiting for the batch to end."""
+    _short_request_during_a_long_batch(grpc_client, hf)
+
+
+@pytest.fixture(scope="module")
+def inprocess_server(tmp_path_factory):
+    """spell_correct with the loop over in-process ONNX Runtime (one fused stub, in-flight batching)."""
+    from support.reliability import running_server, write_repo
+    from search_build.pipelines.spell_correct import spell_correct_pipeline
+
+    base = tmp_path_factory.mktemp("spell_inprocess")
+    pipeline = spell_correct_pipeline(engine_mode="inprocess")
+    with running_server(write_repo([pipeline], base / "repo"), base / "log") as server:
+        yield server
+
+
+@pytest.mark.parametrize("server_name", ["bls_server", "inprocess_server"])
+def test_in_flight_batching_lets_a_short_request_join_and_leave_first(request, server_name, hf):
+    """The loop engines batch in flight: with ONE spell_generate instance (nothing else to run on), a request sent
+    while a long batch decodes joins it at the next step and returns before it, equal to HF. The three-stage bls
+    wiring (BLS calls from the scheduler's thread) and the fused inprocess stub both do."""
+    server = request.getfixturevalue(server_name)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    config = client.get_model_config("spell_generate", as_json=True)["config"]
+    assert sum(int(g.get("count", 1)) for g in config["instance_group"]) == 1
+    assert config["parameters"]["inflight_batching"]["string_value"] == "true"
+    short_s, long_s = _short_request_during_a_long_batch(client, hf)
+    assert short_s < long_s / 2, (short_s, long_s)
+    # Mixed concurrent requests with controls still equal HF, and a bad request fails alone.
+    texts = INPUTS[:10]
+    import concurrent.futures as cf
+
+    with cf.ThreadPoolExecutor(10) as pool:
+        futures = [
+            pool.submit(_correct, client, [t], {"num_beams": 1 + i % 4, "no_repeat_ngram_size": 2 * (i % 2)})
+            for i, t in enumerate(texts)
+        ]
+        bad = pool.submit(_correct, client, ["tayler swift"], {"num_beams": 99})
+        for i, (t, f) in enumerate(zip(texts, futures)):
+            options = {"num_beams": 1 + i % 4, "no_repeat_ngram_size": 2 * (i % 2)}
+            assert f.result() == hf([t], **options), (t, options)
+        with pytest.raises(Exception, match="num_beams"):
+            bad.result()

@@ -1,6 +1,7 @@
 """A stand-in for `triton_python_backend_utils`, so adapters (`triton_models/*/model.py`) run without a server.
 
-Only what the adapters use: tensors, requests with parameters, responses with errors, the logger.
+Only what the adapters use: tensors, requests with parameters and response senders, responses with errors, the
+logger.
 """
 
 from __future__ import annotations
@@ -41,13 +42,30 @@ class InferenceResponse:
         self.error = error
 
 
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
+
+class ResponseSender:
+    """Records what a model sends; ``sent`` holds (response, flags) in order."""
+
+    def __init__(self):
+        self.sent: list = []
+
+    def send(self, response=None, flags=0):
+        self.sent.append((response, flags))
+
+
 class Request:
     def __init__(self, inputs: dict, parameters: dict | None = None):
         self.inputs = {k: Tensor(k, v) for k, v in inputs.items()}
         self._parameters = json.dumps(parameters or {})
+        self.sender = ResponseSender()
 
     def parameters(self):
         return self._parameters
+
+    def get_response_sender(self):
+        return self.sender
 
 
 class Logger:
@@ -87,6 +105,7 @@ def install() -> types.ModuleType:
         "Logger",
         "get_input_tensor_by_name",
         "triton_string_to_numpy",
+        "TRITONSERVER_RESPONSE_COMPLETE_FINAL",
     ):
         setattr(module, name, globals()[name])
     sys.modules["triton_python_backend_utils"] = module

@@ -99,3 +99,45 @@ def test_seq2seq_adapter_refuses_bad_requests_alone(decoding, mocked_pb_utils):
     assert responses[0].outputs[OUTPUT_IDS].tolist() == [[6, 5], [7, PAD]]
     assert responses[2].outputs[OUTPUT_IDS].tolist() == [[10, 9]]
     assert len(decoding.decoder.calls) == 1
+
+
+class LaterDecoder:
+    """An in-flight scheduler stand-in: keeps the submitted jobs; ``finish()`` answers them (echo rows, or an
+    error for a job whose first id is 99), the way the scheduler thread does after the adapter has returned."""
+
+    def __init__(self):
+        self.submissions = []
+
+    def submit_all(self, jobs):
+        self.submissions.append(list(jobs))
+
+    def finish(self):
+        for jobs in self.submissions:
+            for ids, mask, params, done in jobs:
+                if ids[0, 0] == 99:
+                    done(None, RuntimeError("engine fell over"))
+                else:
+                    done([row[m == 1][::-1].tolist() for row, m in zip(ids, mask)], None)
+
+
+def test_seq2seq_adapter_in_flight_answers_every_request_once_through_its_sender(decoding, mocked_pb_utils):
+    """With in-flight batching execute returns None: input errors go out at once, the rest when the scheduler
+    answers, each request exactly one final response (an engine error becomes that request's error only)."""
+    model = mocked_pb_utils.load_adapter("seq2seq_generate").TritonPythonModel()
+    decoding.inflight = LaterDecoder()
+    model.decoding, model.dtypes = decoding, {OUTPUT_IDS: np.int64}
+    requests = [
+        mocked_pb_utils.Request(dict(zip((INPUT_IDS, ATTENTION_MASK), _rows([5, 6], [7])))),
+        mocked_pb_utils.Request({INPUT_IDS: np.array([[5]]), ATTENTION_MASK: np.array([[0]])}),
+        mocked_pb_utils.Request(dict(zip((INPUT_IDS, ATTENTION_MASK), _rows([99, 3])))),
+    ]
+    assert model.execute(requests) is None
+    assert [len(r.sender.sent) for r in requests] == [0, 1, 0]  # the bad request is answered before any decoding
+    assert len(decoding.inflight.submissions) == 1 and len(decoding.inflight.submissions[0]) == 2  # one batch
+    decoding.inflight.finish()
+    assert [len(r.sender.sent) for r in requests] == [1, 1, 1]
+    final = mocked_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    (good, flags), (bad, _), (failed, _) = (r.sender.sent[0] for r in requests)
+    assert flags == final and good.error is None and good.outputs[OUTPUT_IDS].tolist() == [[6, 5], [7, PAD]]
+    assert "attended" in bad.error.message
+    assert "internal error" in failed.error.message and "engine fell over" not in failed.error.message

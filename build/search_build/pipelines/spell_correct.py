@@ -53,6 +53,8 @@ from search_backends.contracts.spell_correct import (
     ENGINE_MODE_PARAMETER,
     ENGINE_MODES,
     GENERATE,
+    INFLIGHT_MAX_ROWS_PARAMETER,
+    INFLIGHT_PARAMETER,
     GUARD_INPUT,
     INPUT_IDS,
     LOGITS,
@@ -77,6 +79,10 @@ from search_build.pipelines.query_embedding import ENTRY_QUEUE_SIZE
 ENSEMBLE = SPELL_CORRECT
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "models" / "spell_bart"
 CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for name in CONTROL_INPUTS)
+
+
+# Decoder rows the in-flight scheduler holds (live + admitted): the engines' largest batch (profiles below).
+INFLIGHT_MAX_ROWS = 256
 
 
 def exported_graphs(checkpoint: Path) -> Path:
@@ -123,7 +129,10 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
     if engine_mode not in ENGINE_MODES:
         raise ValueError(f"engine_mode must be one of {', '.join(ENGINE_MODES)}, got {engine_mode!r}")
     if engine_mode != ENGINE_CT2:
-        return {}  # the loop's graphs get the target's precision from the repository writer (engine models)
+        # The loop's graphs get the target's precision from the repository writer (engine models). The loop
+        # decodes step by step, so requests join it between steps (in-flight batching) instead of waiting for the
+        # batch in progress to end.
+        return {INFLIGHT_PARAMETER: "true", INFLIGHT_MAX_ROWS_PARAMETER: str(INFLIGHT_MAX_ROWS)}
     from search_build.export.spell_ct2 import compute_type
 
     device = "cuda" if target == "triton-gpu" else "cpu"
@@ -145,8 +154,9 @@ def _generate_batching(engine_mode: str, queue: int) -> Batching:
         # Two single-threaded CTranslate2 instances: a request arriving while one decodes a batch starts on the
         # other at once, and at concurrency 8 they give 1.3x the throughput of one instance (2-core machine).
         return Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=2, max_queue_size=queue)
-    # The numpy loop shares all live rows of a batch per decoder call: one instance, threads = cores.
-    return Batching(max_batch_size=32, max_queue_delay_us=1000, instance_count=1, max_queue_size=queue)
+    # The loop engines batch in flight (requests join the decoding between steps), so no queue delay and one
+    # instance whose scheduler owns the engine: threads = cores.
+    return Batching(max_batch_size=32, max_queue_delay_us=0, instance_count=1, max_queue_size=queue)
 
 
 @register(ENSEMBLE)
@@ -236,7 +246,7 @@ def spell_correct_pipeline(
         ragged_inputs=True,
     )
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
-    engine_batching = Batching(max_batch_size=256, dynamic=False)
+    engine_batching = Batching(max_batch_size=INFLIGHT_MAX_ROWS, dynamic=False)
     encoder = EngineModel(
         ENCODER,
         Artifact(GRAPH_FILE, _graph(checkpoint, ENCODER_FILE)),
@@ -249,7 +259,7 @@ def spell_correct_pipeline(
             OptimizationProfile(
                 min={INPUT_IDS: (1, 1), ATTENTION_MASK: (1, 1)},
                 opt={INPUT_IDS: (32, 16), ATTENTION_MASK: (32, 16)},
-                max={INPUT_IDS: (256, max_pos), ATTENTION_MASK: (256, max_pos)},
+                max={INPUT_IDS: (INFLIGHT_MAX_ROWS, max_pos), ATTENTION_MASK: (INFLIGHT_MAX_ROWS, max_pos)},
             ),
         ),
     )
@@ -283,10 +293,10 @@ def spell_correct_pipeline(
                     **{t.name: (32, heads, 16, head_dim) for t in cross},
                 },
                 max={
-                    DECODER_INPUT_IDS: (256, 1),
-                    ENCODER_ATTENTION_MASK: (256, max_pos),
-                    **{t.name: (256, heads, max_pos - 1, head_dim) for t in past},
-                    **{t.name: (256, heads, max_pos, head_dim) for t in cross},
+                    DECODER_INPUT_IDS: (INFLIGHT_MAX_ROWS, 1),
+                    ENCODER_ATTENTION_MASK: (INFLIGHT_MAX_ROWS, max_pos),
+                    **{t.name: (INFLIGHT_MAX_ROWS, heads, max_pos - 1, head_dim) for t in past},
+                    **{t.name: (INFLIGHT_MAX_ROWS, heads, max_pos, head_dim) for t in cross},
                 },
             ),
         ),

@@ -8,8 +8,8 @@ Runtime sessions or Triton BLS calls.
 
 Requests keep their own parameters (greedy or any num_beams, lengths, penalties): each request owns a block of
 rows (1 for greedy, num_beams for beam search) and all live rows of all requests go through one decoder call per
-step. A request whose result is final leaves the batch at once; the cache, cross K/V and mask shrink with it.
-Results come back per request, in input order, as token ids starting with the decoder start token.
+step (:class:`Cohort`). A request whose result is final leaves the batch at once. Results come back per request,
+in input order, as token ids starting with the decoder start token.
 """
 
 from __future__ import annotations
@@ -30,6 +30,77 @@ def search_for(params: GenerationParams) -> GreedySearch | BeamSearch:
     return BeamSearch(params) if params.num_beams > 1 else GreedySearch(params)
 
 
+class Cohort:
+    """Requests that start decoding together: one encoder call, then one decoder call per :meth:`step` for all
+    their live rows. A request leaves as soon as its result is final; the cache, cross K/V and mask shrink with it.
+
+    Cohorts are independent, so an iteration-level scheduler (``inflight.InflightDecoder``) can step cohorts that
+    started at different times side by side: every row of a decoder call shares one past length.
+    """
+
+    def __init__(self, encode: Encode, input_ids: np.ndarray, attention_mask: np.ndarray, params):
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        attention_mask = np.asarray(attention_mask, dtype=np.int64)
+        if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+            raise ValueError(
+                f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be equal 2-D shapes"
+            )
+        if len(params) != input_ids.shape[0]:
+            raise ValueError(f"{len(params)} parameter sets for {input_ids.shape[0]} requests")
+        if (attention_mask.sum(axis=1) == 0).any():
+            raise ValueError("every request needs at least one attended input token")
+        self.searches = [search_for(p) for p in params]
+        self.live = list(range(len(self.searches)))
+        if not self.searches:
+            return
+        cross = list(encode(input_ids, attention_mask))
+        block = np.repeat(np.arange(len(self.searches)), [s.rows for s in self.searches])  # row -> request
+        self.cross = [c[block] for c in cross]
+        self.mask = attention_mask[block]
+        _, heads, _, head_dim = self.cross[0].shape
+        self.past = [np.zeros((len(block), heads, 0, head_dim), dtype=self.cross[0].dtype) for _ in self.cross]
+
+    @property
+    def done(self) -> bool:
+        return not self.live
+
+    @property
+    def live_rows(self) -> int:
+        return sum(self.searches[r].rows for r in self.live)
+
+    def step(self, decode_step: DecodeStep) -> list[int]:
+        """One decoder call for every live row; the indices of the requests whose result became final."""
+        live, searches = self.live, self.searches
+        tokens = np.concatenate([searches[r].last_tokens() for r in live])[:, None]
+        logits, present = decode_step(tokens, self.mask, self.past, self.cross)
+        logits = np.asarray(logits)
+        cache_rows, block_rows, still_live, finished, start = [], [], [], [], 0
+        for r in live:
+            search = searches[r]
+            reorder = search.step(logits[start : start + search.rows])
+            if search.done:
+                finished.append(r)
+            else:
+                cache_rows.append(start + reorder)
+                block_rows.append(np.arange(start, start + search.rows))
+                still_live.append(r)
+            start += search.rows
+        self.live = still_live
+        if not still_live:
+            self.past = self.cross = []
+            return finished
+        cache_index = np.concatenate(cache_rows)
+        self.past = list(present) if _is_identity(cache_index, start) else [x[cache_index] for x in present]
+        if finished:  # all rows of a request share its cross K/V: regather only on leave
+            block_index = np.concatenate(block_rows)
+            self.cross = [c[block_index] for c in self.cross]
+            self.mask = self.mask[block_index]
+        return finished
+
+    def result(self, index: int) -> list[int]:
+        return self.searches[index].result()
+
+
 def generate(
     encode: Encode,
     decode_step: DecodeStep,
@@ -37,51 +108,10 @@ def generate(
     attention_mask: np.ndarray,
     params: Sequence[GenerationParams],
 ) -> list[list[int]]:
-    input_ids = np.asarray(input_ids, dtype=np.int64)
-    attention_mask = np.asarray(attention_mask, dtype=np.int64)
-    if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
-        raise ValueError(
-            f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be equal 2-D shapes"
-        )
-    if len(params) != input_ids.shape[0]:
-        raise ValueError(f"{len(params)} parameter sets for {input_ids.shape[0]} requests")
-    if len(params) == 0:
-        return []
-    if (attention_mask.sum(axis=1) == 0).any():
-        raise ValueError("every request needs at least one attended input token")
-
-    searches = [search_for(p) for p in params]
-    cross = list(encode(input_ids, attention_mask))
-    block = np.repeat(np.arange(len(searches)), [s.rows for s in searches])  # row -> request
-    cross = [c[block] for c in cross]
-    mask = attention_mask[block]
-    _, heads, _, head_dim = cross[0].shape
-    past = [np.zeros((len(block), heads, 0, head_dim), dtype=cross[0].dtype) for _ in cross]
-    live = list(range(len(searches)))
-
-    while live:
-        tokens = np.concatenate([searches[r].last_tokens() for r in live])[:, None]
-        logits, present = decode_step(tokens, mask, past, cross)
-        logits = np.asarray(logits)
-        cache_rows, block_rows, still_live, start = [], [], [], 0
-        for r in live:
-            search = searches[r]
-            reorder = search.step(logits[start : start + search.rows])
-            if not search.done:
-                cache_rows.append(start + reorder)
-                block_rows.append(np.arange(start, start + search.rows))
-                still_live.append(r)
-            start += search.rows
-        if not still_live:
-            break
-        cache_index = np.concatenate(cache_rows)
-        past = list(present) if _is_identity(cache_index, start) else [x[cache_index] for x in present]
-        if len(still_live) != len(live):  # all rows of a request share its cross K/V: regather only on leave
-            block_index = np.concatenate(block_rows)
-            cross = [c[block_index] for c in cross]
-            mask = mask[block_index]
-        live = still_live
-    return [s.result() for s in searches]
+    cohort = Cohort(encode, input_ids, attention_mask, params)
+    while not cohort.done:
+        cohort.step(decode_step)
+    return [cohort.result(i) for i in range(len(cohort.searches))]
 
 
 def _is_identity(index: np.ndarray, size: int) -> bool:

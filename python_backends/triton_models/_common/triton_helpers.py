@@ -110,6 +110,37 @@ def internal_error_response(owner, exc: BaseException) -> "pb_utils.InferenceRes
     return error_response(f"internal error in {model} (reference {reference}; details in the server log)")
 
 
+def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
+    """``execute`` for a model that answers later (in-flight decoding): returns None, and every request gets
+    exactly one final response through its response sender (Python backend default mode, 24.06+).
+
+    ``responses[i]`` already set (input errors) go out now; ``submit(answers)`` hands the ``kept`` requests to
+    the scheduler with one ``answer(result, error)`` each, which sends ``build(result)`` or the error."""
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    senders = [request.get_response_sender() for request in requests]
+    for sender, response in zip(senders, responses):
+        if response is not None:
+            sender.send(response, flags=final)
+
+    def answer_for(sender):
+        def answer(result, error):
+            try:
+                response = internal_error_response(owner, error) if error is not None else build(result)
+            except Exception as exc:  # noqa: BLE001 - the request must still be answered
+                response = internal_error_response(owner, exc)
+            sender.send(response, flags=final)
+
+        return answer
+
+    answers = [answer_for(senders[i]) for i in kept]
+    try:
+        submit(answers)
+    except Exception as exc:  # noqa: BLE001 - nothing was queued: answer every kept request now
+        for answer in answers:
+            answer(None, exc)
+    return None
+
+
 def guarded(execute):
     """Turn an unexpected exception in a batch into per-request errors instead of a dead batch."""
 

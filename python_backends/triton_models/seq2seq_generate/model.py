@@ -5,6 +5,8 @@ sequence of every request. ``engine_mode`` picks the engine (search_backends.spe
   ctranslate2: CTranslate2 in this model, exact loop for what it cannot match (the CPU targets' default),
   inprocess:   ONNX Runtime sessions inside this model,
   bls:         the ``encoder_model`` / ``decoder_model`` Triton models (TensorRT engines on triton-gpu).
+With ``inflight_batching`` (the loop engines' default) the requests join the decoding already running and each is
+answered through its response sender as soon as it is final (search_backends.spell_generation.inflight).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from search_backends.contracts.spell_correct import (
 )
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.text_input import InputError
-from triton_helpers import engine_threads, guarded, input_error_response, model_setup, respond, tensor_or_none
+from triton_helpers import (
+    engine_threads,
+    guarded,
+    input_error_response,
+    model_setup,
+    respond,
+    respond_in_flight,
+    tensor_or_none,
+)
 
 
 class BlsEngines:
@@ -86,7 +96,16 @@ class TritonPythonModel:
                 continue
             kept.append(i)
             work.append((ids, mask, params))
+        if self.decoding.inflight is not None:
+            submit = lambda answers: self.decoding.submit_requests(work, answers)  # noqa: E731
+            return respond_in_flight(self, requests, responses, kept, submit, self._respond)
         if work:  # every request of the batch in one decoding call
             for i, output_ids in zip(kept, self.decoding.decode_requests(work)):
-                responses[i] = respond({OUTPUT_IDS: output_ids}, self.dtypes)
+                responses[i] = self._respond(output_ids)
         return responses
+
+    def _respond(self, output_ids):
+        return respond({OUTPUT_IDS: output_ids}, self.dtypes)
+
+    def finalize(self):
+        self.decoding.close()

@@ -2,7 +2,9 @@
 
 Tokenization, decoding and detokenization with the no-damage guard run for the whole Triton batch in one call
 (search_backends.spell_corrector.correct_batch), with each request's decoding controls and guard switch. The
-same work as the tokenize -> generate -> detokenize ensemble, without two Python hops and their copies.
+same work as the tokenize -> generate -> detokenize ensemble, without two Python hops and their copies. With
+in-flight batching on (loop engines) each request joins the running decoding and is answered on its own
+(submit_corrections).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from search_backends.contracts.spell_correct import (
 )
 from search_backends.request_rows import pack_spans
 from search_backends.spell_codec import SpellTextCodec
-from search_backends.spell_corrector import correct_batch
+from search_backends.spell_corrector import correct_batch, submit_corrections
 from search_backends.spell_decoding import ServedDecoding
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
@@ -32,6 +34,7 @@ from triton_helpers import (
     input_error_response,
     model_setup,
     respond,
+    respond_in_flight,
     tensor_or_none,
     utf8,
 )
@@ -66,8 +69,22 @@ class TritonPythonModel:
             row_params += [params] * (stop - start)
             switches += [switch] * (stop - start)
         rows, ranges = pack_spans(texts, [(start, stop) for _, start, stop in kept])
+        if self.decoding.inflight is not None:  # each request answered as soon as its own rows are final
+
+            def submit(answers):
+                submit_corrections(
+                    self.codec, self.decoding.inflight, self.guard, rows, ranges, row_params, switches, answers
+                )
+
+            return respond_in_flight(self, requests, responses, [i for i, *_ in kept], submit, self._respond)
         if rows:  # one tokenizer, decoder and detokenizer call for every kept request of the batch
             corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
             for (i, *_), (a, b) in zip(kept, ranges):
-                responses[i] = respond({CORRECTED: utf8(np.array(corrected[a:b])).reshape(b - a, 1)}, self.dtypes)
+                responses[i] = self._respond(corrected[a:b])
         return responses
+
+    def _respond(self, corrected):
+        return respond({CORRECTED: utf8(np.array(corrected)).reshape(len(corrected), 1)}, self.dtypes)
+
+    def finalize(self):
+        self.decoding.close()
