@@ -27,6 +27,7 @@ from .contracts.spell_correct import (
     ENGINE_INPROCESS,
     ENGINE_MODE_PARAMETER,
     ENGINE_MODES,
+    INFLIGHT_MAX_COHORTS_PARAMETER,
     INFLIGHT_MAX_ROWS_PARAMETER,
     INFLIGHT_PARAMETER,
     INPUT_IDS,
@@ -88,14 +89,16 @@ class SpellDecoder:
         if self.ct2 is not None:
             self.ct2.check(params)
 
-    def inflight(self, pad_id: int, max_rows: int) -> InflightDecoder:
+    def inflight(self, pad_id: int, max_rows: int, max_cohorts: int) -> InflightDecoder:
         """The iteration-level scheduler over this mode's loop (CTranslate2 cannot add rows to a running search)."""
         if self.ct2 is not None:
             raise ValueError(
                 f"{INFLIGHT_PARAMETER}: engine_mode {ENGINE_CT2!r} decodes each batch to the end; in-flight batching "
                 f"needs a loop engine ({ENGINE_INPROCESS!r} or {ENGINE_BLS!r})"
             )
-        return InflightDecoder(self.engines.encode, self.engines.decode_step, pad_id=pad_id, max_rows=max_rows)
+        return InflightDecoder(
+            self.engines.encode, self.engines.decode_step, pad_id=pad_id, max_rows=max_rows, max_cohorts=max_cohorts
+        )
 
 
 @dataclass
@@ -150,7 +153,11 @@ class ServedDecoding:
         pad_id = int(config.get("pad_token_id") or 0)
         inflight = None
         if params.get(INFLIGHT_PARAMETER, "false").strip().lower() in ("true", "1", "yes"):
-            inflight = decoder.inflight(pad_id, int_parameter(params, INFLIGHT_MAX_ROWS_PARAMETER, 256, minimum=1))
+            inflight = decoder.inflight(
+                pad_id,
+                int_parameter(params, INFLIGHT_MAX_ROWS_PARAMETER, 256, minimum=1),
+                int_parameter(params, INFLIGHT_MAX_COHORTS_PARAMETER, 2, minimum=1),
+            )
         return cls(decoder, GenerationDefaults.from_model_dir(model_dir), limits, rules, pad_id, inflight)
 
     def request_params(self, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> GenerationParams:

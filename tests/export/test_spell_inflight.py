@@ -83,7 +83,7 @@ def test_jobs_joining_mid_decode_equal_hf_and_leave_first(engines, defaults, hf_
                 ).start()
         return engines.decode_step(*args)
 
-    decoder = InflightDecoder(engines.encode, decode_step, pad_id=1)
+    decoder = InflightDecoder(engines.encode, decode_step, pad_id=1, max_cohorts=3)
     recorder.expected = 1 + len(late_jobs)
     long_ids, long_mask = spell_inputs(LONG)
     decoder.submit(long_ids, long_mask, [defaults.resolve(num_beams=8)] * len(LONG), recorder.callback("long", decoder))
@@ -102,6 +102,57 @@ def test_jobs_joining_mid_decode_equal_hf_and_leave_first(engines, defaults, hf_
     results, error, _ = recorder.answers["long"]
     expected = hf_generate(hf_model, long_ids, long_mask, num_beams=8)
     assert error is None and padded_like(results, expected, defaults.resolve(num_beams=8)).tolist() == expected.tolist()
+
+
+def test_jobs_beyond_max_cohorts_wait_and_start_together(engines, defaults):
+    """With two cohorts live, jobs that arrive wait, then start as one cohort (one encoder call) when a cohort
+    ends; their results still equal generate() alone."""
+    encoder_rows: list[int] = []
+    decoder: InflightDecoder
+    late = [["metalica"], ["teh", "jazz"], ["beatels"]]
+    answers: dict[int, list] = {}
+    finished = threading.Event()
+    short_queued = threading.Event()
+    late_submitted = False
+
+    def encode(ids, mask):
+        encoder_rows.append(ids.shape[0])
+        short_queued.wait(60)  # the long job's encode waits, so the short job is admitted as a second cohort
+        return engines.encode(ids, mask)
+
+    def decode_step(*args):
+        nonlocal late_submitted
+        if len(encoder_rows) == 2 and not late_submitted:
+            late_submitted = True
+            for k, texts in enumerate(late):  # two cohorts are live: these three jobs must wait together
+                ids, mask = spell_inputs(texts)
+                decoder.submit(ids, mask, [defaults.resolve(num_beams=2)] * len(texts), _keep(answers, k, finished))
+        return engines.decode_step(*args)
+
+    decoder = InflightDecoder(encode, decode_step, pad_id=1, max_cohorts=2)
+    long_ids, long_mask = spell_inputs(LONG[:4])
+    decoder.submit(long_ids, long_mask, [defaults.resolve(num_beams=4)] * 4, lambda results, error: None)
+    while not encoder_rows:
+        time.sleep(0.001)
+    ids, mask = spell_inputs(["pink floyd dark sid"])
+    decoder.submit(ids, mask, [defaults.resolve(num_beams=1)], lambda results, error: None)
+    short_queued.set()
+    assert finished.wait(120)
+    decoder.close()
+    assert encoder_rows == [4, 1, 4], encoder_rows  # the three waiting jobs (4 rows) started as one cohort
+    for k, texts in enumerate(late):
+        ids, mask = spell_inputs(texts)
+        params = [defaults.resolve(num_beams=2)] * len(texts)
+        assert answers[k] == generate(engines.encode, engines.decode_step, ids, mask, params)
+
+
+def _keep(answers: dict, key: int, finished: threading.Event):
+    def done(results, error):
+        answers[key] = results
+        if len(answers) == 3:
+            finished.set()
+
+    return done
 
 
 def test_concurrent_submitters_with_mixed_controls_equal_generate_alone(engines, defaults):

@@ -91,6 +91,64 @@ def test_watchdog_reloads_a_model_whose_stub_died(pipeline, repo, tmp_path):
         assert watchdog.dead_instances() == []
 
 
+class _Lines:
+    """A process's output lines, read on a thread, so a test can wait for one with a deadline instead of hanging."""
+
+    def __init__(self, proc):
+        import queue
+
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in proc.stdout], daemon=True).start()
+
+    def next(self, seconds: float) -> str:
+        import queue
+
+        try:
+            return self.lines.get(timeout=seconds)
+        except queue.Empty:
+            return ""
+
+
+def test_searchbar_serve_runs_the_watchdog(pipeline, repo, tmp_path):
+    """`searchbar serve --model-control explicit` watches the stubs itself: a killed tokenizer stub is replaced
+    within seconds, the operator sees which model was reloaded, and requests are answered again."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from search_tools.server import free_port
+
+    tokenizer = pipeline.model(pipeline.entry).steps[0].model
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    command = [sys.executable, "-m", "search_tools.cli", "serve", "--repository", str(repo), "--model-control"]
+    command += ["explicit", "--stub-watchdog", "0.5", "--admin-key-file", str(tmp_path / "key")]
+    command += ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    proc = subprocess.Popen(
+        [*command, "--log", str(tmp_path / "serve.log")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output = _Lines(proc)
+        lines = [output.next(120) for _ in range(3)]  # ready, admin key, watchdog
+        assert "ready" in lines[0] and "stub watchdog: checking every 0.5s" in lines[2], lines
+        (server,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "tritonserver"]
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc}")
+        cfg = config(client, PIPELINE)
+        want = _infer(client, cfg).as_numpy("EMBEDDING")
+        ((instance, old),) = [(k, v) for k, v in stub_processes(server.pid).items() if k.startswith(f"{tokenizer}_")]
+        os.kill(old, signal.SIGKILL)
+        assert f"stub watchdog: reloaded {tokenizer}" in output.next(30)
+        new_pid = stub_processes(server.pid).get(instance)
+        assert new_pid not in (None, old)
+        assert abs(_infer(client, cfg).as_numpy("EMBEDDING") - want).max() < 1e-6
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def test_reload_under_traffic_loses_no_request(pipeline, repo, tmp_path):
     """Reload every model and unload/load the entry while 4 clients send requests; each request ends in a
     result, or in a clear error that one retry after a short pause fixes. Nothing hangs, nothing is lost."""

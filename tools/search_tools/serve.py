@@ -39,6 +39,14 @@ def add_arguments(parser) -> None:
         help="let every client load models (with file overrides: run code), change logging or "
         "tracing. Only for a trusted, isolated network",
     )
+    parser.add_argument(
+        "--stub-watchdog",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --model-control explicit: every SECONDS, reload each model whose Python stub died (Triton "
+        "2.51 neither restarts it nor reports the model unready); 0 turns it off",
+    )
     parser.add_argument("--log", type=Path, help="server log file (default: the terminal)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for readiness")
 
@@ -90,14 +98,45 @@ def run(args) -> int:
         else "repository/logging/trace APIs open to every client (--unrestricted-admin-api)",
         flush=True,
     )
+    watchdog = _start_watchdog(args, server)
+    next_check = time.monotonic() + args.stub_watchdog
     try:
         while not stop["now"] and server.process.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.5 if watchdog is None else min(0.5, args.stub_watchdog))
+            if watchdog is not None and time.monotonic() >= next_check:
+                _heal(watchdog)
+                next_check = time.monotonic() + args.stub_watchdog
     except KeyboardInterrupt:
         pass
     code = server.stop()
     print(f"tritonserver stopped (exit {code})")
     return 0 if code in (0, None, -2) else 1
+
+
+def _start_watchdog(args, server: TritonServer):
+    if args.stub_watchdog <= 0:
+        return None
+    if args.model_control != "explicit":
+        print(
+            "stub watchdog off: reloading a model needs --model-control explicit (a model whose Python stub dies "
+            "keeps failing until the server restarts)",
+            flush=True,
+        )
+        return None
+    from .stub_watchdog import StubWatchdog
+
+    print(f"stub watchdog: checking every {args.stub_watchdog:g}s", flush=True)
+    return StubWatchdog(server.process.pid, server.grpc_url, server.admin_headers)
+
+
+def _heal(watchdog) -> None:
+    try:
+        reloaded = watchdog.heal()
+    except Exception as exc:  # noqa: BLE001 - keep watching; the next check tries again
+        print(f"stub watchdog: reload failed: {type(exc).__name__}: {exc}", flush=True)
+        return
+    if reloaded:
+        print(f"stub watchdog: reloaded {', '.join(reloaded)} (a Python stub had died)", flush=True)
 
 
 def write_secret(path: Path, value: str) -> None:

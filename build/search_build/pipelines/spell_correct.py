@@ -53,6 +53,7 @@ from search_backends.contracts.spell_correct import (
     ENGINE_MODE_PARAMETER,
     ENGINE_MODES,
     GENERATE,
+    INFLIGHT_MAX_COHORTS_PARAMETER,
     INFLIGHT_MAX_ROWS_PARAMETER,
     INFLIGHT_PARAMETER,
     GUARD_INPUT,
@@ -83,6 +84,8 @@ CONTROLS = tuple(TensorSpec(name, CONTROL_DTYPES[name], (1,), optional=True) for
 
 # Decoder rows the in-flight scheduler holds (live + admitted): the engines' largest batch (profiles below).
 INFLIGHT_MAX_ROWS = 256
+# Cohorts decoding side by side (search_backends.spell_generation.inflight): measured with bench_spell_correct.py.
+INFLIGHT_MAX_COHORTS = 2
 
 
 def exported_graphs(checkpoint: Path) -> Path:
@@ -132,7 +135,11 @@ def _engine_parameters(engine_mode: str, target: Target, precision: str) -> dict
         # The loop's graphs get the target's precision from the repository writer (engine models). The loop
         # decodes step by step, so requests join it between steps (in-flight batching) instead of waiting for the
         # batch in progress to end.
-        return {INFLIGHT_PARAMETER: "true", INFLIGHT_MAX_ROWS_PARAMETER: str(INFLIGHT_MAX_ROWS)}
+        return {
+            INFLIGHT_PARAMETER: "true",
+            INFLIGHT_MAX_ROWS_PARAMETER: str(INFLIGHT_MAX_ROWS),
+            INFLIGHT_MAX_COHORTS_PARAMETER: str(INFLIGHT_MAX_COHORTS),
+        }
     from search_build.export.spell_ct2 import compute_type
 
     device = "cuda" if target == "triton-gpu" else "cpu"

@@ -50,8 +50,10 @@ ENGINE_MODE_PARAMETER, CT2_COMPUTE_TYPE_PARAMETER, CT2_DEVICE_PARAMETER = (
     "ct2_device",
 )
 MODEL_DIR_PARAMETER = "model_dir"
-# Loop engines (inprocess, bls): in-flight batching on/off, and the decoder rows it may hold (live + waiting)
+# Loop engines (inprocess, bls): in-flight batching on/off, the decoder rows it may hold (live + waiting), and how
+# many cohorts (groups of requests that started together) may decode side by side
 INFLIGHT_PARAMETER, INFLIGHT_MAX_ROWS_PARAMETER = "inflight_batching", "inflight_max_rows"
+INFLIGHT_MAX_COHORTS_PARAMETER = "inflight_max_cohorts"
 # bls mode: the Triton models spell_generate calls for the encoder and one decoder step
 ENCODER_MODEL_PARAMETER, DECODER_MODEL_PARAMETER = "encoder_model", "decoder_model"
 # Bounds on what a request's controls may ask (search_backends.generation_controls.ControlLimits)

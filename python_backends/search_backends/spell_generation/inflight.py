@@ -2,10 +2,14 @@
 at the next step, and a finished request is answered at once, without waiting for the rest of its batch.
 
 One scheduler thread owns the engines. Each iteration it
-  1. admits every job submitted since the last iteration as one new :class:`~.loop.Cohort` (one encoder call),
+  1. admits every job submitted since the last admission as one new :class:`~.loop.Cohort` (one encoder call),
+     unless ``max_cohorts`` cohorts are live already: then they wait and join the next cohort together,
   2. steps every cohort once (one decoder call each; rows of different cohorts sit at different positions, so
      they cannot share a call),
   3. answers each job whose rows are all final through its ``done`` callback, on this thread.
+``max_cohorts`` trades the wait of a new arrival against decoder calls per step: under steady load every
+arrival would otherwise start its own cohort of one request, and the per-call cost of small calls would eat the
+batching (measured: benchmarks/results/spell_correct.md).
 A cohort is exactly the batch ``generate`` would have decoded, so results stay token for token equal to HF.
 
 ``submit`` blocks while the live and waiting rows would exceed ``max_rows``: the caller (a Triton ``execute``)
@@ -51,11 +55,13 @@ class InflightDecoder:
         *,
         pad_id: int = 0,
         max_rows: int = 256,
+        max_cohorts: int = 2,
         name: str = "inflight-decoder",
     ):
-        if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        if max_rows < 1 or max_cohorts < 1:
+            raise ValueError(f"max_rows and max_cohorts must be >= 1, got {max_rows} and {max_cohorts}")
         self.encode, self.decode_step, self.pad_id, self.max_rows = encode, decode_step, pad_id, max_rows
+        self.max_cohorts = max_cohorts
         self._lock = threading.Condition()
         self._pending: list[_Job] = []
         self._held_rows = 0  # rows of pending and decoding jobs
@@ -128,7 +134,9 @@ class InflightDecoder:
                     self._lock.wait()
                 if not self._pending and not cohorts:
                     return  # closed and drained
-                admitted, self._pending = self._pending, []
+                admitted = []
+                if len(cohorts) < self.max_cohorts:
+                    admitted, self._pending = self._pending, []
             if admitted:
                 cohort = self._admit(admitted)
                 if cohort is not None:
