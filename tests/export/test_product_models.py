@@ -268,11 +268,14 @@ def test_heldout_accuracy_through_onnx(heldout_parity):
     assert duplicate["roc_auc"] >= DUPLICATE_MIN_AUC, duplicate
 
 
-def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_path, mocked_pb_utils):
+@pytest.mark.parametrize("shed_wait_ms", [0, 500])
+def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_path, mocked_pb_utils, shed_wait_ms):
     """The local target's query_intent_encoder (tokenizer + encoder graph + intent head in one stub): every good
     request of a mixed batch gets the in-process ONNX models' answer with its own TOP_K; a bad TOP_K or text
-    fails alone."""
+    fails alone. With load shedding on, execute returns at once and each request gets the same answer, exactly
+    once, through its response sender."""
     import json
+    import time
 
     from google.protobuf import json_format
 
@@ -288,10 +291,13 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
     spec = served_model(pipeline.model(INTENT_ENCODER), repo)
     config = json_format.MessageToDict(model_config(spec, "local"), preserving_proto_field_name=True)
     assert [i["name"] for i in config["input"]] == [P.TEXT, P.TOP_K]
+    if shed_wait_ms:
+        config["parameters"]["shed_wait_ms"] = {"string_value": str(shed_wait_ms)}
     model = mocked_pb_utils.load_adapter("text_encoder").TritonPythonModel()
     model.initialize(
         {"model_config": json.dumps(config), "model_repository": str(repo / INTENT_ENCODER), "model_version": "1"}
     )
+    assert (model.admission is not None) == bool(shed_wait_ms)
     oracle = ProductOnnxModels(exported_models(DEFAULT_CHECKPOINT), intra_op_threads=1)
 
     def request(texts, top_k=None):
@@ -306,7 +312,18 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
         (["return my order", "iphone 15 case", "track parcel"], 4),
     ]
     bad = [(request(["track parcel"], 0), P.TOP_K), (request(["  "]), P.TEXT)]
-    responses = model.execute([request(*good[0]), bad[0][0], request(*good[1]), bad[1][0], request(*good[2])])
+    requests = [request(*good[0]), bad[0][0], request(*good[1]), bad[1][0], request(*good[2])]
+    responses = model.execute(requests)
+    if shed_wait_ms:
+        assert responses is None
+        deadline = time.monotonic() + 30
+        while any(not r.sender.sent for r in requests) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        model.finalize()
+        assert [len(r.sender.sent) for r in requests] == [1] * 5
+        final = mocked_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        assert all(r.sender.sent[0][1] == final for r in requests)
+        responses = [r.sender.sent[0][0] for r in requests]
     for response, (_, field) in zip((responses[1], responses[3]), bad):
         assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and field in response.error.message
     for response, (texts, k) in zip((responses[0], responses[2], responses[4]), good):

@@ -89,3 +89,25 @@ def test_local_query_embedding_is_one_stub():
     assert [i.name for i in native.input] == ["input_ids", "attention_mask"]
     with pytest.raises(ValueError, match="fuse_tokenizer"):
         build_pipeline("query_embedding", target="triton-cpu", fuse_tokenizer=True)
+
+
+@pytest.mark.parametrize("name", ["query_embedding", "query_intent"])
+def test_load_shedding_reaches_the_fused_stage_and_nothing_else(name):
+    """shed_wait_ms becomes the fused entry stage's parameter (no Triton queue policy); builds that cannot honour it
+    (an engine of another target, the unfused stages) refuse it instead of ignoring it."""
+    from search_backends.admission import SHED_WAIT_PARAMETER
+    from search_build.repository.configs import engine_model_config
+    from search_build.repository.spec import Batching
+
+    pipeline = build_pipeline(name, shed_wait_ms=40)
+    (stage,) = [m for m in pipeline.models if not isinstance(m, Ensemble)]
+    cfg = _configs(pipeline, "local")[stage.name]
+    assert cfg.parameters[SHED_WAIT_PARAMETER].string_value == "40"
+    assert not cfg.dynamic_batching.HasField("default_queue_policy")
+    assert SHED_WAIT_PARAMETER not in _configs(build_pipeline(name), "local")[stage.name].parameters
+    with pytest.raises(ValueError, match="shed_wait_ms"):
+        build_pipeline(name, target="triton-cpu", shed_wait_ms=40)
+    with pytest.raises(ValueError, match="shed_wait_ms"):
+        engine_model_config(stage, "triton-gpu")
+    with pytest.raises(ValueError, match="shed_wait_ms"):
+        Batching(shed_wait_ms=-1)

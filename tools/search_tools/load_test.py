@@ -28,7 +28,7 @@ from search_backends.contracts.query_embedding import QUERY_EMBEDDING
 
 from .sample_queries import MUSIC_QUERIES
 
-REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)
+REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)  # queue full, queue timeout, or shed by the stage
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ def require_loopback(url: str) -> None:
         raise ValueError(f"load tests target only loopback servers; {url!r} resolves to {sorted(addresses)}")
 
 
-def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES) -> Callable[[int], list]:
-    """Request ``i`` -> gRPC inputs: every required string input gets one row of sample text."""
+def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES, rows: int = 1) -> Callable[[int], list]:
+    """Request ``i`` -> gRPC inputs: every required string input gets ``rows`` rows of sample text (heavier
+    requests let one Python client offer several times what the server can do)."""
     import tritonclient.grpc as grpcclient
 
     names = [i["name"] for i in metadata["inputs"] if i["datatype"] == "BYTES"]
@@ -102,8 +103,9 @@ def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES) ->
     def make(i: int) -> list:
         inputs = []
         for k, name in enumerate(names):
-            value = np.array([[texts[(i + k) % len(texts)].encode()]], dtype=np.object_)
-            t = grpcclient.InferInput(name, [1, 1], "BYTES")
+            first = i * rows + k
+            value = np.array([[texts[(first + r) % len(texts)].encode()] for r in range(rows)], dtype=np.object_)
+            t = grpcclient.InferInput(name, [rows, 1], "BYTES")
             t.set_data_from_numpy(value)
             inputs.append(t)
         return inputs
@@ -208,8 +210,9 @@ def run_load(
     max_requests: int = 100_000,
     timeout_s: float = 10.0,
     parameters: dict | None = None,
+    rows: int = 1,
 ) -> tuple[LoadReport, list[Outcome]]:
-    make = text_inputs_factory(model_metadata(url, model))
+    make = text_inputs_factory(model_metadata(url, model), rows=rows)
     outcomes = asyncio.run(
         open_loop(
             url,
@@ -230,6 +233,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default=QUERY_EMBEDDING)
     parser.add_argument("--rate", type=float, default=400.0, help="requests per second offered (open loop)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
+    parser.add_argument("--rows", type=int, default=1, help="texts per request")
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--timeout", type=float, default=10.0, help="client deadline per request (s)")
     parser.add_argument("--budget-ms", type=float, default=1500.0, help="p99 budget for served requests")
@@ -245,6 +249,7 @@ def run(args) -> int:
         duration_s=args.duration,
         max_requests=args.max_requests,
         timeout_s=args.timeout,
+        rows=args.rows,
     )
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
     ok = (

@@ -189,7 +189,10 @@ def query_intent_pipeline(
     tokenizer_batching: Batching | None = None,
     encoder_batching: Batching | None = None,
     fuse_text: bool | None = None,
+    shed_wait_ms: int = 0,
 ) -> Pipeline:
+    """``shed_wait_ms`` > 0: the fused entry stage (local target) sheds a request it could not answer within that
+    many ms (search_backends.admission)."""
     checkpoint, config = _settings(checkpoint)
     hidden, intent_len, pair_len = _hidden_and_lengths(config)
     num_classes = len(config["intent"]["id2label"])
@@ -233,6 +236,8 @@ def query_intent_pipeline(
     text, top_k_input = TensorSpec(TEXT, "STRING", (1,)), TensorSpec(P.TOP_K, "INT32", (1,), optional=True)
     encoder = _encoder(checkpoint, hidden, max(intent_len, pair_len), bounded_queues)
     fuse = target == "local" if fuse_text is None else fuse_text
+    if shed_wait_ms and not fuse:
+        raise ValueError("shed_wait_ms: only the local target's fused stage sheds load; shed in front of Triton")
     if fuse:
         if target != "local":
             raise ValueError("fuse_text: only the local target runs its engines in Python stubs")
@@ -244,7 +249,10 @@ def query_intent_pipeline(
             value_ranges={},
             batching=encoder_batching
             or Batching(
-                max_batch_size=64, max_queue_delay_us=0, max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0
+                max_batch_size=64,
+                max_queue_delay_us=0,
+                max_queue_size=ENGINE_QUEUE_SIZE if bounded_queues else 0,
+                shed_wait_ms=shed_wait_ms,
             ),
             tokenizer=FusedTokenizer(
                 text,

@@ -59,12 +59,13 @@ ENSEMBLE = QUERY_EMBEDDING
 ENTRY_QUEUE_SIZE, ENGINE_QUEUE_SIZE = 256, 128  # the engine queue absorbs a burst of 2 x max_batch_size
 
 
-def _batching(max_queue_delay_us: int, queue_size: int, bounded: bool) -> Batching:
+def _batching(max_queue_delay_us: int, queue_size: int, bounded: bool, shed_wait_ms: int = 0) -> Batching:
     return Batching(
         max_batch_size=64,
         max_queue_delay_us=max_queue_delay_us,
         instance_count=1,
         max_queue_size=queue_size if bounded else 0,
+        shed_wait_ms=shed_wait_ms,
     )
 
 
@@ -79,10 +80,15 @@ def query_embedding_pipeline(
     encoder_batching: Batching | None = None,
     bounded_queues: bool = False,
     fuse_tokenizer: bool | None = None,
+    shed_wait_ms: int = 0,
 ) -> Pipeline:
+    """``shed_wait_ms`` > 0: the fused entry stage (local target) sheds a request it could not answer within that
+    many ms (search_backends.admission)."""
     fuse = target == "local" if fuse_tokenizer is None else fuse_tokenizer
     if fuse and target != "local":
         raise ValueError("fuse_tokenizer: only the local target runs its engines in Python stubs")
+    if shed_wait_ms and not fuse:
+        raise ValueError("shed_wait_ms: only the local target's fused stage sheds load; shed in front of Triton")
     ck = SentenceCheckpoint.load(checkpoint or default_embedding_checkpoint())
     max_length = min(max_length, ck.max_seq_length)
     key = fingerprint(ck.path, extra=f"embedding|{ck.pooling}|{ck.normalize}")
@@ -111,7 +117,9 @@ def query_embedding_pipeline(
     # under load batches form while the instance is busy) and the engine's queue bound: it is the slow stage, and
     # a deeper queue only makes the requests it serves under overload wait longer (queue depth / throughput).
     encoder_default = (
-        _batching(0, ENGINE_QUEUE_SIZE, bounded_queues) if fuse else _batching(500, ENGINE_QUEUE_SIZE, bounded_queues)
+        _batching(0, ENGINE_QUEUE_SIZE, bounded_queues, shed_wait_ms)
+        if fuse
+        else _batching(500, ENGINE_QUEUE_SIZE, bounded_queues)
     )
     max_batch = (encoder_batching or encoder_default).max_batch_size
     import json

@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from search_backends.admission import SHED_WAIT_PARAMETER
 from search_backends.contracts.query_embedding import TEXT_INPUT_PARAMETER, TOKENIZER_DIR_PARAMETER
 from search_backends.graph_engines import (
     ENGINE_OPENVINO,
@@ -68,6 +69,8 @@ def _param(cfg: mc.ModelConfig, key: str, value: object) -> None:
 
 
 def python_model_config(m: PythonModel, target: Target) -> mc.ModelConfig:
+    if m.batching.shed_wait_ms:
+        raise ValueError(f"{m.name}: Batching.shed_wait_ms is taken only by the local target's fused text stages")
     cfg = mc.ModelConfig(name=m.name, backend="python")
     cfg.input.extend(_tensor(t, mc.ModelInput, ragged=m.ragged_inputs, target=target) for t in m.inputs)
     cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
@@ -95,6 +98,8 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
                 **(m.head.parameters if m.head is not None else {}),
             }.items():
                 _param(cfg, key, value)
+            if m.batching.shed_wait_ms:
+                _param(cfg, SHED_WAIT_PARAMETER, m.batching.shed_wait_ms)
         elif m.max_sequence_length or m.value_ranges:
             from search_backends.engine_inputs import EngineInputRules
 
@@ -120,6 +125,11 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         cfg = mc.ModelConfig(name=m.name, platform="tensorrt_plan", default_model_filename=ENGINE_FILES[target])
         kind, ragged = mc.ModelInstanceGroup.KIND_GPU, False
     fused = target == "local" and m.tokenizer is not None
+    if m.batching.shed_wait_ms and not fused:
+        raise ValueError(
+            f"{m.name}: Batching.shed_wait_ms is taken only by the local target's fused text stages, not by a "
+            f"{target} engine (shed in front of Triton there)"
+        )
     inputs = (m.tokenizer.text_input, *(m.head.inputs if m.head is not None else ())) if fused else m.inputs
     outputs = m.head.outputs if fused and m.head is not None else m.outputs
     cfg.input.extend(_tensor(t, mc.ModelInput, ragged=ragged and m.tokenizer is None, target=target) for t in inputs)

@@ -36,6 +36,10 @@ class Batching:
     # Requests waiting longer than this in the queue are rejected rather than served late (0 = never).
     queue_timeout_us: int = 0
     dynamic: bool = True
+    # Load shedding in the stage itself (search_backends.admission; Triton's queue policies stall in 2.51): a
+    # request whose queue wait would exceed this many ms is answered UNAVAILABLE at once (0 = never). Only the
+    # local target's fused text stages (text_encoder) take it.
+    shed_wait_ms: int = 0
 
     def __post_init__(self) -> None:
         """Values come from JSON overrides and sweep files too: refuse nonsense with a message naming the field."""
@@ -45,6 +49,7 @@ class Batching:
             ("instance_count", 1),
             ("max_queue_size", 0),
             ("queue_timeout_us", 0),
+            ("shed_wait_ms", 0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -141,6 +141,63 @@ def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
     return None
 
 
+def admission_queue(setup: ModelSetup, compute, warm_up_payload):
+    """The stage's :class:`~search_backends.admission.AdmissionQueue` when its config asks for load shedding
+    (``shed_wait_ms`` > 0), else None. ``compute(payloads)`` is the stage's vectorised call; its cost is measured
+    here on ``warm_up_payload(rows)`` (which also warms the engine up)."""
+    from search_backends.admission import SHED_WAIT_PARAMETER, AdmissionQueue, BatchCost
+
+    wait_ms = int_parameter(setup.params, SHED_WAIT_PARAMETER, 0, minimum=0)
+    if not wait_ms:
+        return None
+    max_rows = int(setup.config.get("max_batch_size", 0)) or 1
+    cost = BatchCost.measure(lambda rows: compute(warm_up_payload(rows)), max_rows)
+    pb_utils.Logger.log_info(
+        f"{_MODEL_NAME['name']}: load shedding at {wait_ms} ms of queue wait; batch cost "
+        f"{1000 * cost.fixed:.2f} ms + {1000 * cost.per_row:.3f} ms/row"
+    )
+    return AdmissionQueue(compute, cost, max_wait_s=wait_ms / 1000.0, max_batch_rows=max_rows, name="admission")
+
+
+def respond_admitted(owner, requests, responses, kept, admission, build) -> None:
+    """``execute`` for a stage that sheds load: returns None; every request gets exactly one final response
+    through its response sender. ``responses[i]`` already set (input errors) go out now; each ``(i, payload,
+    rows)`` of ``kept`` is offered to ``admission``: refused ones are answered UNAVAILABLE at once, the others
+    with ``build(result)`` when their batch has run."""
+    from search_backends.admission import Overloaded
+
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    unavailable = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
+    senders = [request.get_response_sender() for request in requests]
+    for sender, response in zip(senders, responses):
+        if response is not None:
+            sender.send(response, flags=final)
+
+    def answer_for(sender):
+        def answer(result, error):
+            try:
+                if isinstance(error, Overloaded):
+                    response = error_response(str(error), unavailable)
+                elif error is not None:
+                    response = internal_error_response(owner, error)
+                else:
+                    response = build(result)
+            except Exception as exc:  # noqa: BLE001 - the request must still be answered
+                response = internal_error_response(owner, exc)
+            sender.send(response, flags=final)
+
+        return answer
+
+    for i, payload, rows in kept:
+        answer = answer_for(senders[i])
+        try:
+            if not admission.offer(payload, rows, answer):
+                answer(None, admission.refusal(rows))
+        except Exception as exc:  # noqa: BLE001 - not queued: answer it now
+            answer(None, exc)
+    return None
+
+
 def guarded(execute):
     """Turn an unexpected exception in a batch into per-request errors instead of a dead batch."""
 

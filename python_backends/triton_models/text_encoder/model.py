@@ -4,6 +4,10 @@ Tokenization (search_backends.tokenization) and the engine (search_backends.grap
 the whole Triton batch; each request gets its rows back. Text checks are those of the tokenizer stub. With a
 ``head_file`` parameter the intent head (search_backends.heads.IntentHead) runs on the pooled output in the same
 call, and the request's optional TOP_K applies.
+
+With a ``shed_wait_ms`` parameter the stage sheds load (search_backends.admission): ``execute`` queues the
+requests and returns, a worker thread runs the queue in batches, and a request that would wait longer than the
+budget is answered UNAVAILABLE at once.
 """
 
 from __future__ import annotations
@@ -18,16 +22,17 @@ from search_backends.graph_engines import (
     PRECISION_PARAMETER,
     open_engine,
 )
-from search_backends.request_rows import pack_spans
 from search_backends.text_input import InputError
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import (
+    admission_queue,
     engine_threads,
     gather_texts,
     guarded,
     input_error_response,
     model_setup,
     respond,
+    respond_admitted,
     tensor_or_none,
 )
 
@@ -52,28 +57,45 @@ class TritonPythonModel:
             from search_backends.heads import IntentHead
 
             self.head = IntentHead.from_parameters(folder, params)
+        self.admission = admission_queue(setup, self._compute, self._warm_up_payload)
+
+    def _warm_up_payload(self, rows: int):
+        return [(["warm up query"] * rows, None if self.head is None else self.head.top_k(None))]
 
     @guarded
     def execute(self, requests):
         texts, spans, responses = gather_texts(requests, self.text_input)
-        top_ks = None
+        top_ks = [None] * len(spans)
         if self.head is not None:
             spans, top_ks = self._with_top_k(requests, spans, responses)
-        rows, ranges = pack_spans(texts, [(start, stop) for _, start, stop in spans])
+        kept = [(i, (texts[start:stop], k), stop - start) for (i, start, stop), k in zip(spans, top_ks)]
+        if self.admission is not None:
+            return respond_admitted(self, requests, responses, kept, self.admission, self._respond)
+        for (i, *_), outputs in zip(kept, self._compute([payload for _, payload, _ in kept])):
+            responses[i] = self._respond(outputs)
+        return responses
+
+    def finalize(self):
+        if self.admission is not None:
+            self.admission.close()
+
+    def _respond(self, outputs):
+        return respond(outputs, self.dtypes)
+
+    def _compute(self, payloads):
+        """One tokenizer call and one engine call (and one head call) for the requests' ``(texts, top_k)``; each
+        request's outputs by name."""
+        rows, ranges = [t for texts, _ in payloads for t in texts], _spans(payloads)
         if not rows:
-            return responses
-        batch = self.tokenizer.encode(rows)  # one tokenizer call and one engine call for the Triton batch
+            return []
+        batch = self.tokenizer.encode(rows)
         feeds = {name: getattr(batch, name) for name in self.engine.input_names}
         outputs = dict(zip(self.engine.output_names, self.engine.infer(feeds)))
         if self.head is None:
-            for (i, *_), (a, b) in zip(spans, ranges):
-                responses[i] = respond({name: outputs[name][a:b] for name in self.outputs}, self.dtypes)
-            return responses
+            return [{name: outputs[name][a:b] for name in self.outputs} for a, b in ranges]
         pooled = outputs[self.engine.output_names[0]]
-        predictions = self.head.predict(pooled, [(a, b, k) for (a, b), k in zip(ranges, top_ks)])
-        for (i, *_), prediction in zip(spans, predictions):
-            responses[i] = respond(prediction.outputs(), self.dtypes)
-        return responses
+        predictions = self.head.predict(pooled, [(a, b, k) for (a, b), (_, k) in zip(ranges, payloads)])
+        return [prediction.outputs() for prediction in predictions]
 
     def _with_top_k(self, requests, spans, responses):
         """The spans whose TOP_K is valid, and their k; the others get their error response."""
@@ -85,3 +107,11 @@ class TritonPythonModel:
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
         return kept, top_ks
+
+
+def _spans(payloads):
+    spans, start = [], 0
+    for texts, _ in payloads:
+        spans.append((start, start + len(texts)))
+        start += len(texts)
+    return spans
