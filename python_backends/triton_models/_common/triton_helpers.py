@@ -110,29 +110,43 @@ def internal_error_response(owner, exc: BaseException) -> "pb_utils.InferenceRes
     return error_response(f"internal error in {model} (reference {reference}; details in the server log)")
 
 
+def _senders_with_errors_sent(requests, responses) -> list:
+    """Every request's response sender; the ``responses`` already set (input errors) are sent now, as final."""
+    senders = [request.get_response_sender() for request in requests]
+    for sender, response in zip(senders, responses):
+        if response is not None:
+            sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    return senders
+
+
+def _answer_through(owner, sender, build):
+    """``answer(result, error)`` sending one final response: ``build(result)``, UNAVAILABLE for a shed request,
+    or an internal error with a reference."""
+    from search_backends.admission import Overloaded
+
+    def answer(result, error):
+        try:
+            if isinstance(error, Overloaded):
+                response = error_response(str(error), getattr(pb_utils.TritonError, "UNAVAILABLE", None))
+            elif error is not None:
+                response = internal_error_response(owner, error)
+            else:
+                response = build(result)
+        except Exception as exc:  # noqa: BLE001 - the request must still be answered
+            response = internal_error_response(owner, exc)
+        sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    return answer
+
+
 def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
     """``execute`` for a model that answers later (in-flight decoding): returns None, and every request gets
     exactly one final response through its response sender (Python backend default mode, 24.06+).
 
     ``responses[i]`` already set (input errors) go out now; ``submit(answers)`` hands the ``kept`` requests to
     the scheduler with one ``answer(result, error)`` each, which sends ``build(result)`` or the error."""
-    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-    senders = [request.get_response_sender() for request in requests]
-    for sender, response in zip(senders, responses):
-        if response is not None:
-            sender.send(response, flags=final)
-
-    def answer_for(sender):
-        def answer(result, error):
-            try:
-                response = internal_error_response(owner, error) if error is not None else build(result)
-            except Exception as exc:  # noqa: BLE001 - the request must still be answered
-                response = internal_error_response(owner, exc)
-            sender.send(response, flags=final)
-
-        return answer
-
-    answers = [answer_for(senders[i]) for i in kept]
+    senders = _senders_with_errors_sent(requests, responses)
+    answers = [_answer_through(owner, senders[i], build) for i in kept]
     try:
         submit(answers)
     except Exception as exc:  # noqa: BLE001 - nothing was queued: answer every kept request now
@@ -164,32 +178,9 @@ def respond_admitted(owner, requests, responses, kept, admission, build) -> None
     through its response sender. ``responses[i]`` already set (input errors) go out now; each ``(i, payload,
     rows)`` of ``kept`` is offered to ``admission``: refused ones are answered UNAVAILABLE at once, the others
     with ``build(result)`` when their batch has run."""
-    from search_backends.admission import Overloaded
-
-    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-    unavailable = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
-    senders = [request.get_response_sender() for request in requests]
-    for sender, response in zip(senders, responses):
-        if response is not None:
-            sender.send(response, flags=final)
-
-    def answer_for(sender):
-        def answer(result, error):
-            try:
-                if isinstance(error, Overloaded):
-                    response = error_response(str(error), unavailable)
-                elif error is not None:
-                    response = internal_error_response(owner, error)
-                else:
-                    response = build(result)
-            except Exception as exc:  # noqa: BLE001 - the request must still be answered
-                response = internal_error_response(owner, exc)
-            sender.send(response, flags=final)
-
-        return answer
-
+    senders = _senders_with_errors_sent(requests, responses)
     for i, payload, rows in kept:
-        answer = answer_for(senders[i])
+        answer = _answer_through(owner, senders[i], build)
         try:
             if not admission.offer(payload, rows, answer):
                 answer(None, admission.refusal(rows))
