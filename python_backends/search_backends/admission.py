@@ -136,9 +136,11 @@ class AdmissionQueue:
         if self._running_rows:
             running = self.cost.seconds(self._running_rows, max(limit, self._running_rows)) * self.slowdown
             running = max(running - (self.clock() - self._running_since), 0.0)
+        full = self.cost.seconds(limit, limit)
+        if rows > limit:  # it runs as a batch of its own, after the batches ahead
+            return running + self.slowdown * (-(-self._queued_rows // limit) * full + self.cost.seconds(rows, rows))
         # The batches ahead and its own, each counted full: later arrivals may still join its batch.
-        batches = -(-(self._queued_rows + rows) // limit)
-        return running + self.slowdown * batches * self.cost.seconds(limit, limit)
+        return running + self.slowdown * -(-(self._queued_rows + rows) // limit) * full
 
     def offer(self, payload: Any, rows: int, done: Done) -> bool:
         """Queue one request of ``rows`` rows. False (and ``done`` is not called) when it is refused at arrival:
@@ -191,7 +193,28 @@ class AdmissionQueue:
             self._queued_rows -= item.rows
             rows += item.rows
         self._running_rows, self._running_since = rows, now
+        expired += self._hopeless(now, self.slowdown * self.cost.seconds(rows, max(limit, rows)), limit)
         return batch, expired
+
+    def _hopeless(self, now: float, batch_s: float, limit: int) -> list[_Queued]:
+        """Under the lock: take out the queued requests that, behind the batch starting now and the rows ahead of
+        them, would end after their budget. Refused now rather than when they reach the head of the queue (the
+        estimate at arrival can be low while the machine slows down); a request too big to make the budget even
+        alone is left to run."""
+        hopeless: list[_Queued] = []
+        kept: deque[_Queued] = deque()
+        ahead = 0
+        for item in self._queue:
+            finish = now + batch_s + self.slowdown * self.cost.seconds(ahead + item.rows, limit)
+            alone = self.slowdown * self.cost.seconds(item.rows, max(limit, item.rows))
+            if finish - item.arrived > self.max_wait_s and alone <= self.max_wait_s:
+                hopeless.append(item)
+                self._queued_rows -= item.rows
+            else:
+                kept.append(item)
+                ahead += item.rows
+        self._queue = kept
+        return hopeless
 
     def _work(self) -> None:
         while True:

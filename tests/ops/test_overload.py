@@ -107,10 +107,11 @@ SHED_ROWS = 16  # texts per request: heavy requests let the Python load generato
 # Offered to find the capacity: several times what 2 cores serve (~30-40 such requests/s), not so much that the
 # load generator itself saturates and its own lag dominates.
 SHED_PROBE_RATE = 150.0
-SHED_REJECTION_P50_MS = 50.0  # issue 16: the excess is told within 50 ms (measured p50 2-3 ms)
-# The p99 of refusals is the dequeue backstop (a request refused after ~30 ms in the queue) plus the load
-# generator's own lag on the shared cores: measured 37-52 ms; the bound catches a shed path that waits for batches.
-SHED_REJECTION_P99_MS = 100.0
+SHED_REJECTION_P50_MS = 10.0  # refused at arrival: the stub's hand-off (measured p50 1.4-2.7 ms)
+SHED_REJECTION_P99_MS = 50.0  # issue 16: the excess is told within 50 ms (measured p99 34 ms)
+# Concurrent one-text requests per burst below capacity: the burst of section 2 of docs/reliability.md. Bursts of 16
+# from 16 client threads on the same 2 cores are sometimes (1 run in 3) shed after ~45 ms at this 50 ms budget.
+SHED_BURST = 8
 # Served p99 at 4x overload, seen by the client: the stage's budget plus gRPC, the ensemble and the load
 # generator's own event loop, which shares the 2 cores with the server.
 SHED_SERVED_P99_MS = 2 * SHED_WAIT_MS
@@ -157,8 +158,8 @@ def test_the_entry_stage_sheds_4x_its_capacity_fast_and_serves_within_budget(she
 
 
 def test_below_capacity_and_in_bursts_nothing_is_shed(shedding_server):
-    """Open loop at 60% of what the stage serves, then bursts of 8 concurrent one-text requests (the burst of
-    section 2 in docs/reliability.md): no rejection."""
+    """Open loop at 60% of what the stage serves, then bursts of SHED_BURST concurrent one-text requests: no
+    rejection."""
     import concurrent.futures as cf
 
     url = shedding_server.grpc_url
@@ -167,9 +168,9 @@ def test_below_capacity_and_in_bursts_nothing_is_shed(shedding_server):
     print("\n60% of capacity: " + steady.text())
     assert steady.rejected == 0 and steady.other_errors == 0, steady.text()
 
-    clients = [grpcclient.InferenceServerClient(url) for _ in range(8)]
+    clients = [grpcclient.InferenceServerClient(url) for _ in range(SHED_BURST)]
     cfg = config(clients[0], PIPELINE)
-    with cf.ThreadPoolExecutor(8) as pool:
+    with cf.ThreadPoolExecutor(SHED_BURST) as pool:
         for burst in range(10):
             futures = [pool.submit(c.infer, PIPELINE, good_request(grpcclient, cfg, k)) for k, c in enumerate(clients)]
             for f in futures:
