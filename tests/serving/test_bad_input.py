@@ -8,6 +8,7 @@ answered exactly as when sent alone; the server stays live and ready throughout.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 
 import numpy as np
 import pytest
@@ -297,3 +298,38 @@ def test_arbitrary_unicode_through_the_server(name, served, grpc):
         _assert_ok_or_invalid(outcome, cfg, field)
 
     check()
+
+
+# Issue 16: a 64 MB text. Triton 2.51 has no limit on a request's size (no max message size option): it receives
+# the whole payload, and the stage refuses it by MAX_TEXT_BYTES. The bound here is what that costs, measured
+# 2026-12-07: 0.3-0.7 s per request, server RSS +350-450 MB that plateaus (allocator reuse), stub +64 MB once.
+HUGE_TEXT_BYTES = 64 << 20
+HUGE_REFUSED_WITHIN_S = 3.0
+# A plateau, not 64 MB per request: 8 requests would add over 1 GiB (the payload is copied more than once) if it leaked.
+HUGE_SERVER_GROWTH_MIB = 800
+
+
+def test_a_64_mb_text_is_refused_quickly_and_memory_stays_bounded(served, grpc):
+    import psutil
+
+    server, pipelines = served
+    entry = pipelines["query_embedding"].entry
+    cfg = config(grpc, entry)
+    process = psutil.Process(server.process.pid)
+
+    def rss_mib() -> int:  # the server and its Python stubs
+        return sum(p.memory_info().rss for p in (process, *process.children(recursive=True))) >> 20
+
+    grpc.infer(entry, good_request(grpcclient, cfg, 0))
+    before = rss_mib()
+    huge = b"x" * HUGE_TEXT_BYTES
+    for _ in range(8):
+        started = time.perf_counter()
+        outcome = _call(grpc, entry, good_request(grpcclient, cfg, 0, {"TEXT": huge}))
+        assert time.perf_counter() - started < HUGE_REFUSED_WITHIN_S
+        _assert_invalid(outcome, "TEXT", "limit", str(MAX_TEXT_BYTES))
+    growth = rss_mib() - before
+    assert growth < HUGE_SERVER_GROWTH_MIB, f"server and stubs grew {growth} MiB over 8 refused 64 MB texts"
+    started = time.perf_counter()
+    grpc.infer(entry, good_request(grpcclient, cfg, 0))  # good requests are unaffected
+    assert time.perf_counter() - started < 1.0
