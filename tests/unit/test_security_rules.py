@@ -115,3 +115,15 @@ def test_model_parameters_are_parsed_with_clear_errors():
             int_parameter({"max_length": raw}, "max_length", 128)
     with pytest.raises(ConfigError, match="pad_to_multiple_of=0 must be >= 1"):
         int_parameter({"pad_to_multiple_of": "0"}, "pad_to_multiple_of", 8, minimum=1)
+
+
+def test_serve_refuses_a_sagemaker_port_on_every_interface_unless_asked(tmp_path, capsys):
+    """Triton 2.51 binds the SageMaker endpoint on every interface; `searchbar serve` keeps loopback by default, so it
+    refuses the port with a loopback --host and says why, and goes on with --sagemaker-any-interface."""
+    from search_tools.cli import main
+
+    assert main(["serve", "--repository", str(tmp_path), "--sagemaker-port", "18080"]) == 2
+    assert "every interface" in capsys.readouterr().err
+    # Opted in, it passes this check and stops at the next one (nothing built in tmp_path).
+    assert main(["serve", "--repository", str(tmp_path), "--sagemaker-port", "18080", "--sagemaker-any-interface"]) == 2
+    assert "holds no built models" in capsys.readouterr().err

@@ -19,7 +19,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--sagemaker-port", type=int, default=0, help="also serve /ping and /invocations")
+    parser.add_argument(
+        "--sagemaker-port",
+        type=int,
+        default=0,
+        help="also serve /ping and /invocations (Triton 2.51 binds this port on every interface: with a loopback "
+        "--host it needs --sagemaker-any-interface)",
+    )
+    parser.add_argument(
+        "--sagemaker-any-interface",
+        action="store_true",
+        help="accept that the SageMaker port listens on every interface (Triton 2.51 has no --sagemaker-address)",
+    )
     parser.add_argument(
         "--model-control",
         choices=("none", "explicit", "poll"),
@@ -52,6 +63,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.sagemaker_port and _is_loopback(args.host) and not args.sagemaker_any_interface:
+        print(
+            f"--sagemaker-port: Triton 2.51 binds the SageMaker endpoint on every interface (it has no "
+            f"--sagemaker-address), not on {args.host}. Pass --sagemaker-any-interface to accept that (a container "
+            "or an isolated host), or call /v2/models/<model>/infer on the loopback HTTP port instead",
+            file=sys.stderr,
+        )
+        return 2
     # A model folder without a version folder is a config only (the checkout's model_repository/ holds just those).
     if not any(p.is_dir() and p.name.isdigit() for p in args.repository.glob("*/*")):
         print(f"{args.repository} holds no built models; run `searchbar build` first", file=sys.stderr)
@@ -87,7 +106,7 @@ def run(args) -> int:
     print(
         f"ready in {time.monotonic() - started:.1f}s: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.host}:{server.metrics_port}"
-        + (f"  SageMaker {server.host}:{args.sagemaker_port}" if args.sagemaker_port else "")
+        + (f"  SageMaker *:{args.sagemaker_port} (every interface)" if args.sagemaker_port else "")
         + "  (Ctrl-C stops)",
         flush=True,
     )
@@ -137,6 +156,15 @@ def _heal(watchdog) -> None:
         return
     if reloaded:
         print(f"stub watchdog: reloaded {', '.join(reloaded)} (a Python stub had died)", flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def write_secret(path: Path, value: str) -> None:
