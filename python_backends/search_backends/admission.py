@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence
 _log = logging.getLogger(__name__)
 
 SHED_WAIT_PARAMETER = "shed_wait_ms"  # model parameter: the wait budget in ms (absent or 0: no shedding)
+# The Python-backend adapters that read it (the build refuses the parameter for any other model).
+SHEDDING_ADAPTERS = ("text_encoder", "spell_corrector")
 # Weight of the latest batch in the speed estimate: a few batches follow a change in load or machine speed.
 RATE_SMOOTHING = 0.3
 

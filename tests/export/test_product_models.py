@@ -275,7 +275,6 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
     fails alone. With load shedding on, execute returns at once and each request gets the same answer, exactly
     once, through its response sender."""
     import json
-    import time
 
     from google.protobuf import json_format
 
@@ -316,14 +315,8 @@ def test_fused_intent_encoder_answers_each_request_as_the_in_process_models(tmp_
     responses = model.execute(requests)
     if shed_wait_ms:
         assert responses is None
-        deadline = time.monotonic() + 30
-        while any(not r.sender.sent for r in requests) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        responses = mocked_pb_utils.answers_through_senders(requests)
         model.finalize()
-        assert [len(r.sender.sent) for r in requests] == [1] * 5
-        final = mocked_pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-        assert all(r.sender.sent[0][1] == final for r in requests)
-        responses = [r.sender.sent[0][0] for r in requests]
     for response, (_, field) in zip((responses[1], responses[3]), bad):
         assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and field in response.error.message
     for response, (texts, k) in zip((responses[0], responses[2], responses[4]), good):

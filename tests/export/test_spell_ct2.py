@@ -193,10 +193,14 @@ def test_generate_adapter_decodes_the_batch_on_ct2_and_isolates_bad_requests(tmp
         assert got[: len(want)] == want and all(t == 1 for t in got[len(want) :]), texts[i]
 
 
-def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(tmp_path, mocked_pb_utils):
+@pytest.mark.parametrize("shed_wait_ms", [0, 2000])
+def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(
+    tmp_path, mocked_pb_utils, shed_wait_ms
+):
     """The CPU targets' one-stub spell stage (adapter spell_corrector): each good request of a mixed batch gets
     what the in-process corrector (numpy loop over ONNX Runtime) gives it alone, guard switch and controls
-    included; bad text, controls or guard values fail their own request only."""
+    included; bad text, controls or guard values fail their own request only. With load shedding on, the same
+    answers come through the response senders, exactly once each."""
     import json
 
     from google.protobuf import json_format
@@ -206,7 +210,7 @@ def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(
     from search_build.pipelines import build_pipeline
     from search_build.repository.writer import write_repository
 
-    pipeline = build_pipeline("spell_correct")
+    pipeline = build_pipeline("spell_correct", shed_wait_ms=shed_wait_ms)
     spec = pipeline.model("spell_generate")
     assert spec.adapter == "spell_corrector" and [m.name for m in pipeline.models] == [
         "spell_generate",
@@ -236,9 +240,13 @@ def test_fused_adapter_corrects_the_batch_in_one_call_and_isolates_bad_requests(
         (mocked_pb_utils.Request({"TEXT": text("adele")}, {"guard": "maybe"}), "guard"),
         (mocked_pb_utils.Request({"TEXT": np.array([[b"\xff"]], dtype=np.object_)}), "UTF-8"),
     ]
-    responses = model.execute(
-        [requests[0], bad[0][0], requests[1], bad[1][0], requests[2], bad[2][0], requests[3], bad[3][0]]
-    )
+    batch = [requests[0], bad[0][0], requests[1], bad[1][0], requests[2], bad[2][0], requests[3], bad[3][0]]
+    responses = model.execute(batch)
+    assert (model.admission is not None) == bool(shed_wait_ms)
+    if shed_wait_ms:
+        assert responses is None
+        responses = mocked_pb_utils.answers_through_senders(batch)
+        model.finalize()
     for response, (_, name) in zip(responses[1::2], bad):
         assert response.error.code == mocked_pb_utils.TritonError.INVALID_ARG and name in response.error.message
     for response, (values, params, on) in zip(responses[0::2], good):

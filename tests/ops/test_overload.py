@@ -176,3 +176,58 @@ def test_below_capacity_and_in_bursts_nothing_is_shed(shedding_server):
             for f in futures:
                 f.result()  # raises on any rejection
             time.sleep(0.1)
+
+
+# The spell stage (CTranslate2) sheds by decoding work: a request costs its texts x num_beams decoder rows, so the
+# queue never holds more decoding than the budget allows, whatever controls the clients pick.
+SPELL_SHED_WAIT_MS = 100
+WORST_CASE_CONTROLS = {"num_beams": 8, "early_stopping": "never", "max_new_tokens": 48}
+
+
+@pytest.fixture(scope="module")
+def spell_shedding_server(tmp_path_factory):
+    if "spell_correct" not in registered():
+        pytest.skip("spell_correct not registered")
+    pipeline = build_pipeline("spell_correct", shed_wait_ms=SPELL_SHED_WAIT_MS)
+    repo = write_repo([pipeline], tmp_path_factory.mktemp("spell_shedding_repo"))
+    with running_server(repo, tmp_path_factory.mktemp("spell_shedding_logs") / "tritonserver.log") as s:
+        yield s
+
+
+def test_worst_case_decoding_floods_are_shed_and_ordinary_queries_still_served(spell_shedding_server):
+    """Clients asking for the most expensive decoding (8 beams, never stop early) at a rate far beyond what the
+    stage decodes: the excess is refused fast, what is served stays near the budget, and a plain greedy query
+    sent meanwhile is answered or refused at once, never held behind the flood."""
+    import threading
+
+    url = spell_shedding_server.grpc_url
+    flood: dict = {}
+
+    def run_flood():
+        flood["report"], flood["outcomes"] = run_load(
+            url, "spell_correct", rate=100.0, duration_s=3.0, timeout_s=20.0, rows=4, parameters=WORST_CASE_CONTROLS
+        )
+
+    thread = threading.Thread(target=run_flood)
+    thread.start()
+    time.sleep(1.0)
+    client = grpcclient.InferenceServerClient(url)
+    cfg = config(client, "spell_correct")
+    plain = []
+    for k in range(10):
+        started = time.perf_counter()
+        try:
+            client.infer("spell_correct", good_request(grpcclient, cfg, k), parameters={"num_beams": 1})
+            plain.append(("ok", time.perf_counter() - started))
+        except Exception as exc:  # noqa: BLE001 - a shed plain query is acceptable, a slow one is not
+            assert "overloaded: request shed" in str(exc), exc
+            plain.append(("shed", time.perf_counter() - started))
+        time.sleep(0.1)
+    thread.join(60)
+    report = flood["report"]
+    print("\nworst-case flood: " + report.text() + f"\nplain queries: {plain}")
+    assert report.rejected > 0 and report.other_errors == 0, report.text()
+    assert report.rejected_p50_ms <= SHED_REJECTION_P50_MS, report.text()
+    assert report.served_p99_ms <= 2 * SPELL_SHED_WAIT_MS + 100, report.text()
+    assert max(seconds for _, seconds in plain) < (2 * SPELL_SHED_WAIT_MS + 100) / 1000, plain
+    assert any(kind == "ok" for kind, _ in plain), plain

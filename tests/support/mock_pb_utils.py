@@ -121,3 +121,16 @@ def load_adapter(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def answers_through_senders(requests, timeout: float = 30.0) -> list:
+    """The one final response each request got through its sender (a model that answers later: in-flight decoding,
+    load shedding), waiting up to ``timeout`` seconds; fails when a request got none or more than one."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(not r.sender.sent for r in requests) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [len(r.sender.sent) for r in requests] == [1] * len(requests), [len(r.sender.sent) for r in requests]
+    assert all(flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL for r in requests for _, flags in r.sender.sent)
+    return [r.sender.sent[0][0] for r in requests]

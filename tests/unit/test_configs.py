@@ -111,3 +111,15 @@ def test_load_shedding_reaches_the_fused_stage_and_nothing_else(name):
         engine_model_config(stage, "triton-gpu")
     with pytest.raises(ValueError, match="shed_wait_ms"):
         Batching(shed_wait_ms=-1)
+
+
+def test_spell_load_shedding_reaches_the_ctranslate2_stage_only():
+    from search_backends.admission import SHED_WAIT_PARAMETER
+
+    pipeline = build_pipeline("spell_correct", shed_wait_ms=100)
+    cfg = _configs(pipeline, "local")["spell_generate"]
+    assert cfg.parameters[SHED_WAIT_PARAMETER].string_value == "100"
+    assert not cfg.dynamic_batching.HasField("default_queue_policy")
+    for mode in ("inprocess", "bls"):  # the loop modes bound their rows with inflight_max_rows
+        with pytest.raises(ValueError, match="shed_wait_ms"):
+            build_pipeline("spell_correct", engine_mode=mode, shed_wait_ms=100)

@@ -176,7 +176,11 @@ def spell_correct_pipeline(
     generate_batching: Batching | None = None,
     bounded_queues: bool = False,
     fuse_text: bool | None = None,
+    shed_wait_ms: int = 0,
 ) -> Pipeline:
+    """``shed_wait_ms`` > 0: the fused CTranslate2 stage sheds a request it could not answer within that many ms,
+    pricing each by its decoder rows (search_backends.admission); the loop modes bound their work with
+    ``inflight_max_rows`` instead."""
     import json
 
     checkpoint = Path(checkpoint or DEFAULT_CHECKPOINT)
@@ -189,6 +193,11 @@ def spell_correct_pipeline(
         raise ValueError(
             "fuse_text: engine_mode 'bls' decodes through other Triton models; use the three-stage "
             "ensemble (fuse_text=False)"
+        )
+    if shed_wait_ms and not (fuse and engine_mode == ENGINE_CT2):
+        raise ValueError(
+            "shed_wait_ms: only the fused ctranslate2 stage sheds load (the loop modes bound their rows with "
+            f"{INFLIGHT_MAX_ROWS_PARAMETER}); got engine_mode {engine_mode!r}, fuse_text={fuse}"
         )
     engine_parameters = _engine_parameters(engine_mode, target, precision)
     config = json.loads((checkpoint / "config.json").read_text())
@@ -313,6 +322,7 @@ def spell_correct_pipeline(
     if fuse:
         fused = replace(
             generate,
+            batching=replace(generate.batching, shed_wait_ms=shed_wait_ms),
             adapter="spell_corrector",
             inputs=(text, *CONTROLS, guard),
             outputs=(corrected,),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from search_backends.admission import SHED_WAIT_PARAMETER
+from search_backends.admission import SHED_WAIT_PARAMETER, SHEDDING_ADAPTERS
 from search_backends.contracts.query_embedding import TEXT_INPUT_PARAMETER, TOKENIZER_DIR_PARAMETER
 from search_backends.graph_engines import (
     ENGINE_OPENVINO,
@@ -69,14 +69,16 @@ def _param(cfg: mc.ModelConfig, key: str, value: object) -> None:
 
 
 def python_model_config(m: PythonModel, target: Target) -> mc.ModelConfig:
-    if m.batching.shed_wait_ms:
-        raise ValueError(f"{m.name}: Batching.shed_wait_ms is taken only by the local target's fused text stages")
+    if m.batching.shed_wait_ms and m.adapter not in SHEDDING_ADAPTERS:
+        raise ValueError(f"{m.name}: Batching.shed_wait_ms is taken only by the adapters {SHEDDING_ADAPTERS}")
     cfg = mc.ModelConfig(name=m.name, backend="python")
     cfg.input.extend(_tensor(t, mc.ModelInput, ragged=m.ragged_inputs, target=target) for t in m.inputs)
     cfg.output.extend(_tensor(t, mc.ModelOutput, target=target) for t in m.outputs)
     _apply_batching(cfg, m.batching, kind=mc.ModelInstanceGroup.KIND_CPU)
     for key, value in m.parameters.items():
         _param(cfg, key, value)
+    if m.batching.shed_wait_ms:
+        _param(cfg, SHED_WAIT_PARAMETER, m.batching.shed_wait_ms)
     return cfg
 
 

@@ -155,16 +155,17 @@ def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
     return None
 
 
-def admission_queue(setup: ModelSetup, compute, warm_up_payload):
+def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int | None = None):
     """The stage's :class:`~search_backends.admission.AdmissionQueue` when its config asks for load shedding
     (``shed_wait_ms`` > 0), else None. ``compute(payloads)`` is the stage's vectorised call; its cost is measured
-    here on ``warm_up_payload(rows)`` (which also warms the engine up)."""
+    here on ``warm_up_payload(rows)`` (which also warms the engine up). ``max_rows``: the most cost units a batch
+    holds (default: the config's max_batch_size)."""
     from search_backends.admission import SHED_WAIT_PARAMETER, AdmissionQueue, BatchCost
 
     wait_ms = int_parameter(setup.params, SHED_WAIT_PARAMETER, 0, minimum=0)
     if not wait_ms:
         return None
-    max_rows = int(setup.config.get("max_batch_size", 0)) or 1
+    max_rows = max_rows or int(setup.config.get("max_batch_size", 0)) or 1
     cost = BatchCost.measure(lambda rows: compute(warm_up_payload(rows)), max_rows)
     pb_utils.Logger.log_info(
         f"{_MODEL_NAME['name']}: load shedding at {wait_ms} ms of queue wait; batch cost "

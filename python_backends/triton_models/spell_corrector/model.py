@@ -4,7 +4,9 @@ Tokenization, decoding and detokenization with the no-damage guard run for the w
 (search_backends.spell_corrector.correct_batch), with each request's decoding controls and guard switch. The
 same work as the tokenize -> generate -> detokenize ensemble, without two Python hops and their copies. With
 in-flight batching on (loop engines) each request joins the running decoding and is answered on its own
-(submit_corrections).
+(submit_corrections). With a ``shed_wait_ms`` parameter (CTranslate2 mode) the stage sheds load
+(search_backends.admission): a request is priced by its decoder rows (texts x num_beams), so the queue holds a
+bounded amount of decoding work, and a request that could not be answered within the budget gets UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from search_backends.spell_decoding import ServedDecoding
 from search_backends.spell_guard import SpellGuard, guard_switch
 from search_backends.text_input import InputError
 from triton_helpers import (
+    admission_queue,
     engine_threads,
     gather_texts,
     guarded,
     input_error_response,
     model_setup,
     respond,
+    respond_admitted,
     respond_in_flight,
     tensor_or_none,
     utf8,
@@ -49,6 +53,15 @@ class TritonPythonModel:
         self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(setup.config))
         self.codec = SpellTextCodec(model_dir)
         self.guard = SpellGuard.from_model_dir(model_dir)
+        self.admission = None
+        if self.decoding.inflight is None:  # the in-flight decoder bounds its own rows (inflight_max_rows)
+            # Cost units are decoder rows (texts x num_beams): a batch holds up to max_batch_size texts at 8 beams.
+            max_rows = self.decoding.limits.max_num_beams * int(setup.config.get("max_batch_size", 1))
+            self.admission = admission_queue(setup, self._compute, self._warm_up_payload, max_rows)
+
+    def _warm_up_payload(self, rows: int):
+        params = self.decoding.request_params({}, {"num_beams": 1})  # greedy: one text is one decoder row
+        return [(["warm up query"] * rows, [params] * rows, [True] * rows)]
 
     @guarded
     def execute(self, requests):
@@ -77,14 +90,33 @@ class TritonPythonModel:
                 )
 
             return respond_in_flight(self, requests, responses, [i for i, *_ in kept], submit, self._respond)
-        if rows:  # one tokenizer, decoder and detokenizer call for every kept request of the batch
-            corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
-            for (i, *_), (a, b) in zip(kept, ranges):
-                responses[i] = self._respond(corrected[a:b])
+        payloads = [(rows[a:b], row_params[a:b], switches[a:b]) for a, b in ranges]
+        if self.admission is not None:  # priced by decoder rows: a beam-8 text costs what 8 greedy ones do
+            work = [(i, payload, sum(p.num_beams for p in payload[1])) for (i, *_), payload in zip(kept, payloads)]
+            return respond_admitted(self, requests, responses, work, self.admission, self._respond)
+        for (i, *_), corrected in zip(kept, self._compute(payloads)):
+            responses[i] = self._respond(corrected)
         return responses
+
+    def _compute(self, payloads):
+        """One tokenizer, decoder and detokenizer call for the requests' ``(texts, row params, guard switches)``;
+        each request's corrected texts."""
+        rows = [t for texts, _, _ in payloads for t in texts]
+        if not rows:
+            return [[] for _ in payloads]
+        row_params = [p for _, params, _ in payloads for p in params]
+        switches = [s for _, _, switch in payloads for s in switch]
+        corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
+        out, start = [], 0
+        for texts, _, _ in payloads:
+            out.append(corrected[start : start + len(texts)])
+            start += len(texts)
+        return out
 
     def _respond(self, corrected):
         return respond({CORRECTED: utf8(np.array(corrected)).reshape(len(corrected), 1)}, self.dtypes)
 
     def finalize(self):
+        if self.admission is not None:
+            self.admission.close()
         self.decoding.close()
