@@ -302,6 +302,51 @@ def test_direct_bad_token_requests_to_spell_generate_fail_alone(bls_server):
             assert t.result().as_numpy("CORRECTED").tolist() == text_alone.as_numpy("CORRECTED").tolist()
 
 
+def test_direct_bad_requests_to_the_bls_engines_are_refused_by_name(bls_server):
+    """spell_encoder / spell_decoder are composing models a client can reach: ids outside the vocabulary, a mask
+    that is not 0/1 and rows longer than the positions get INVALID_ARGUMENT naming the tensor, and the pipeline
+    still answers as before."""
+    import json
+
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(bls_server.grpc_url)
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    vocab, positions = int(cfg["vocab_size"]), int(cfg["max_position_embeddings"])
+    before = client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])]).as_numpy("CORRECTED")
+
+    def ints(name, array):
+        t = grpcclient.InferInput(name, list(np.shape(array)), "INT64")
+        t.set_data_from_numpy(np.ascontiguousarray(array, np.int64))
+        return t
+
+    def refused(model, inputs, name):
+        with pytest.raises(InferenceServerException) as info:
+            client.infer(model, inputs)
+        assert "INVALID_ARG" in str(info.value.status()) and name in info.value.message(), info.value.message()
+
+    good = np.array([[0, 120, 130, 2]])
+    refused("spell_encoder", [ints("input_ids", [[0, vocab + 5, 2]]), ints("attention_mask", [[1, 1, 1]])], "input_ids")
+    refused("spell_encoder", [ints("input_ids", good), ints("attention_mask", [[1, 7, 1, 1]])], "attention_mask")
+    too_long = np.array([[0] + [120] * (positions + 2) + [2]])
+    refused("spell_encoder", [ints("input_ids", too_long), ints("attention_mask", np.ones_like(too_long))], "input_ids")
+    decoder = client.get_model_metadata("spell_decoder", as_json=True)
+    inputs = []
+    for tensor in decoder["inputs"]:  # a well-formed first step except for the token id
+        shape = [1 if d == "-1" else int(d) for d in tensor["shape"]]
+        if tensor["name"] == "decoder_input_ids":
+            inputs.append(ints(tensor["name"], [[vocab + 1]]))
+        elif tensor["datatype"] == "INT64":
+            inputs.append(ints(tensor["name"], np.ones(shape, np.int64)))
+        else:
+            t = grpcclient.InferInput(tensor["name"], shape, "FP32")
+            t.set_data_from_numpy(np.zeros(shape, np.float32))
+            inputs.append(t)
+    refused("spell_decoder", inputs, "decoder_input_ids")
+    after = client.infer("spell_correct", [string_input(grpcclient, "TEXT", ["tayler swift"])]).as_numpy("CORRECTED")
+    assert after.tolist() == before.tolist()
+
+
 def _short_request_during_a_long_batch(client, hf):
     """Send a 32-query beam-8 batch, then a one-query greedy request while it decodes: the short one must come back
     first, and both equal HF."""

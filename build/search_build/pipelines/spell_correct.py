@@ -263,11 +263,16 @@ def spell_correct_pipeline(
     )
     # Engines take one whole decoding batch per call (from spell_generate), so no dynamic batching.
     engine_batching = Batching(max_batch_size=INFLIGHT_MAX_ROWS, dynamic=False)
+    # A direct caller (the bls mode's engines are composing models) gets INVALID_ARGUMENT for ids outside the
+    # vocabulary, a mask other than 0/1 or rows longer than the positions, instead of an engine error.
+    vocab = int(config["vocab_size"])
     encoder = EngineModel(
         ENCODER,
         Artifact(GRAPH_FILE, _graph(checkpoint, ENCODER_FILE)),
         (ids, mask),
         cross,
+        max_sequence_length=max_pos,
+        value_ranges={INPUT_IDS: (0, vocab), ATTENTION_MASK: (0, 2)},
         batching=engine_batching,
         ragged=False,
         follows_build_engine=False,
@@ -288,7 +293,8 @@ def spell_correct_pipeline(
             *past,
             *cross,
         ),
-        (TensorSpec(LOGITS, "FP32", (int(config["vocab_size"]),)), *present),
+        (TensorSpec(LOGITS, "FP32", (vocab,)), *present),
+        value_ranges={DECODER_INPUT_IDS: (0, vocab)},
         batching=engine_batching,
         ragged=False,
         follows_build_engine=False,
