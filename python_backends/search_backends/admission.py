@@ -12,13 +12,13 @@ Two rules, both measured in time, so they hold on any machine without tuning a r
     :class:`BatchCost`: a fixed cost per batch plus a cost per row, measured when the stage starts and scaled by
     how the batches actually run (so a slower machine or a neighbour's load is followed within a few batches);
     a per-row price alone would call a burst of small requests, which batch together, too slow;
-  * at dequeue: a request that can no longer be answered within ``max_wait_s`` (the estimate was low, e.g. the
-    machine slowed down) is refused instead of served late.
-Batches hold at most :meth:`batch_limit` rows, so that waiting for one batch and running in the next fits the budget.
+  * whenever a batch starts: every queued request that can no longer be answered within ``max_wait_s`` behind it
+    (the estimate was low, e.g. the machine slowed down) is refused then, instead of served late.
 Below capacity, bursts included, neither fires: the queue drains faster than ``max_wait_s``.
 
-One worker thread runs the batches: everything queued (up to ``max_batch_rows``) goes into one vectorised call,
-so the batching the stage had from Triton is kept.
+One worker thread runs the batches: the queue's head, up to :meth:`AdmissionQueue.batch_limit` rows (so that
+waiting for one batch and running in the next fits the budget), goes into one vectorised call, so the batching
+the stage had from Triton is kept.
 """
 
 from __future__ import annotations

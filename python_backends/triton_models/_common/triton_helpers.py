@@ -168,7 +168,7 @@ def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int |
     max_rows = max_rows or int(setup.config.get("max_batch_size", 0)) or 1
     cost = BatchCost.measure(lambda rows: compute(warm_up_payload(rows)), max_rows)
     pb_utils.Logger.log_info(
-        f"{_MODEL_NAME['name']}: load shedding at {wait_ms} ms of queue wait; batch cost "
+        f"{_MODEL_NAME['name']}: load shedding past {wait_ms} ms from arrival to answer; batch cost "
         f"{1000 * cost.fixed:.2f} ms + {1000 * cost.per_row:.3f} ms/row"
     )
     return AdmissionQueue(compute, cost, max_wait_s=wait_ms / 1000.0, max_batch_rows=max_rows, name="admission")
