@@ -292,6 +292,12 @@ def add_arguments(parser) -> None:
         default=1.0,
         help="share of requests that may be rejected (queue timeout on a starved CPU)",
     )
+    parser.add_argument(
+        "--shed-wait-ms",
+        type=int,
+        default=0,
+        help="build the pipeline with load shedding at this budget (Batching.shed_wait_ms; 0: off)",
+    )
     parser.add_argument("--out", type=Path, default=Path("soak_out"))
     parser.add_argument("--rejudge", action="store_true", help="recompute the verdict of the run in --out; no load")
     parser.add_argument("--log", type=Path, help="server log file")
@@ -308,7 +314,7 @@ def run(args) -> int:
         report = rejudge(args.out, **bounds)
         print(format_report(report))
         return 0 if report["verdict"] == "PASS" else 1
-    pipeline = build_pipeline(args.pipeline)
+    pipeline = build_pipeline(args.pipeline, **({"shed_wait_ms": args.shed_wait_ms} if args.shed_wait_ms else {}))
     model = args.model or pipeline.entry
     with tempfile.TemporaryDirectory() as tmp:
         repo = args.repository or write_repository([pipeline], Path(tmp) / "repo", "local", progress=lambda _: None)
