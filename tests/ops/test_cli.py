@@ -41,8 +41,12 @@ def served(model_repository):
     ready_line = proc.stdout.readline()  # printed once the server reports ready
     assert "ready" in ready_line, ready_line
     yield proc, grpc, http
-    if proc.poll() is None:
-        proc.kill()
+    if proc.poll() is None:  # a failed test left it running: SIGTERM stops tritonserver too, SIGKILL would orphan it
+        proc.terminate()
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_query_command_prints_embedding(served):

@@ -146,6 +146,8 @@ def test_searchbar_serve_runs_the_watchdog(pipeline, repo, tmp_path):
         try:
             proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
+            for child in psutil.Process(proc.pid).children(recursive=True):  # tritonserver has its own session
+                child.kill()
             proc.kill()
 
 

@@ -96,7 +96,7 @@ def test_spark_job_equals_single_machine_job_and_in_process_scoring(pairs, onnx_
     np.testing.assert_allclose([spark[i] for i in ids], [single_scores[i] for i in ids], atol=1e-5)
 
 
-def test_spark_job_through_the_served_pipeline(pairs, in_process, triton, tmp_path):
+def test_spark_job_through_the_served_pipeline(pairs, onnx_dir, in_process, triton, tmp_path):
     from support.serving import SERVED_PIPELINES
 
     if "product_duplicate" not in SERVED_PIPELINES:
@@ -119,6 +119,18 @@ def test_spark_job_through_the_served_pipeline(pairs, in_process, triton, tmp_pa
     assert code == 0
     served = _read_scores(tmp_path / "served_scores")
     ids = [r["id"] for r in records]
+    # The same engine and precision in process as the server runs (bf16 where the build chose it: OpenVINO's bf16
+    # scores do not depend on how rows are batched, so the two agree to float rounding).
+    import tritonclient.grpc as grpcclient
+    from search_backends.product_onnx import ProductOnnxModels
+    from support.serving import served_precision
+
+    precision = served_precision(grpcclient.InferenceServerClient(triton.grpc_url), "product_encoder")
+    if precision != "fp32":
+        scores = ProductOnnxModels(onnx_dir, engine="openvino", precision=precision).score_pairs(
+            *[[r[f] for r in records] for f in FIELDS]
+        )
+        in_process = {r["id"]: float(s) for r, s in zip(records, scores)}
     np.testing.assert_allclose([served[i] for i in ids], [in_process[i] for i in ids], atol=1e-5)
 
 

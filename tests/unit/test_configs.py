@@ -123,3 +123,22 @@ def test_spell_load_shedding_reaches_the_ctranslate2_stage_only():
     for mode in ("inprocess", "bls"):  # the loop modes bound their rows with inflight_max_rows
         with pytest.raises(ValueError, match="shed_wait_ms"):
             build_pipeline("spell_correct", engine_mode=mode, shed_wait_ms=100)
+
+
+def test_one_encoder_is_never_served_under_two_parity_gates():
+    """On local, product_encoder serves duplicates alone (query_intent has its fused stage), so its precision answers
+    to the duplicate gate; an unfused query_intent would share it under the intent gate, and the build refuses that.
+    On triton-cpu both pipelines share it, gated for both heads."""
+    from search_build.export.engine_parity import PARITY_SCOPE_PARAMETER
+    from search_build.repository.writer import spec_configs
+
+    duplicate = build_pipeline("product_duplicate")
+    assert duplicate.model("product_encoder").parity_scope == ("product_duplicate",)
+    assert build_pipeline("query_intent").model("query_intent_encoder").parity_scope == ("query_intent",)
+    rendered = model_config(duplicate.model("product_encoder"), "local")
+    assert rendered.parameters[PARITY_SCOPE_PARAMETER].string_value == "product_duplicate"
+    with pytest.raises(ValueError, match="product_encoder is defined differently by two pipelines"):
+        spec_configs([build_pipeline("query_intent", fuse_text=False), duplicate], "local")
+    shared = [build_pipeline(name, target="triton-cpu") for name in ("query_intent", "product_duplicate")]
+    assert {p.model("product_encoder").parity_scope for p in shared} == {("query_intent", "product_duplicate")}
+    assert "product_encoder" in spec_configs(shared, "triton-cpu")

@@ -64,3 +64,30 @@ def test_top_k_overlap():
     x = rng.standard_normal((50, 16))
     assert P.top_k_overlap(x, x) == 1.0
     assert P.top_k_overlap(x, rng.standard_normal((50, 16))) < 0.5
+
+
+def _ranked_report(want: np.ndarray, got: np.ndarray, labels: np.ndarray) -> dict:
+    half = len(labels) // 2  # two batches: the gate pools them before ranking
+    parts = [(P.Ranked(want[s], labels[s]), P.Ranked(got[s], labels[s])) for s in (slice(0, half), slice(half, None))]
+    return {"outputs": {}, "probed": {}, "ranked": {"duplicate_probability": P._ranked_stats(parts)}}
+
+
+def test_ranked_probe_is_judged_by_roc_auc_not_by_value():
+    """Duplicate probabilities answer to ROC-AUC within MAX_AUC_DIFF of FP32 (issue 14's gate), not to the 1e-3
+    value limit: an order-keeping shift of 0.03 passes (and is reported), a reordering of the ranking fails."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    fp32 = np.clip(0.5 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, len(labels)), 0.001, 0.999)
+    shifted = fp32 + 0.03 * np.sin(7 * fp32) ** 2  # monotone (slope >= 0.79): the same order
+    report = _ranked_report(fp32, shifted, labels)
+    stats = report["ranked"]["duplicate_probability"]
+    assert stats["rows"] == len(labels) and stats["max_abs"] > 10 * P.MAX_PROBE_DIFF
+    assert abs(stats["auc_diff"]) < 1e-12 and P.failures(report, "bf16") == []
+    assert 0.9 < stats["decisions_agree"] < 1.0  # a shift near 0.5 flips some decisions: reported, not gated
+    assert "ROC-AUC" in P.summary("product_encoder", {"engine": "openvino", "precision": "bf16", **report})
+
+    scrambled = fp32 + rng.normal(0, 0.05, len(labels))
+    report = _ranked_report(fp32, scrambled, labels)
+    assert abs(report["ranked"]["duplicate_probability"]["auc_diff"]) > P.MAX_AUC_DIFF
+    (failure,) = P.failures(report, "bf16")
+    assert failure.startswith("duplicate_probability: ROC-AUC") and f"> {P.MAX_AUC_DIFF}" in failure

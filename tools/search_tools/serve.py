@@ -99,10 +99,24 @@ def run(args) -> int:
     )
     if server.restrict_admin:
         write_secret(args.admin_key_file, server.admin_key)
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    stop = {"now": False, "ready": False}
+
+    def request_stop(*_) -> None:
+        stop["now"] = True
+        if not stop["ready"]:
+            raise KeyboardInterrupt  # still starting: leave the readiness wait at once
+
+    # Both installed explicitly, as tritonserver does: a process started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and Ctrl-C (or a supervisor's SIGINT) must still stop the server cleanly.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, request_stop)
     started = time.monotonic()
-    server.start(timeout=args.timeout)
+    try:
+        server.start(timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(f"stopped before ready (tritonserver exit {server.stop()})", flush=True)
+        return 130
+    stop["ready"] = True
     print(
         f"ready in {time.monotonic() - started:.1f}s: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.host}:{server.metrics_port}"
@@ -119,14 +133,11 @@ def run(args) -> int:
     )
     watchdog = _start_watchdog(args, server)
     next_check = time.monotonic() + args.stub_watchdog
-    try:
-        while not stop["now"] and server.process.poll() is None:
-            time.sleep(0.5 if watchdog is None else min(0.5, args.stub_watchdog))
-            if watchdog is not None and time.monotonic() >= next_check:
-                _heal(watchdog)
-                next_check = time.monotonic() + args.stub_watchdog
-    except KeyboardInterrupt:
-        pass
+    while not stop["now"] and server.process.poll() is None:
+        time.sleep(0.5 if watchdog is None else min(0.5, args.stub_watchdog))
+        if watchdog is not None and time.monotonic() >= next_check:
+            _heal(watchdog)
+            next_check = time.monotonic() + args.stub_watchdog
     code = server.stop()
     print(f"tritonserver stopped (exit {code})")
     return 0 if code in (0, None, -2) else 1

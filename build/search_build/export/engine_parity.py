@@ -3,11 +3,15 @@
 The reference is ONNX Runtime FP32 on the exported graph (itself checked against PyTorch when exported);
 the candidate is the served engine at the served precision on the served graph (int8: the quantized one).
 
+A graph whose outputs clients see (no probe: query_embedding_encoder):
     fp32 / bf16   every float output row at cosine >= 0.9999 to FP32
     int8          drift reported; the rows' top-10 neighbours (each row against all others, the retrieval
                   the embeddings serve) must overlap FP32's by >= 0.95 on average
-    every one     what clients see through a head (``EngineModel.parity_probe``: intent and duplicate
-                  probabilities) within 1e-3 of FP32, the same argmax on every row
+A graph behind heads is judged by what clients see through them (its own outputs are reported, not gated):
+    every one     the heads' outputs (``EngineModel.parity_probe``): intent probabilities within
+                  1e-3 of FP32 and the same argmax on every row; a ranked probe (:class:`Ranked`: duplicate
+                  probabilities with their labels) keeps its ROC-AUC within 0.002 of FP32's, what the batch job's
+                  users rank and threshold by (its largest probability change and decisions at 0.5 are reported)
 
 Failing, the build stops -- unless the precision was chosen automatically, then that model is built at
 its fallback precision (fp32) instead and the report says why. Inputs: the factory's real ones
@@ -17,6 +21,7 @@ sets the tests and benchmarks use) plus synthetic rows at the longest sequence t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +31,23 @@ from search_build.repository.spec import EngineModel
 MIN_COSINE = 0.9999
 MIN_TOP10_OVERLAP = 0.95
 MAX_PROBE_DIFF = 1e-3
+MAX_AUC_DIFF = 0.002
 TOP_K = 10
+# Config parameter recording EngineModel.parity_scope: what the served precision was gated on (not read at serve time).
+PARITY_SCOPE_PARAMETER = "parity_scope"
 LONGEST = "longest_sequence"  # the synthetic batch at the model's longest accepted sequence
 
 
 class ParityGateError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A probe output judged by the ranking it gives, not its values: scores with the rows' true labels."""
+
+    scores: np.ndarray
+    labels: np.ndarray
 
 
 def needs_gate(model: EngineModel) -> bool:
@@ -97,6 +113,24 @@ def _compare(stats: dict, want: np.ndarray, got: np.ndarray, *, overlap: bool) -
             stats["top10_overlap"] = min(stats.get("top10_overlap", 1.0), top_k_overlap(a, b))
 
 
+def _ranked_stats(parts: list[tuple[Ranked, Ranked]]) -> dict:
+    """ROC-AUC over all of a probe's batches together (a per-batch AUC would be too noisy for the 0.002 limit)."""
+    from search_build.training.product_eval import roc_auc
+
+    labels = np.concatenate([np.asarray(w.labels).ravel() for w, _ in parts])
+    w = np.concatenate([np.asarray(w.scores, np.float64).ravel() for w, _ in parts])
+    g = np.concatenate([np.asarray(g.scores, np.float64).ravel() for _, g in parts])
+    fp32_auc, served_auc = roc_auc(labels, w), roc_auc(labels, g)
+    return {
+        "rows": len(w),
+        "max_abs": float(np.abs(w - g).max(initial=0.0)),
+        "decisions_agree": float(np.mean((w >= 0.5) == (g >= 0.5))),
+        "fp32_roc_auc": fp32_auc,
+        "roc_auc": served_auc,
+        "auc_diff": served_auc - fp32_auc,
+    }
+
+
 def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> dict:
     """Served engine vs ONNX Runtime FP32 on the gate's batches: per output and per probed output."""
     from search_backends.graph_engines import OnnxRuntimeEngine, open_engine
@@ -105,6 +139,7 @@ def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> dict:
     candidate = open_engine(model.engine, served_onnx, precision=model.precision)
     outputs: dict[str, dict] = {}
     probed: dict[str, dict] = {}
+    ranked: dict[str, list[tuple[Ranked, Ranked]]] = {}
     for batch_name, feeds in gate_feeds(model, fp32_onnx).items():
         want = dict(zip(reference.output_names, reference.infer(feeds)))
         got = dict(zip(candidate.output_names, candidate.infer(feeds)))
@@ -112,15 +147,24 @@ def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> dict:
             _compare(outputs.setdefault(name, {}), want[name], got[name], overlap=batch_name != LONGEST)
         if model.parity_probe is not None and batch_name != LONGEST:
             want_seen, got_seen = model.parity_probe(batch_name, want), model.parity_probe(batch_name, got)
-            for name in want_seen:
-                _compare(probed.setdefault(name, {}), want_seen[name], got_seen[name], overlap=False)
-    return {"engine": model.engine, "precision": candidate.precision, "outputs": outputs, "probed": probed}
+            for name, want_probe in want_seen.items():
+                if isinstance(want_probe, Ranked):
+                    ranked.setdefault(name, []).append((want_probe, got_seen[name]))
+                else:
+                    _compare(probed.setdefault(name, {}), want_probe, got_seen[name], overlap=False)
+    report = {"engine": model.engine, "precision": candidate.precision, "outputs": outputs, "probed": probed}
+    if ranked:
+        report["ranked"] = {name: _ranked_stats(parts) for name, parts in ranked.items()}
+    return report
 
 
 def failures(report: dict, precision: str) -> list[str]:
+    """What breaks the gate. A model with a probe is judged by what its clients see through it (the probes); its
+    raw outputs are then reported, not gated (product_encoder's pooled vector only feeds the heads)."""
     found = []
+    judged_by_probes = bool(report.get("probed") or report.get("ranked"))
     for name, stats in report["outputs"].items():
-        if "min_cosine" not in stats:
+        if "min_cosine" not in stats or judged_by_probes:
             continue
         if precision == "int8":
             if stats.get("top10_overlap", 1.0) < MIN_TOP10_OVERLAP:
@@ -132,6 +176,11 @@ def failures(report: dict, precision: str) -> list[str]:
             found.append(f"{name}: max |diff| {stats['max_abs']:.2e} > {MAX_PROBE_DIFF}")
         if stats.get("argmax_agreement", 1.0) < 1.0:
             found.append(f"{name}: argmax agrees on {stats['argmax_agreement']:.1%} of rows")
+    for name, stats in report.get("ranked", {}).items():
+        if abs(stats["auc_diff"]) > MAX_AUC_DIFF:
+            found.append(
+                f"{name}: ROC-AUC {stats['roc_auc']:.4f} vs FP32 {stats['fp32_roc_auc']:.4f} (|diff| > {MAX_AUC_DIFF})"
+            )
     return found
 
 
@@ -167,6 +216,11 @@ def summary(name: str, report: dict) -> str:
         parts.append(text)
     for probed, s in report.get("probed", {}).items():
         parts.append(f"{probed} max|diff| {s['max_abs']:.2e}")
+    for ranked, s in report.get("ranked", {}).items():
+        parts.append(
+            f"{ranked} ROC-AUC {s['roc_auc']:.4f} (FP32 {s['fp32_roc_auc']:.4f}), max|diff| {s['max_abs']:.2e}, "
+            f"decisions at 0.5 agree on {s['decisions_agree']:.1%}"
+        )
     line = f"parity {name} ({report['engine']} {report['precision']}): " + "; ".join(parts)
     if "fell_back" in report:
         line += (

@@ -16,6 +16,7 @@ from search_backends.graph_engines import (
     THREADS_PARAMETER,
 )
 
+from search_build.export.engine_parity import PARITY_SCOPE_PARAMETER
 from search_build.repository.spec import (
     Batching,
     EngineModel,
@@ -92,6 +93,8 @@ def engine_model_config(m: EngineModel, target: Target) -> mc.ModelConfig:
         _param(cfg, ENGINE_PARAMETER, m.engine)
         _param(cfg, PRECISION_PARAMETER, m.precision)
         _param(cfg, THREADS_PARAMETER, m.intra_op_threads)
+        if m.parity_scope:
+            _param(cfg, PARITY_SCOPE_PARAMETER, ",".join(m.parity_scope))
         if m.tokenizer is not None:
             for key, value in {
                 **m.tokenizer.parameters,

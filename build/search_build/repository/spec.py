@@ -162,6 +162,9 @@ class EngineModel:
     # synthetic ids), and a probe turning one batch's outputs into what clients see (e.g. head probabilities).
     parity_feeds: Callable[[], dict] | None = field(default=None, compare=False)
     parity_probe: Callable[[str, dict], dict] | None = field(default=None, compare=False)
+    # Which pipelines' outputs the gate judges (rendered on the local target, so that two pipelines sharing the model
+    # with different gates are refused instead of one gate silently deciding for both). Empty: the graph's own.
+    parity_scope: tuple[str, ...] = ()
     # Set by factories for the local target only (see FusedTokenizer); the graph itself still takes ids.
     tokenizer: FusedTokenizer | None = None
     head: FusedHead | None = None  # only with ``tokenizer``: what the fused stub answers instead of the graph's outputs

@@ -116,12 +116,16 @@ class TritonScorer:
 class OnnxScorer:
     """The same chain in-process (tokenize -> encoder -> head) for throughput comparison."""
 
-    def __init__(self, export_dir: str | Path, intra_op_threads: int = 0, engine: str = "onnxruntime"):
+    def __init__(
+        self, export_dir: str | Path, intra_op_threads: int = 0, engine: str = "onnxruntime", precision: str = "fp32"
+    ):
         from search_backends.product_onnx import ProductOnnxModels
 
-        self.models = ProductOnnxModels(export_dir, intra_op_threads=intra_op_threads, engine=engine)
+        self.models = ProductOnnxModels(
+            export_dir, intra_op_threads=intra_op_threads, engine=engine, precision=precision
+        )
         self.export_dir = Path(export_dir)
-        self.engine = engine
+        self.engine, self.precision = engine, self.models.encoder.precision
 
     async def identity(self) -> dict:
         from search_build.repository.artifacts import folder_sha256
@@ -130,6 +134,7 @@ class OnnxScorer:
             "onnx_dir": str(self.export_dir.resolve()),
             "artifact_sha256": folder_sha256(self.export_dir),
             **({"engine": self.engine} if self.engine != "onnxruntime" else {}),
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
     async def score(self, rows: Sequence[Row]) -> np.ndarray:
