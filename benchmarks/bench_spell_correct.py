@@ -14,7 +14,8 @@ For each decoding mode (num_beams 1 and 4) and each level N:
    "in-process ONNX Runtime" baseline of the ratios.
 
 In-process systems run at each of --thread-options (intra-op threads) and keep their best throughput per level
-("each system at its best setting"). Before timing, every system's output on the sample queries is compared
+("each system at its best setting"); CTranslate2 also runs with two single-threaded workers splitting each batch
+(inter_threads), its fastest setting on 2 cores and the shape of the served stage's two instances. Before timing, every system's output on the sample queries is compared
 with HF generate() (agreement rates are printed and stored).
 Prints one table per decoding mode and writes JSON + PNG under --out.
 
@@ -119,14 +120,19 @@ class CT2System:
     ``patience=1`` for ``early_stopping=True``.
     """
 
-    def __init__(self, model_dir: Path, checkpoint: Path, threads: int):
+    def __init__(self, model_dir: Path, checkpoint: Path, threads: int, workers: int = 1):
         import ctranslate2
 
         from transformers import AutoTokenizer
 
         from search_backends.spell_generation import GenerationDefaults
 
-        self.translator = ctranslate2.Translator(str(model_dir), device="cpu", inter_threads=1, intra_threads=threads)
+        # ``workers`` > 1: CTranslate2's inter_threads, each worker decoding its share of the batch (max_batch_size
+        # splits it), as the served stage's single-threaded instances do.
+        self.workers = workers
+        self.translator = ctranslate2.Translator(
+            str(model_dir), device="cpu", inter_threads=workers, intra_threads=threads
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.codec = SpellTextCodec(checkpoint)
         self.params = GenerationDefaults.from_model_dir(checkpoint).resolve()
@@ -139,7 +145,7 @@ class CT2System:
         results = self.translator.translate_batch(
             source,
             beam_size=num_beams,
-            max_batch_size=0,
+            max_batch_size=-(-len(source) // self.workers) if self.workers > 1 else 0,
             patience=1,
             max_decoding_length=self.params.max_length - (2 if self.params.forced_eos_token_ids else 1),
             min_decoding_length=max(self.params.min_length - 1, 0),
@@ -215,14 +221,18 @@ def input_data(num_beams: int, guard: bool) -> Path:
     return write_input_data(rows, INPUT_DATA_DIR / f"spell_correct_{mode_name(num_beams)}_guard{int(guard)}.json")
 
 
-def best_per_level(points: list[tuple[int, LoadPoint]]) -> list[tuple[int, LoadPoint]]:
+def best_per_level(points: list[tuple[int | str, LoadPoint]]) -> list[tuple[int | str, LoadPoint]]:
     """Of one system measured at several thread settings ((threads, point) pairs), its best throughput per level."""
-    best: dict[int, tuple[int, LoadPoint]] = {}
+    best: dict[int, tuple[int | str, LoadPoint]] = {}
     for threads, p in points:
         if p.concurrency not in best or p.throughput > best[p.concurrency][1].throughput:
             best[p.concurrency] = (threads, p)
     return [best[c] for c in sorted(best)]
 
+
+# CTranslate2 at CT2_WORKERS workers of one thread each, the batch split between them.
+CT2_WORKERS = 2
+CT2_SPLIT = f"{CT2_WORKERS} workers x 1 thread"
 
 # Targets of issue 12 (2-core machine, tokenization and detokenization included)
 TARGET_P99_MS = {1: 15.0, 4: 25.0}
@@ -351,15 +361,23 @@ def main() -> None:
             SpellCorrector(exported_graphs(checkpoint), intra_op_threads=t)
         ),
         HF_LABEL: lambda t: (torch.set_num_threads(t), hf.correct)[1],
-        CT2_LABEL: lambda t: CT2System(ct2_dir, checkpoint, t).correct,
+        CT2_LABEL: lambda t: CT2System(ct2_dir, checkpoint, *((1, CT2_WORKERS) if t == CT2_SPLIT else (t, 1))).correct,
     }
-    measured: dict[tuple[str, int], list[tuple[int, LoadPoint]]] = {}
+    # CTranslate2's throughput knob besides intra-op threads: workers that decode shares of a batch in parallel.
+    settings: dict[str, list] = {label: list(thread_options) for label in factories}
+    if (os.cpu_count() or 1) >= CT2_WORKERS:
+        settings[CT2_LABEL].append(CT2_SPLIT)
+    measured: dict[tuple[str, int], list[tuple[int | str, LoadPoint]]] = {}
     chosen_threads: dict[str, dict] = {}
     for label, factory in factories.items():
-        for threads in tqdm(thread_options, desc=f"{label} (threads {thread_options})"):
+        for threads in tqdm(settings[label], desc=f"{label} (threads {settings[label]})"):
             fn = factory(threads)
             if label not in outputs:
                 outputs[label] = {nb: fn(QUERIES, nb) for nb in args.num_beams}
+            elif label == CT2_LABEL:  # a batch split across workers must decode the same
+                split_outputs = {nb: fn(QUERIES, nb) for nb in args.num_beams}
+                if split_outputs != outputs[label]:
+                    print(f"WARNING: {label} at {threads} decodes differently from {settings[label][0]} thread(s)")
             for nb in args.num_beams:
                 for level in args.levels:
                     point = timed_batches(label, level, lambda b, fn=fn, nb=nb: fn(b, nb), args.seconds)
@@ -385,7 +403,7 @@ def main() -> None:
     )
     print(
         "(Triton at concurrency N sends N single-query requests at once; in-process systems run batches of N at "
-        f"their best of {thread_options} threads)"
+        f"their best of {thread_options} threads; CTranslate2 also at {CT2_SPLIT})"
     )
     verdicts = {}
     for nb, pts in ranked.items():
