@@ -22,6 +22,16 @@ def concat_rows(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple[in
     return np.concatenate(arrays), ranges
 
 
+def flatten_rows(lists: Sequence[Sequence[T]]) -> tuple[list[T], list[tuple[int, int]]]:
+    """Lists of N_i items each -> one list of sum(N_i) items, and each list's (start, stop) in it."""
+    flat: list[T] = []
+    ranges = []
+    for items in lists:
+        ranges.append((len(flat), len(flat) + len(items)))
+        flat.extend(items)
+    return flat, ranges
+
+
 def pack_spans(items: Sequence[T], spans: Sequence[tuple[int, int]]) -> tuple[list[T], list[tuple[int, int]]]:
     """The items of each (start, stop) span of ``items``, packed in order, and each span's (start, stop) in the
     packed list (spans of requests dropped in between leave no gap)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_backends.request_rows import concat_rows, pack_spans
+from search_backends.request_rows import concat_rows, flatten_rows, pack_spans
 
 
 def test_concat_rows_remembers_each_request():
@@ -19,3 +19,9 @@ def test_pack_spans_leaves_no_gap_for_dropped_requests():
     assert packed == ["a", "b", "d", "e", "f"] and ranges == [(0, 2), (2, 3), (3, 5)]
     assert [packed[a:b] for a, b in ranges] == [texts[0:2], texts[3:4], texts[4:6]]
     assert pack_spans(texts, []) == ([], [])
+
+
+def test_flatten_rows_remembers_each_request_and_keeps_empty_ones():
+    flat, ranges = flatten_rows([["a", "b"], [], ["c"]])
+    assert flat == ["a", "b", "c"] and ranges == [(0, 2), (2, 2), (2, 3)]
+    assert [flat[a:b] for a, b in ranges] == [["a", "b"], [], ["c"]]

@@ -23,7 +23,7 @@ from search_backends.contracts.spell_correct import (
     MODEL_DIR_PARAMETER,
     TEXT,
 )
-from search_backends.request_rows import pack_spans
+from search_backends.request_rows import flatten_rows, pack_spans
 from search_backends.spell_codec import SpellTextCodec
 from search_backends.spell_corrector import correct_batch, submit_corrections
 from search_backends.spell_decoding import ServedDecoding
@@ -101,17 +101,13 @@ class TritonPythonModel:
     def _compute(self, payloads):
         """One tokenizer, decoder and detokenizer call for the requests' ``(texts, row params, guard switches)``;
         each request's corrected texts."""
-        rows = [t for texts, _, _ in payloads for t in texts]
+        rows, ranges = flatten_rows([texts for texts, _, _ in payloads])
         if not rows:
             return [[] for _ in payloads]
-        row_params = [p for _, params, _ in payloads for p in params]
-        switches = [s for _, _, switch in payloads for s in switch]
+        row_params, _ = flatten_rows([params for _, params, _ in payloads])
+        switches, _ = flatten_rows([switch for _, _, switch in payloads])
         corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
-        out, start = [], 0
-        for texts, _, _ in payloads:
-            out.append(corrected[start : start + len(texts)])
-            start += len(texts)
-        return out
+        return [corrected[a:b] for a, b in ranges]
 
     def _respond(self, corrected):
         return respond({CORRECTED: utf8(np.array(corrected)).reshape(len(corrected), 1)}, self.dtypes)

@@ -22,6 +22,7 @@ from search_backends.graph_engines import (
     PRECISION_PARAMETER,
     open_engine,
 )
+from search_backends.request_rows import flatten_rows
 from search_backends.text_input import InputError
 from search_backends.tokenization import BatchTokenizer
 from triton_helpers import (
@@ -85,7 +86,7 @@ class TritonPythonModel:
     def _compute(self, payloads):
         """One tokenizer call and one engine call (and one head call) for the requests' ``(texts, top_k)``; each
         request's outputs by name."""
-        rows, ranges = [t for texts, _ in payloads for t in texts], _spans(payloads)
+        rows, ranges = flatten_rows([texts for texts, _ in payloads])
         if not rows:
             return []
         batch = self.tokenizer.encode(rows)
@@ -107,11 +108,3 @@ class TritonPythonModel:
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
         return kept, top_ks
-
-
-def _spans(payloads):
-    spans, start = [], 0
-    for texts, _ in payloads:
-        spans.append((start, start + len(texts)))
-        start += len(texts)
-    return spans
