@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import json
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -29,6 +27,7 @@ import numpy as np
 from search_backends.contracts.query_embedding import QUERY_EMBEDDING
 
 from .sample_queries import MUSIC_QUERIES
+from .server import loopback_only
 
 REJECTED_STATUSES = ("StatusCode.UNAVAILABLE",)  # queue full, queue timeout, or shed by the stage
 
@@ -88,10 +87,9 @@ class LoadReport:
 
 def require_loopback(url: str) -> None:
     """Refuse any address that does not resolve to loopback only."""
-    host = url.rsplit(":", 1)[0].strip("[]")
-    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise ValueError(f"load tests target only loopback servers; {url!r} resolves to {sorted(addresses)}")
+    loopback, addresses = loopback_only(url.rsplit(":", 1)[0].strip("[]"))
+    if not loopback:
+        raise ValueError(f"load tests target only loopback servers; {url!r} resolves to {addresses}")
 
 
 def text_inputs_factory(metadata: dict, texts: Sequence[str] = MUSIC_QUERIES, rows: int = 1) -> Callable[[int], list]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from search_build.repository.writer import ENGINES_NOT_BUILT, MANIFEST_FILE
 
-from .server import ADMIN_HEADER, LOOPBACK, TritonServer
+from .server import ADMIN_HEADER, LOOPBACK, TritonServer, loopback_only
 
 
 def add_arguments(parser) -> None:
@@ -63,7 +63,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.sagemaker_port and _is_loopback(args.host) and not args.sagemaker_any_interface:
+    if args.sagemaker_port and loopback_only(args.host)[0] and not args.sagemaker_any_interface:
         print(
             f"--sagemaker-port: Triton 2.51 binds the SageMaker endpoint on every interface (it has no "
             f"--sagemaker-address), not on {args.host}. Pass --sagemaker-any-interface to accept that (a container "
@@ -167,15 +167,6 @@ def _heal(watchdog) -> None:
         return
     if reloaded:
         print(f"stub watchdog: reloaded {', '.join(reloaded)} (a Python stub had died)", flush=True)
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def write_secret(path: Path, value: str) -> None:

@@ -73,6 +73,15 @@ def backend_directory(cache_dir: Path | None = None) -> Path:
     return target
 
 
+def loopback_only(host: str) -> tuple[bool, list[str]]:
+    """Whether every address ``host`` resolves to is a loopback address, and those addresses (``socket.gaierror``
+    when it does not resolve)."""
+    import ipaddress
+
+    addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses), addresses
+
+
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
