@@ -18,11 +18,15 @@ class ControlLimits:
 
 
 def _scalar(value: Any) -> Any:
-    """A [1]- or [1, 1]-shaped array (or plain value) -> Python scalar; bytes -> str."""
+    """One request's control (an array with one value per row, all equal, or a plain value) -> Python scalar;
+    bytes -> str. A request of N texts sends its controls as [N, 1] (Triton gives every input of a request the same
+    batch size), so one decoding setting for the request is N equal values."""
     if hasattr(value, "reshape"):
         flat = value.reshape(-1)
-        if flat.size != 1:
-            raise InputError(f"expected one value, got {flat.size}")
+        if flat.size == 0:
+            raise InputError("expected a value, got none")
+        if flat.size > 1 and any(v != flat[0] for v in flat[1:]):
+            raise InputError(f"every row of one request must have the same value, got {flat.tolist()!r}")
         value = flat[0]
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("utf-8", "replace")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .onnx_runner import make_session
+from .request_rows import flatten_rows
 from .spell_codec import SpellTextCodec, normalize_query  # noqa: F401 - re-exported
+from .spell_decoding import ServedDecoding
 from .spell_generation import GenerationDefaults, generate
 from .spell_generation.inflight import InflightDecoder
 from .spell_guard import SpellGuard
@@ -123,6 +125,39 @@ def correct_batch(
     prepared = prepare_texts(codec, texts)
     tokens = decode(prepared.ids, prepared.mask, [row_params[i] for i in prepared.live]) if prepared.live else []
     return finish_texts(codec, guard, prepared, tokens, use_guard)
+
+
+@dataclass
+class SpellStage:
+    """A served spell stage that corrects text itself (engine in-process): the decoding engine, the text codec and
+    the guard, from its model folder and config parameters. The one-stub spell stage and the in-process search bar
+    both run it."""
+
+    decoding: ServedDecoding
+    codec: SpellTextCodec
+    guard: SpellGuard | None
+
+    @classmethod
+    def from_parameters(cls, model_dir: str | Path, params: Mapping[str, str], *, threads: int = 0) -> "SpellStage":
+        return cls(
+            ServedDecoding.from_parameters(model_dir, params, threads=threads),
+            SpellTextCodec(model_dir),
+            SpellGuard.from_model_dir(model_dir),
+        )
+
+    def correct(self, payloads: Sequence[tuple[Sequence[str], Sequence, Sequence[bool]]]) -> list[list[str]]:
+        """One tokenizer, decoder and detokenizer call for the requests' ``(texts, row params, guard switches)``;
+        each request's corrected texts."""
+        rows, ranges = flatten_rows([texts for texts, _, _ in payloads])
+        if not rows:
+            return [[] for _ in payloads]
+        row_params, _ = flatten_rows([params for _, params, _ in payloads])
+        switches, _ = flatten_rows([switch for _, _, switch in payloads])
+        corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
+        return [corrected[a:b] for a, b in ranges]
+
+    def close(self) -> None:
+        self.decoding.close()
 
 
 def submit_corrections(

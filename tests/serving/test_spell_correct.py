@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from support.serving import SERVED_PIPELINES, string_input
 from search_backends.contracts.spell_correct import LENGTH_PENALTY, MIN_LENGTH, NO_REPEAT_NGRAM_SIZE, NUM_BEAMS
@@ -82,9 +83,9 @@ def _correct(client, texts, params=None, inputs=(), guard=False):
     return [v[0].decode("utf-8") for v in result.as_numpy("CORRECTED")]
 
 
-def _int_input(name, value, dtype="INT32", np_dtype=np.int32):
-    tensor = grpcclient.InferInput(name, [1, 1], dtype)
-    tensor.set_data_from_numpy(np.array([[value]], dtype=np_dtype))
+def _int_input(name, value, dtype="INT32", np_dtype=np.int32, rows=1):
+    tensor = grpcclient.InferInput(name, [rows, 1], dtype)
+    tensor.set_data_from_numpy(np.full((rows, 1), value, dtype=np_dtype))
     return tensor
 
 
@@ -136,6 +137,15 @@ def test_controls_by_optional_inputs(grpc_client, hf):
 def test_multi_row_request(grpc_client, hf):
     rows = INPUTS[:6]
     assert _correct(grpc_client, rows, {"num_beams": 4}) == [hf([t], num_beams=4)[0] for t in rows]
+    # As inputs, a control has one row per text (Triton gives every input of a request the same batch size); one
+    # request is one setting, so its rows must agree.
+    by_input = _correct(grpc_client, rows, inputs=[_int_input(NUM_BEAMS, 1, rows=len(rows))])
+    assert by_input == [hf([t], num_beams=1)[0] for t in rows]
+    mixed = grpcclient.InferInput(NUM_BEAMS, [2, 1], "INT32")
+    mixed.set_data_from_numpy(np.array([[1], [4]], dtype=np.int32))
+    with pytest.raises(InferenceServerException) as info:
+        _correct(grpc_client, rows[:2], inputs=[mixed])
+    assert "INVALID_ARG" in str(info.value.status()) and NUM_BEAMS in info.value.message()
 
 
 def test_text_beyond_model_limit_keeps_the_tail(grpc_client, hf):

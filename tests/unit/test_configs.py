@@ -91,6 +91,39 @@ def test_local_query_embedding_is_one_stub():
         build_pipeline("query_embedding", target="triton-cpu", fuse_tokenizer=True)
 
 
+def test_search_bar_runs_its_stages_in_process_where_each_is_one_stub():
+    """Local: search_bar runs the stage models' own files (named in its parameters, each a model of the same
+    pipeline) and calls nothing through BLS; other targets, and a spell stage that decodes through other models,
+    call the stage entries."""
+    from search_backends.contracts import search_bar as C
+
+    local = build_pipeline(C.SEARCH_BAR, target="local")
+    bar = _configs(local, "local")[C.SEARCH_BAR]
+    params = {k: v.string_value for k, v in bar.parameters.items()}
+    assert params[C.PARAM_STAGES] == C.STAGES_INPROCESS and not local.model(C.SEARCH_BAR).bls_calls
+    stubs = [
+        params[k] for k in (C.PARAM_SPELL_MODEL, C.PARAM_INTENT_MODEL, C.PARAM_EMBEDDING_MODEL, C.PARAM_CATALOG_MODEL)
+    ]
+    names = {m.name for m in local.models}
+    assert set(stubs) <= names, "every model whose files search_bar runs is written with it"
+    assert local.model(params[C.PARAM_INTENT_MODEL]).head is not None
+    for target in ("triton-cpu", "triton-gpu"):
+        other = _configs(build_pipeline(C.SEARCH_BAR, target=target), target)[C.SEARCH_BAR]
+        assert other.parameters[C.PARAM_STAGES].string_value == C.STAGES_BLS
+    bls = build_pipeline(C.SEARCH_BAR, target="local", spell_engine="bls")
+    assert bls.model(C.SEARCH_BAR).parameters[C.PARAM_STAGES] == C.STAGES_BLS
+    assert set(bls.model(C.SEARCH_BAR).bls_calls) == {
+        C.SPELL_ENTRY,
+        C.INTENT_ENTRY,
+        C.EMBEDDING_ENTRY,
+        C.CATALOG_SEARCH,
+    }
+    with pytest.raises(ValueError, match="stages='inprocess'"):
+        build_pipeline(C.SEARCH_BAR, target="local", spell_engine="bls", stages="inprocess")
+    with pytest.raises(ValueError, match="stages must be one of"):
+        build_pipeline(C.SEARCH_BAR, stages="fused")
+
+
 @pytest.mark.parametrize("name", ["query_embedding", "query_intent"])
 def test_load_shedding_reaches_the_fused_stage_and_nothing_else(name):
     """shed_wait_ms becomes the fused entry stage's parameter (no Triton queue policy); builds that cannot honour it

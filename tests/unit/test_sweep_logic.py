@@ -65,8 +65,9 @@ def test_analyzer_config_names_real_models(name):
     assert set(ma.get("bls_composing_models", [])) <= models
     if isinstance(entry, Ensemble):
         assert set(model_analyzer.cpu_only_models(pipeline)) == models - {name}
-    else:  # a BLS entry (search_bar): its stages are the models it calls, all in the pipeline
-        assert entry.bls_calls and set(entry.bls_calls) <= models
+    else:  # a Python entry (search_bar): the stages it calls (BLS) or runs in-process are models of the pipeline
+        stages = set(entry.bls_calls) or {v for k, v in entry.parameters.items() if k.endswith("_model")}
+        assert stages and stages <= models
         assert set(model_analyzer.cpu_only_models(pipeline)) == {
             m.name for m in pipeline.models if not isinstance(m, Ensemble)
         }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from search_backends.contracts import search_bar as C
 
-from search_build.repository.spec import Artifact, Batching, Pipeline, PythonModel, Target, TensorSpec
+from search_build.repository.spec import Artifact, Batching, EngineModel, Pipeline, PythonModel, Target, TensorSpec
 from search_build.pipelines import build_pipeline, register
 from search_build.pipelines.query_embedding import ENGINE_QUEUE_SIZE, ENTRY_QUEUE_SIZE
 
@@ -96,6 +96,35 @@ def catalog_search_pipeline(
     return Pipeline(C.CATALOG_SEARCH, "query embedding -> top-k catalog items", (model,), C.CATALOG_SEARCH)
 
 
+def _in_process_models(spell: Pipeline, intent: Pipeline, embedding: Pipeline) -> dict[str, str] | None:
+    """The models whose files an in-process search bar runs, as its parameters; None when a stage is not one stub
+    running its engine itself (another target's engines, or the spell stage's bls mode)."""
+    spell_stub = next((m for m in spell.models if getattr(m, "adapter", None) == "spell_corrector"), None)
+    intent_stub = next((m for m in intent.models if isinstance(m, EngineModel) and m.head is not None), None)
+    embedding_stub = next((m for m in embedding.models if isinstance(m, EngineModel) and m.tokenizer), None)
+    if spell_stub is None or intent_stub is None or embedding_stub is None:
+        return None
+    return {
+        C.PARAM_STAGES: C.STAGES_INPROCESS,
+        C.PARAM_SPELL_MODEL: spell_stub.name,
+        C.PARAM_INTENT_MODEL: intent_stub.name,
+        C.PARAM_EMBEDDING_MODEL: embedding_stub.name,
+        C.PARAM_CATALOG_MODEL: C.CATALOG_SEARCH,
+    }
+
+
+def _bar_batching(in_process: bool, bounded_queues: bool) -> Batching:
+    queue = ENTRY_QUEUE_SIZE if bounded_queues else 0
+    if in_process:
+        # Two instances of one engine thread each on 2 cores: one batch's single-threaded parts (text codec,
+        # guard, small-batch engine calls) overlap the other's, which two threads inside one batch would not.
+        return Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=2, max_queue_size=queue)
+    # Several instances: the Python backend (2.51) runs a non-decoupled model's async execute to completion before
+    # the next batch, so one instance would serialise requests while it waits on BLS calls. Each instance is a
+    # light stub that mostly waits; 4 keeps the stages below busy on this CPU.
+    return Batching(max_batch_size=64, max_queue_delay_us=100, instance_count=4, max_queue_size=queue)
+
+
 @register(C.SEARCH_BAR)
 def search_bar_pipeline(
     checkpoint: str | Path | None = None,
@@ -103,11 +132,17 @@ def search_bar_pipeline(
     target: Target = "local",
     precision: str = "fp32",
     spell_engine: str | None = None,
-    spell_num_beams: int = 0,
+    spell_num_beams: int = C.DEFAULT_SPELL_NUM_BEAMS,
+    stages: str | None = None,
     batching: Batching | None = None,
     bounded_queues: bool = False,
     **catalog_options,
 ) -> Pipeline:
+    """``stages``: "inprocess" runs every stage's engine in the search_bar stub, from the stage models' own files
+    and settings (the default where every stage is one stub running its engine: the local target); "bls" calls
+    the stage models (the default elsewhere: their engines are Triton backends)."""
+    if stages not in (None, *C.STAGE_MODES):
+        raise ValueError(f"stages must be one of {', '.join(C.STAGE_MODES)}, got {stages!r}")
     spell = build_pipeline(
         C.SPELL_ENTRY,
         target=target,
@@ -132,6 +167,12 @@ def search_bar_pipeline(
         **catalog_options,
     )
     classes = next(t for t in intent.model(C.INTENT_ENTRY).outputs if t.name == C.INTENT_PROBS).dims[0]
+    in_process = _in_process_models(spell, intent, embedding) if stages != C.STAGES_BLS else None
+    if stages == C.STAGES_INPROCESS and in_process is None:
+        raise ValueError(
+            f"stages='inprocess' needs every stage as one stub running its engine (target {target!r}, spell engine "
+            f"{spell_engine or 'default'!r} is not); use stages='bls'"
+        )
     bar = PythonModel(
         C.SEARCH_BAR,
         "search_bar",
@@ -147,18 +188,9 @@ def search_bar_pipeline(
             TensorSpec(C.INTENT_PROBABILITIES, "FP32", (classes,)),
             *_results(),
         ),
-        # Several instances: the Python backend (2.51) runs a non-decoupled model's async execute to completion
-        # before the next batch, so one instance would serialise requests while it waits on BLS calls. Each
-        # instance is a light stub that mostly waits; 4 keeps the stages below busy on this CPU.
-        batching=batching
-        or Batching(
-            max_batch_size=64,
-            max_queue_delay_us=100,
-            instance_count=4,
-            max_queue_size=ENTRY_QUEUE_SIZE if bounded_queues else 0,
-        ),
-        parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams)},
-        bls_calls=(C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
+        batching=batching or _bar_batching(in_process is not None, bounded_queues),
+        parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams), **(in_process or {C.PARAM_STAGES: C.STAGES_BLS})},
+        bls_calls=() if in_process else (C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
     )
     models = {m.name: m for p in (spell, intent, embedding, search) for m in p.models}
     return Pipeline(

@@ -124,7 +124,8 @@ def add_catalog_arguments(parser) -> None:
         "--spell-num-beams",
         type=int,
         default=None,
-        help="search_bar's beams for spell correction (default: the spell model's generation config)",
+        help=f"search_bar's beams for spell correction (default {C.DEFAULT_SPELL_NUM_BEAMS}; 0: the spell model's "
+        "generation config, beam 4)",
     )
 
 

@@ -39,6 +39,23 @@ def parameters(config: dict) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
 
 
+def sibling_model(setup: ModelSetup, name: str) -> tuple[Path, dict[str, str]]:
+    """Another model of this model's repository: its version folder (same version) and string parameters, read
+    from its config.pbtxt. For a stage that runs that model's files in its own process; the files and settings
+    stay the other model's, so both compute the same thing."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    model_dir = setup.folder.parent.parent / name
+    config_path, folder = model_dir / "config.pbtxt", model_dir / setup.folder.name
+    if not config_path.is_file() or not folder.is_dir():
+        raise FileNotFoundError(
+            f"{_MODEL_NAME['name']} runs {name}'s files, but {model_dir} has no config or version {folder.name}"
+        )
+    config = text_format.Parse(config_path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+    return folder, {key: value.string_value for key, value in config.parameters.items()}
+
+
 def engine_threads(config: dict) -> int:
     """ONNX Runtime intra-op threads for one instance of this model: the ``intra_op_threads``
     parameter, or with 0 ("auto") the cores shared between its instances (each its own stub)."""

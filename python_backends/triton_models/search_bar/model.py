@@ -1,6 +1,8 @@
-"""Triton adapter (async BLS): TEXT -> corrected text, intent and catalog results in one request.
+"""Triton adapter: TEXT -> corrected text, intent and catalog results in one request.
 
-The stage logic is ``search_backends.search_bar``; this file only turns each stage into one BLS call.
+The stage logic is ``search_backends.search_bar``. With ``stages: bls`` this file turns each stage into one BLS
+call (async); with ``stages: inprocess`` (the local target) it runs the stage models' own files and settings in
+this stub (``search_backends.search_bar.in_process_stages``), read from their folders in the same repository.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import triton_python_backend_utils as pb_utils
 
 from search_backends.contracts import search_bar as C
 from search_backends.model_parameters import int_parameter
-from search_backends.search_bar import Stages, parse_request, run_search_bar
+from search_backends.search_bar import Stages, in_process_stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
 from triton_helpers import (
+    engine_threads,
     guarded_async,
     input_error_response,
     internal_error_response,
     model_setup,
     respond,
+    sibling_model,
     tensor_or_none,
     utf8,
 )
@@ -42,7 +46,41 @@ class TritonPythonModel:
         self.dtypes = setup.dtypes
         classes = next(int(o["dims"][0]) for o in setup.config["output"] if o["name"] == C.INTENT_PROBABILITIES)
         self.spell_beams = int_parameter(setup.params, C.PARAM_SPELL_NUM_BEAMS, 0, minimum=0, maximum=16)
-        self.stages = Stages(self._spell, self._intent, self._embed, self._search, classes)
+        mode = setup.params.get(C.PARAM_STAGES, C.STAGES_BLS)
+        if mode not in C.STAGE_MODES:
+            raise ValueError(f"{C.PARAM_STAGES} must be one of {', '.join(C.STAGE_MODES)}, got {mode!r}")
+        if mode == C.STAGES_INPROCESS:
+            self.stages = self._in_process(setup)
+        else:
+            self.stages = Stages(self._spell, self._intent, self._embed, self._search, classes)
+        if self.stages.intent_classes != classes:
+            raise ValueError(
+                f"{C.INTENT_PROBABILITIES} has {classes} columns but the intent head {self.stages.intent_classes}"
+            )
+
+    def _in_process(self, setup) -> Stages:
+        from search_backends.catalog_index import open_catalog
+        from search_backends.contracts.spell_correct import INFLIGHT_PARAMETER, MODEL_DIR, MODEL_DIR_PARAMETER
+        from search_backends.spell_corrector import SpellStage
+        from search_backends.text_encoding import TextEncoder
+
+        threads = engine_threads(setup.config)
+        spell_dir, spell_params = sibling_model(setup, setup.params[C.PARAM_SPELL_MODEL])
+        spell_params.pop(INFLIGHT_PARAMETER, None)  # each search-bar batch decodes to the end
+        self.spell = SpellStage.from_parameters(
+            spell_dir / spell_params.get(MODEL_DIR_PARAMETER, MODEL_DIR), spell_params, threads=threads
+        )
+        beams = {"num_beams": self.spell_beams} if self.spell_beams else {}
+        intent_dir, intent_params = sibling_model(setup, setup.params[C.PARAM_INTENT_MODEL])
+        embedding_dir, embedding_params = sibling_model(setup, setup.params[C.PARAM_EMBEDDING_MODEL])
+        catalog_dir, catalog_params = sibling_model(setup, setup.params[C.PARAM_CATALOG_MODEL])
+        return in_process_stages(
+            self.spell,
+            self.spell.decoding.request_params({}, beams),
+            TextEncoder.from_parameters(intent_dir, intent_params, threads=threads),
+            TextEncoder.from_parameters(embedding_dir, embedding_params, threads=threads),
+            open_catalog(catalog_dir / catalog_params.get(C.PARAM_CATALOG_DIR, C.CATALOG_DIR), threads=threads),
+        )
 
     async def _call(self, model: str, inputs: list, outputs: list[str]) -> dict[str, np.ndarray]:
         response = await pb_utils.InferenceRequest(
@@ -100,6 +138,8 @@ class TritonPythonModel:
             invalid_arg = getattr(pb_utils.TritonError, "INVALID_ARG", None)  # not defined at import time
             if isinstance(outcome, StageError) and invalid_arg is not None and outcome.code == invalid_arg:
                 responses[i] = input_error_response(str(outcome))  # the stage's message names the field
+            elif isinstance(outcome, InputError):  # an in-process stage refused the request's input
+                responses[i] = input_error_response(str(outcome))
             elif isinstance(outcome, Exception):
                 responses[i] = internal_error_response(self, outcome)
             else:
@@ -107,3 +147,8 @@ class TritonPythonModel:
                     {name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()}, self.dtypes
                 )
         return responses
+
+    def finalize(self):
+        spell = getattr(self, "spell", None)
+        if spell is not None:
+            spell.close()

@@ -23,11 +23,9 @@ from search_backends.contracts.spell_correct import (
     MODEL_DIR_PARAMETER,
     TEXT,
 )
-from search_backends.request_rows import flatten_rows, pack_spans
-from search_backends.spell_codec import SpellTextCodec
-from search_backends.spell_corrector import correct_batch, submit_corrections
-from search_backends.spell_decoding import ServedDecoding
-from search_backends.spell_guard import SpellGuard, guard_switch
+from search_backends.request_rows import pack_spans
+from search_backends.spell_corrector import SpellStage, submit_corrections
+from search_backends.spell_guard import guard_switch
 from search_backends.text_input import InputError
 from triton_helpers import (
     admission_queue,
@@ -50,9 +48,8 @@ class TritonPythonModel:
         params = setup.params
         self.dtypes = setup.dtypes
         model_dir = setup.folder / params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
-        self.decoding = ServedDecoding.from_parameters(model_dir, params, threads=engine_threads(setup.config))
-        self.codec = SpellTextCodec(model_dir)
-        self.guard = SpellGuard.from_model_dir(model_dir)
+        self.stage = SpellStage.from_parameters(model_dir, params, threads=engine_threads(setup.config))
+        self.decoding, self.codec, self.guard = self.stage.decoding, self.stage.codec, self.stage.guard
         self.admission = None
         if self.decoding.inflight is None:  # the in-flight decoder bounds its own rows (inflight_max_rows)
             # Cost units are decoder rows (texts x num_beams): a batch holds up to max_batch_size texts at 8 beams.
@@ -99,15 +96,8 @@ class TritonPythonModel:
         return responses
 
     def _compute(self, payloads):
-        """One tokenizer, decoder and detokenizer call for the requests' ``(texts, row params, guard switches)``;
-        each request's corrected texts."""
-        rows, ranges = flatten_rows([texts for texts, _, _ in payloads])
-        if not rows:
-            return [[] for _ in payloads]
-        row_params, _ = flatten_rows([params for _, params, _ in payloads])
-        switches, _ = flatten_rows([switch for _, _, switch in payloads])
-        corrected = correct_batch(self.codec, self.decoding.decoder.decode, self.guard, rows, row_params, switches)
-        return [corrected[a:b] for a, b in ranges]
+        """Each request's corrected texts for the requests' ``(texts, row params, guard switches)``."""
+        return self.stage.correct(payloads)
 
     def _respond(self, corrected):
         return respond({CORRECTED: utf8(np.array(corrected)).reshape(len(corrected), 1)}, self.dtypes)
@@ -115,4 +105,4 @@ class TritonPythonModel:
     def finalize(self):
         if self.admission is not None:
             self.admission.close()
-        self.decoding.close()
+        self.stage.close()

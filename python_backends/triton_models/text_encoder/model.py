@@ -12,19 +12,10 @@ budget is answered UNAVAILABLE at once.
 
 from __future__ import annotations
 
-from search_backends.contracts.product_search import HEAD_FILE_PARAMETER, TOP_K
+from search_backends.contracts.product_search import TOP_K
 from search_backends.contracts.query_embedding import TEXT, TEXT_INPUT_PARAMETER
-from search_backends.graph_engines import (
-    ENGINE_ONNXRUNTIME,
-    ENGINE_PARAMETER,
-    GRAPH_FILE,
-    GRAPH_FILE_PARAMETER,
-    PRECISION_PARAMETER,
-    open_engine,
-)
-from search_backends.request_rows import flatten_rows
+from search_backends.text_encoding import TextEncoder
 from search_backends.text_input import InputError
-from search_backends.tokenization import BatchTokenizer
 from triton_helpers import (
     admission_queue,
     engine_threads,
@@ -41,23 +32,11 @@ from triton_helpers import (
 class TritonPythonModel:
     def initialize(self, args):
         setup = model_setup(args)
-        params = setup.params
-        folder = setup.folder
-        self.text_input = params.get(TEXT_INPUT_PARAMETER, TEXT)
+        self.text_input = setup.params.get(TEXT_INPUT_PARAMETER, TEXT)
         self.dtypes = setup.dtypes
-        self.tokenizer = BatchTokenizer.from_parameters(folder, params)
-        self.engine = open_engine(
-            params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-            folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-            threads=engine_threads(setup.config),
-            precision=params.get(PRECISION_PARAMETER, "fp32"),
-        )
-        self.outputs = [name for name in self.engine.output_names if name in self.dtypes]
-        self.head = None
-        if params.get(HEAD_FILE_PARAMETER):
-            from search_backends.heads import IntentHead
-
-            self.head = IntentHead.from_parameters(folder, params)
+        self.encoder = TextEncoder.from_parameters(setup.folder, setup.params, threads=engine_threads(setup.config))
+        self.head = self.encoder.head
+        self.outputs = [name for name in self.encoder.engine.output_names if name in self.dtypes]
         self.admission = admission_queue(setup, self._compute, self._warm_up_payload)
 
     def _warm_up_payload(self, rows: int):
@@ -86,17 +65,7 @@ class TritonPythonModel:
     def _compute(self, payloads):
         """One tokenizer call and one engine call (and one head call) for the requests' ``(texts, top_k)``; each
         request's outputs by name."""
-        rows, ranges = flatten_rows([texts for texts, _ in payloads])
-        if not rows:
-            return []
-        batch = self.tokenizer.encode(rows)
-        feeds = {name: getattr(batch, name) for name in self.engine.input_names}
-        outputs = dict(zip(self.engine.output_names, self.engine.infer(feeds)))
-        if self.head is None:
-            return [{name: outputs[name][a:b] for name in self.outputs} for a, b in ranges]
-        pooled = outputs[self.engine.output_names[0]]
-        predictions = self.head.predict(pooled, [(a, b, k) for (a, b), (_, k) in zip(ranges, payloads)])
-        return [prediction.outputs() for prediction in predictions]
+        return self.encoder.compute(payloads, self.outputs)
 
     def _with_top_k(self, requests, spans, responses):
         """The spans whose TOP_K is valid, and their k; the others get their error response."""
