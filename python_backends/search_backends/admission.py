@@ -34,9 +34,14 @@ _log = logging.getLogger(__name__)
 
 SHED_WAIT_PARAMETER = "shed_wait_ms"  # model parameter: the wait budget in ms (absent or 0: no shedding)
 # The Python-backend adapters that read it (the build refuses the parameter for any other model).
-SHEDDING_ADAPTERS = ("text_encoder", "spell_corrector")
+SHEDDING_ADAPTERS = ("text_encoder", "spell_corrector", "search_bar")
 # Weight of the latest batch in the speed estimate: a few batches follow a change in load or machine speed.
 RATE_SMOOTHING = 0.3
+# For a stage whose batch cost depends on the content (the search bar: its guard costs 0.1-17 ms per query by its
+# words), a request is priced at arrival at the recent speed plus this many times the recent spread of batch times
+# around it, so it refuses at arrival what a slow batch would otherwise make it refuse later, from the queue. Stages
+# whose cost is rows alone keep 0: the margin would shed their bursts for nothing.
+CONTENT_SPREAD_MARGIN = 3.0
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,16 @@ class AdmissionQueue:
         *,
         max_wait_s: float,
         max_batch_rows: int = 64,
+        spread_margin: float = 0.0,
         name: str = "admission",
         clock: Callable[[], float] = time.perf_counter,
     ):
         if max_wait_s <= 0 or max_batch_rows < 1:
             raise ValueError(f"max_wait_s must be > 0 and max_batch_rows >= 1, got {max_wait_s} and {max_batch_rows}")
         self.run, self.cost, self.max_wait_s, self.max_batch_rows = run, cost, max_wait_s, max_batch_rows
-        self.clock = clock
+        self.clock, self.spread_margin = clock, spread_margin
         self.slowdown = 1.0  # how much slower than ``cost`` the recent batches ran (smoothed)
+        self.spread = 0.0  # how far the recent batches' slowdowns were from that (smoothed absolute deviation)
         self.shed = 0  # requests refused so far
         self._queue: deque[_Queued] = deque()
         self._queued_rows = 0
@@ -134,15 +141,16 @@ class AdmissionQueue:
 
     def _estimate(self, rows: int) -> float:
         limit = self.batch_limit()
+        slowdown = self.slowdown + self.spread_margin * self.spread  # a slow batch ahead, not just an average one
         running = 0.0
         if self._running_rows:
-            running = self.cost.seconds(self._running_rows, max(limit, self._running_rows)) * self.slowdown
+            running = self.cost.seconds(self._running_rows, max(limit, self._running_rows)) * slowdown
             running = max(running - (self.clock() - self._running_since), 0.0)
         full = self.cost.seconds(limit, limit)
         if rows > limit:  # it runs as a batch of its own, after the batches ahead
-            return running + self.slowdown * (-(-self._queued_rows // limit) * full + self.cost.seconds(rows, rows))
+            return running + slowdown * (-(-self._queued_rows // limit) * full + self.cost.seconds(rows, rows))
         # The batches ahead and its own, each counted full: later arrivals may still join its batch.
-        return running + self.slowdown * -(-(self._queued_rows + rows) // limit) * full
+        return running + slowdown * -(-(self._queued_rows + rows) // limit) * full
 
     def offer(self, payload: Any, rows: int, done: Done) -> bool:
         """Queue one request of ``rows`` rows. False (and ``done`` is not called) when it is refused at arrival:
@@ -251,6 +259,7 @@ class AdmissionQueue:
             ratio = (self.clock() - started) / predicted if predicted > 0 else 1.0
             with self._lock:
                 self._running_rows = 0
+                self.spread = (1 - RATE_SMOOTHING) * self.spread + RATE_SMOOTHING * abs(ratio - self.slowdown)
                 self.slowdown = (1 - RATE_SMOOTHING) * self.slowdown + RATE_SMOOTHING * ratio
             for item, result in zip(batch, results):
                 self._answer(item, result, error)

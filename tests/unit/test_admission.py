@@ -153,3 +153,22 @@ def test_batch_cost_is_measured_as_a_fixed_part_and_a_part_per_row():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="max_wait_s"):
         AdmissionQueue(lambda p: p, BatchCost(0, 0), max_wait_s=0)
+
+
+def test_a_content_priced_stage_prices_arrivals_with_the_spread_of_its_batches():
+    """With a spread margin, a request arriving behind queued work is priced at the recent speed plus the margin
+    times how much the batch times have varied; without one (row-priced stages) the spread changes nothing."""
+    cost = BatchCost(fixed=0.010, per_row=0.001)
+    plain = AdmissionQueue(lambda payloads: payloads, cost, max_wait_s=1.0, max_batch_rows=8)
+    careful = AdmissionQueue(lambda payloads: payloads, cost, max_wait_s=1.0, max_batch_rows=8, spread_margin=3.0)
+    try:
+        for queue in (plain, careful):
+            with queue._lock:  # a backlog of 12 rows and batches whose speed varied by 20% around the average
+                queue._queued_rows, queue.spread = 12, 0.2
+        assert plain.estimated_wait_s(2) == pytest.approx(2 * cost.seconds(8, 8))  # two full batches ahead
+        assert careful.estimated_wait_s(2) == pytest.approx(1.6 * plain.estimated_wait_s(2))
+    finally:
+        for queue in (plain, careful):
+            with queue._lock:
+                queue._queued_rows = 0
+            queue.close()

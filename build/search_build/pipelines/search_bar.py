@@ -11,6 +11,7 @@ search_bar's repository holds every stage pipeline too, so each stays callable o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from search_backends.contracts import search_bar as C
@@ -136,11 +137,13 @@ def search_bar_pipeline(
     stages: str | None = None,
     batching: Batching | None = None,
     bounded_queues: bool = False,
+    shed_wait_ms: int = 0,
     **catalog_options,
 ) -> Pipeline:
     """``stages``: "inprocess" runs every stage's engine in the search_bar stub, from the stage models' own files
     and settings (the default where every stage is one stub running its engine: the local target); "bls" calls
-    the stage models (the default elsewhere: their engines are Triton backends)."""
+    the stage models (the default elsewhere: their engines are Triton backends). ``shed_wait_ms`` > 0 (in-process
+    only): the bar sheds a request it could not answer within that many ms (search_backends.admission)."""
     if stages not in (None, *C.STAGE_MODES):
         raise ValueError(f"stages must be one of {', '.join(C.STAGE_MODES)}, got {stages!r}")
     spell = build_pipeline(
@@ -173,6 +176,9 @@ def search_bar_pipeline(
             f"stages='inprocess' needs every stage as one stub running its engine (target {target!r}, spell engine "
             f"{spell_engine or 'default'!r} is not); use stages='bls'"
         )
+    if shed_wait_ms and in_process is None:
+        raise ValueError("shed_wait_ms: search_bar sheds load only with its stages in-process (stages='inprocess')")
+    bar_batching = batching or _bar_batching(in_process is not None, bounded_queues)
     bar = PythonModel(
         C.SEARCH_BAR,
         "search_bar",
@@ -188,7 +194,7 @@ def search_bar_pipeline(
             TensorSpec(C.INTENT_PROBABILITIES, "FP32", (classes,)),
             *_results(),
         ),
-        batching=batching or _bar_batching(in_process is not None, bounded_queues),
+        batching=replace(bar_batching, shed_wait_ms=shed_wait_ms) if shed_wait_ms else bar_batching,
         parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams), **(in_process or {C.PARAM_STAGES: C.STAGES_BLS})},
         bls_calls=() if in_process else (C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
     )

@@ -172,11 +172,11 @@ def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
     return None
 
 
-def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int | None = None):
+def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int | None = None, spread_margin=0.0):
     """The stage's :class:`~search_backends.admission.AdmissionQueue` when its config asks for load shedding
     (``shed_wait_ms`` > 0), else None. ``compute(payloads)`` is the stage's vectorised call; its cost is measured
     here on ``warm_up_payload(rows)`` (which also warms the engine up). ``max_rows``: the most cost units a batch
-    holds (default: the config's max_batch_size)."""
+    holds (default: the config's max_batch_size); ``spread_margin``: see AdmissionQueue (content-priced stages)."""
     from search_backends.admission import SHED_WAIT_PARAMETER, AdmissionQueue, BatchCost
 
     wait_ms = int_parameter(setup.params, SHED_WAIT_PARAMETER, 0, minimum=0)
@@ -188,7 +188,9 @@ def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int |
         f"{_MODEL_NAME['name']}: load shedding past {wait_ms} ms from arrival to answer; batch cost "
         f"{1000 * cost.fixed:.2f} ms + {1000 * cost.per_row:.3f} ms/row"
     )
-    return AdmissionQueue(compute, cost, max_wait_s=wait_ms / 1000.0, max_batch_rows=max_rows, name="admission")
+    return AdmissionQueue(
+        compute, cost, max_wait_s=wait_ms / 1000.0, max_batch_rows=max_rows, spread_margin=spread_margin
+    )
 
 
 def respond_admitted(owner, requests, responses, kept, admission, build) -> None:

@@ -3,25 +3,32 @@
 The stage logic is ``search_backends.search_bar``. With ``stages: bls`` this file turns each stage into one BLS
 call (async); with ``stages: inprocess`` (the local target) it runs the stage models' own files and settings in
 this stub (``search_backends.search_bar.in_process_stages``), read from their folders in the same repository.
+In-process, a ``shed_wait_ms`` parameter turns on load shedding (search_backends.admission): ``execute`` queues
+the requests and returns, a worker thread runs them in batches, and a request that could not be answered within
+the budget gets UNAVAILABLE at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from search_backends.contracts import search_bar as C
 from search_backends.model_parameters import int_parameter
-from search_backends.search_bar import Stages, in_process_stages, parse_request, run_search_bar
+from search_backends.admission import CONTENT_SPREAD_MARGIN, SHED_WAIT_PARAMETER
+from search_backends.search_bar import SearchBarRequest, Stages, in_process_stages, parse_request, run_search_bar
 from search_backends.text_input import InputError
 from triton_helpers import (
+    admission_queue,
     engine_threads,
     guarded_async,
     input_error_response,
     internal_error_response,
     model_setup,
     respond,
+    respond_admitted,
     sibling_model,
     tensor_or_none,
     utf8,
@@ -34,6 +41,19 @@ class StageError(RuntimeError):
     def __init__(self, model: str, message: str, code):
         super().__init__(f"{model}: {message}")
         self.code = code
+
+
+# What the admission queue times a batch on: typical search-bar queries, most with a typo somewhere.
+WARM_UP_QUERIES = (
+    "metalica enter sandman",
+    "tayler swift love story",
+    "lofi hip hop beets to study",
+    "bohemain rapsody queen",
+    "jazz pianno for sleep",
+    "ed sheren perfect",
+    "wireless headphones",
+    "sza kil bill",
+)
 
 
 def _strings(name: str, texts: list[str]) -> "pb_utils.Tensor":
@@ -57,6 +77,23 @@ class TritonPythonModel:
             raise ValueError(
                 f"{C.INTENT_PROBABILITIES} has {classes} columns but the intent head {self.stages.intent_classes}"
             )
+        # Load shedding (shed_wait_ms) needs the stages in this process: the admission queue prices a batch by
+        # timing it, which BLS stages (queued in other models) would make meaningless.
+        self.admission = admission_queue(
+            setup, self._compute, self._warm_up_payload, spread_margin=CONTENT_SPREAD_MARGIN
+        )
+        if self.admission is not None and mode != C.STAGES_INPROCESS:
+            self.admission.close()
+            raise ValueError(f"{SHED_WAIT_PARAMETER} needs {C.PARAM_STAGES}={C.STAGES_INPROCESS!r}, got {mode!r}")
+
+    def _compute(self, payloads):
+        """Every request's outcome (outputs or the exception it alone raised) for the requests of one batch; the
+        admission queue's worker calls it from its own thread."""
+        return asyncio.run(run_search_bar(payloads, self.stages))
+
+    def _warm_up_payload(self, rows: int):
+        # Misspelled queries: the guard's repair, whose cost depends on the words, is priced as it will run.
+        return [SearchBarRequest([WARM_UP_QUERIES[i % len(WARM_UP_QUERIES)] for i in range(rows)])]
 
     def _in_process(self, setup) -> Stages:
         from search_backends.catalog_index import open_catalog
@@ -134,21 +171,27 @@ class TritonPythonModel:
                 owners.append(i)
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
+        if self.admission is not None:  # answered through the response senders; the excess at once
+            kept = [(i, request, len(request.texts)) for i, request in zip(owners, parsed)]
+            return respond_admitted(self, requests, responses, kept, self.admission, self._respond)
         for i, outcome in zip(owners, await run_search_bar(parsed, self.stages)):
-            invalid_arg = getattr(pb_utils.TritonError, "INVALID_ARG", None)  # not defined at import time
-            if isinstance(outcome, StageError) and invalid_arg is not None and outcome.code == invalid_arg:
-                responses[i] = input_error_response(str(outcome))  # the stage's message names the field
-            elif isinstance(outcome, InputError):  # an in-process stage refused the request's input
-                responses[i] = input_error_response(str(outcome))
-            elif isinstance(outcome, Exception):
-                responses[i] = internal_error_response(self, outcome)
-            else:
-                responses[i] = respond(
-                    {name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()}, self.dtypes
-                )
+            responses[i] = self._respond(outcome)
         return responses
 
+    def _respond(self, outcome):
+        """One request's response: its outputs, or the error its stages raised for it."""
+        invalid_arg = getattr(pb_utils.TritonError, "INVALID_ARG", None)  # not defined at import time
+        if isinstance(outcome, StageError) and invalid_arg is not None and outcome.code == invalid_arg:
+            return input_error_response(str(outcome))  # the stage's message names the field
+        if isinstance(outcome, InputError):  # an in-process stage refused the request's input
+            return input_error_response(str(outcome))
+        if isinstance(outcome, Exception):
+            return internal_error_response(self, outcome)
+        return respond({name: (utf8(v) if v.dtype == object else v) for name, v in outcome.items()}, self.dtypes)
+
     def finalize(self):
+        if getattr(self, "admission", None) is not None:
+            self.admission.close()
         spell = getattr(self, "spell", None)
         if spell is not None:
             spell.close()
