@@ -6,7 +6,16 @@ says which parameter is wrong and why, not a bare ``invalid literal for int()`` 
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import Mapping
+
+# One ``parameters { key: "k" value { string_value: "v" } }`` entry of a config.pbtxt as protobuf's text format writes
+# it (strings C-escaped; an empty value has no string_value line). The Python-backend environment has no Triton
+# config proto to parse a whole file with.
+_STRING_PARAMETER = re.compile(
+    r'parameters\s*\{\s*key:\s*"((?:[^"\\]|\\.)*)"\s*value\s*\{\s*(?:string_value:\s*"((?:[^"\\]|\\.)*)"\s*)?\}\s*\}'
+)
 
 
 class ConfigError(ValueError):
@@ -29,3 +38,13 @@ def int_parameter(
     if maximum is not None and value > maximum:
         raise ConfigError(f"model parameter {key}={value} must be <= {maximum}")
     return value
+
+
+def _unescape(text: str) -> str:
+    return codecs.escape_decode(text.encode("utf-8"))[0].decode("utf-8")
+
+
+def config_string_parameters(config_text: str) -> dict[str, str]:
+    """The string ``parameters`` of a model's config.pbtxt, from its text: for a model that runs another model's
+    files (its folder and settings) in its own process."""
+    return {_unescape(key): _unescape(value) for key, value in _STRING_PARAMETER.findall(config_text)}

@@ -127,3 +127,27 @@ def test_head_adapters_answer_each_request(head_folder, mocked_pb_utils):
     want = DuplicateHead(head_folder / "duplicate.onnx").predict(np.concatenate(pooled))
     np.testing.assert_allclose(np.concatenate([r.outputs[P.SCORE] for r in responses]), want)
     assert [len(r.outputs[P.SCORE]) for r in responses] == [2, 1, 3]
+
+
+def test_config_string_parameters_read_what_protobuf_writes():
+    """A model running another's files reads that model's parameters from its config.pbtxt text (the stub
+    environment has no Triton config proto): every string parameter, escapes and non-ASCII included, and nothing
+    from the other blocks that also have keys and values (an ensemble's input_map)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from search_backends.model_parameters import config_string_parameters
+    from search_build.pipelines import build_pipeline, pipeline_names
+    from search_build.repository.configs import model_config, to_pbtxt
+
+    odd = {"plain": "spell_model", "quoted": 'say "hi"\\n', "path": "a\\b/c", "unicode": "café ☕", "empty": ""}
+    config = mc.ModelConfig(name="m", backend="python")
+    for key, value in odd.items():
+        config.parameters[key].string_value = value
+    config.ensemble_scheduling.step.add(model_name="x").input_map["TEXT"] = "TEXT"
+    assert config_string_parameters(text_format.MessageToString(config)) == odd
+    for name in pipeline_names():
+        for model in build_pipeline(name).models:
+            parsed = text_format.Parse(to_pbtxt(model_config(model, "local")), mc.ModelConfig())
+            want = {k: v.string_value for k, v in parsed.parameters.items()}
+            assert config_string_parameters(to_pbtxt(model_config(model, "local"))) == want, model.name

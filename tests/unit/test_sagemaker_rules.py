@@ -36,6 +36,15 @@ def test_bls_callees_are_loaded_explicitly_and_ensemble_steps_are_not():
         load_plan(configs, {"gen": ["missing"]}, "pipe")
 
 
+def test_models_read_in_process_are_shipped_not_loaded():
+    """search_bar with in-process stages runs other models' files: they go into the package, unloaded."""
+    configs = {n: _cfg(n) for n in ("bar", "speller", "encoder", "unused")}
+    needed, explicit = load_plan(configs, {}, "bar", {"bar": ["speller", "encoder"]})
+    assert needed == ["bar", "speller", "encoder"] and explicit == []
+    with pytest.raises(ValueError, match="not in the repository"):
+        load_plan(configs, {}, "bar", {"bar": ["missing"]})
+
+
 def test_image_uri_per_region():
     assert image_uri("us-east-1") == "785573368785.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tritonserver:24.10-py3"
     assert image_uri("eu-west-1", "24.09-py3").startswith("802834080501.dkr.ecr.eu-west-1.amazonaws.com/")

@@ -121,13 +121,18 @@ def choose_default_model(repository: Path, requested: str | None = None) -> str:
 
 
 def load_plan(
-    configs: dict[str, mc.ModelConfig], bls_calls: dict[str, list[str]], default_model: str
+    configs: dict[str, mc.ModelConfig],
+    bls_calls: dict[str, list[str]],
+    default_model: str,
+    reads_models: dict[str, list[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(every model the default model needs, the ones Triton must be told to load).
 
     Ensemble steps load with their ensemble; BLS callees (and everything they need) do not, so
-    they are returned as the explicit loads, in a stable order.
+    they are returned as the explicit loads, in a stable order. Models whose files another runs in-process
+    (``reads_models``) are needed, for their files, but not loaded.
     """
+    reads_models = reads_models or {}
     needed: list[str] = []
     explicit: list[str] = []
 
@@ -143,6 +148,8 @@ def load_plan(
             visit(step.model_name, False)
         for callee in bls_calls.get(name, []):
             visit(callee, True)
+        for source in reads_models.get(name, []):
+            visit(source, False)
 
     visit(default_model, False)
     return needed, [m for m in explicit if m != default_model]
@@ -297,15 +304,18 @@ def prepare_env(source: str | Path, dest: Path) -> Path:
 class Package:
     archive: Path
     default_model: str
-    models: list[str]
+    models: list[str]  # every model folder the archive holds
     environment: dict[str, str]
     python_models: list[str] = field(default_factory=list)
+    # The models Triton brings up: the others are shipped for their files only (run in-process by another model).
+    loaded: list[str] = field(default_factory=list)
 
     def describe(self, region: str = "us-east-1", tag: str = DEFAULT_IMAGE_TAG) -> dict:
         return {
             "archive": str(self.archive),
             "default_model": self.default_model,
             "models": self.models,
+            "loaded": self.loaded,
             "python_models": self.python_models,
             "environment": self.environment,
             "image_uri_pattern": f"<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:{tag}",
@@ -335,7 +345,10 @@ def package(
     if not configs:
         raise FileNotFoundError(f"{repository} holds no models; run `searchbar build` first")
     default_model = choose_default_model(repository, default_model)
-    models, explicit = load_plan(configs, manifest.get("bls_calls", {}), default_model)
+    models, explicit = load_plan(
+        configs, manifest.get("bls_calls", {}), default_model, manifest.get("reads_models", {})
+    )
+    loaded, _ = load_plan(configs, manifest.get("bls_calls", {}), default_model)
     python_models = [m for m in models if configs[m].backend == "python"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".sagemaker-stage-") as tmp:
@@ -359,7 +372,7 @@ def package(
             for entry in sorted(stage.iterdir()):
                 tar.add(entry, arcname=entry.name)  # model folders at the archive root
         os.replace(tmp_archive, out)
-    result = Package(out, default_model, models, container_environment(default_model, explicit), python_models)
+    result = Package(out, default_model, models, container_environment(default_model, explicit), python_models, loaded)
     (out.parent / CONTAINER_INFO).write_text(json.dumps(result.describe(), indent=2) + "\n")
     return result
 

@@ -197,6 +197,7 @@ def search_bar_pipeline(
         batching=replace(bar_batching, shed_wait_ms=shed_wait_ms) if shed_wait_ms else bar_batching,
         parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams), **(in_process or {C.PARAM_STAGES: C.STAGES_BLS})},
         bls_calls=() if in_process else (C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
+        reads_models=tuple(v for k, v in (in_process or {}).items() if k != C.PARAM_STAGES),
     )
     models = {m.name: m for p in (spell, intent, embedding, search) for m in p.models}
     return Pipeline(

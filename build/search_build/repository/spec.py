@@ -94,6 +94,9 @@ class PythonModel:
     ragged_inputs: bool = False  # requests of different lengths may share a batch
     # Models this one calls through BLS: they must be loaded too (SageMaker --load-model list).
     bls_calls: tuple[str, ...] = ()
+    # Models whose files this one runs in its own process (search_bar with in-process stages): they must be in the
+    # same repository (packaged with it), but need not be loaded.
+    reads_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

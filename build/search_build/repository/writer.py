@@ -84,6 +84,13 @@ def write_repository(
         "bls_calls": {
             m.name: list(m.bls_calls) for p in pipelines for m in p.models if isinstance(m, PythonModel) and m.bls_calls
         },
+        # Models whose files a Python model runs in-process: a deployment must ship them, not load them.
+        "reads_models": {
+            m.name: list(m.reads_models)
+            for p in pipelines
+            for m in p.models
+            if isinstance(m, PythonModel) and m.reads_models
+        },
     }
     if not clean:  # models added to an existing repository (searchbar index build): keep what it lists
         manifest = _merged(out_dir / MANIFEST_FILE, manifest)
@@ -107,6 +114,7 @@ def _merged(path: Path, manifest: dict) -> dict:
         ENGINES_NOT_BUILT: sorted(set(old.get(ENGINES_NOT_BUILT, [])) | set(manifest[ENGINES_NOT_BUILT])),
         "pipelines": {**old.get("pipelines", {}), **manifest["pipelines"]},
         "bls_calls": {**old.get("bls_calls", {}), **manifest["bls_calls"]},
+        "reads_models": {**old.get("reads_models", {}), **manifest["reads_models"]},
     }
 
 

@@ -43,8 +43,7 @@ def sibling_model(setup: ModelSetup, name: str) -> tuple[Path, dict[str, str]]:
     """Another model of this model's repository: its version folder (same version) and string parameters, read
     from its config.pbtxt. For a stage that runs that model's files in its own process; the files and settings
     stay the other model's, so both compute the same thing."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
+    from search_backends.model_parameters import config_string_parameters
 
     model_dir = setup.folder.parent.parent / name
     config_path, folder = model_dir / "config.pbtxt", model_dir / setup.folder.name
@@ -52,8 +51,7 @@ def sibling_model(setup: ModelSetup, name: str) -> tuple[Path, dict[str, str]]:
         raise FileNotFoundError(
             f"{_MODEL_NAME['name']} runs {name}'s files, but {model_dir} has no config or version {folder.name}"
         )
-    config = text_format.Parse(config_path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
-    return folder, {key: value.string_value for key, value in config.parameters.items()}
+    return folder, config_string_parameters(config_path.read_text(encoding="utf-8"))
 
 
 def engine_threads(config: dict) -> int:
