@@ -14,8 +14,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .contracts.product_search import HEAD_FILE_PARAMETER
-from .graph_engines import ENGINE_ONNXRUNTIME, ENGINE_PARAMETER, GRAPH_FILE, GRAPH_FILE_PARAMETER, PRECISION_PARAMETER
-from .graph_engines import open_engine
+from .graph_engines import (
+    ENGINE_ONNXRUNTIME,
+    ENGINE_PARAMETER,
+    GRAPH_FILE,
+    GRAPH_FILE_PARAMETER,
+    PRECISION_PARAMETER,
+    open_engine,
+)
 from .heads import IntentHead
 from .request_rows import flatten_rows
 from .tokenization import BatchTokenizer

@@ -141,3 +141,15 @@ def test_in_process_stages_answer_as_the_bls_calls_do(mocked_pb_utils, model_rep
     assert [v[0].decode() for v in got[2].outputs[C.CORRECTED]] == QUERIES[2:], "CORRECT_SPELLING=false"
     assert got[0].outputs[C.ITEM_IDS].shape == (2, 7) and not got[2].outputs[C.INTENT_PROBABILITIES].any()
     in_process.finalize()
+
+
+def test_shedding_with_bls_stages_is_refused_before_anything_runs(mocked_pb_utils, model_repository):
+    """The admission queue prices a batch by timing the bar; with BLS stages that timing would say nothing (and
+    would call models at start-up), so the adapter refuses the setting before timing anything."""
+    from search_backends.admission import SHED_WAIT_PARAMETER
+
+    config = _config(model_repository, C.SEARCH_BAR)
+    config["parameters"][C.PARAM_STAGES] = {"string_value": C.STAGES_BLS}
+    config["parameters"][SHED_WAIT_PARAMETER] = {"string_value": "100"}
+    with pytest.raises(ValueError, match=SHED_WAIT_PARAMETER):
+        _load(mocked_pb_utils, model_repository, C.SEARCH_BAR, "search_bar", config)

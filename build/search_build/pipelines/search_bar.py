@@ -98,7 +98,7 @@ def catalog_search_pipeline(
 
 
 def _in_process_models(spell: Pipeline, intent: Pipeline, embedding: Pipeline) -> dict[str, str] | None:
-    """The models whose files an in-process search bar runs, as its parameters; None when a stage is not one stub
+    """The models whose files an in-process search bar runs, by parameter; None when a stage is not one stub
     running its engine itself (another target's engines, or the spell stage's bls mode)."""
     spell_stub = next((m for m in spell.models if getattr(m, "adapter", None) == "spell_corrector"), None)
     intent_stub = next((m for m in intent.models if isinstance(m, EngineModel) and m.head is not None), None)
@@ -106,7 +106,6 @@ def _in_process_models(spell: Pipeline, intent: Pipeline, embedding: Pipeline) -
     if spell_stub is None or intent_stub is None or embedding_stub is None:
         return None
     return {
-        C.PARAM_STAGES: C.STAGES_INPROCESS,
         C.PARAM_SPELL_MODEL: spell_stub.name,
         C.PARAM_INTENT_MODEL: intent_stub.name,
         C.PARAM_EMBEDDING_MODEL: embedding_stub.name,
@@ -195,9 +194,13 @@ def search_bar_pipeline(
             *_results(),
         ),
         batching=replace(bar_batching, shed_wait_ms=shed_wait_ms) if shed_wait_ms else bar_batching,
-        parameters={C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams), **(in_process or {C.PARAM_STAGES: C.STAGES_BLS})},
+        parameters={
+            C.PARAM_SPELL_NUM_BEAMS: str(spell_num_beams),
+            C.PARAM_STAGES: C.STAGES_BLS if in_process is None else C.STAGES_INPROCESS,
+            **(in_process or {}),
+        },
         bls_calls=() if in_process else (C.SPELL_ENTRY, C.INTENT_ENTRY, C.EMBEDDING_ENTRY, C.CATALOG_SEARCH),
-        reads_models=tuple(v for k, v in (in_process or {}).items() if k != C.PARAM_STAGES),
+        reads_models=tuple((in_process or {}).values()),
     )
     models = {m.name: m for p in (spell, intent, embedding, search) for m in p.models}
     return Pipeline(

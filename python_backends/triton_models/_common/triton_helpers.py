@@ -170,7 +170,9 @@ def respond_in_flight(owner, requests, responses, kept, submit, build) -> None:
     return None
 
 
-def admission_queue(setup: ModelSetup, compute, warm_up_payload, max_rows: int | None = None, spread_margin=0.0):
+def admission_queue(
+    setup: ModelSetup, compute, warm_up_payload, max_rows: int | None = None, spread_margin: float = 0.0
+):
     """The stage's :class:`~search_backends.admission.AdmissionQueue` when its config asks for load shedding
     (``shed_wait_ms`` > 0), else None. ``compute(payloads)`` is the stage's vectorised call; its cost is measured
     here on ``warm_up_payload(rows)`` (which also warms the engine up). ``max_rows``: the most cost units a batch

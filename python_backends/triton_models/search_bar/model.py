@@ -78,13 +78,13 @@ class TritonPythonModel:
                 f"{C.INTENT_PROBABILITIES} has {classes} columns but the intent head {self.stages.intent_classes}"
             )
         # Load shedding (shed_wait_ms) needs the stages in this process: the admission queue prices a batch by
-        # timing it, which BLS stages (queued in other models) would make meaningless.
+        # timing it, which BLS stages (queued in other models) would make meaningless, so it is refused before
+        # anything is timed.
+        if mode != C.STAGES_INPROCESS and int_parameter(setup.params, SHED_WAIT_PARAMETER, 0, minimum=0):
+            raise ValueError(f"{SHED_WAIT_PARAMETER} needs {C.PARAM_STAGES}={C.STAGES_INPROCESS!r}, got {mode!r}")
         self.admission = admission_queue(
             setup, self._compute, self._warm_up_payload, spread_margin=CONTENT_SPREAD_MARGIN
         )
-        if self.admission is not None and mode != C.STAGES_INPROCESS:
-            self.admission.close()
-            raise ValueError(f"{SHED_WAIT_PARAMETER} needs {C.PARAM_STAGES}={C.STAGES_INPROCESS!r}, got {mode!r}")
 
     def _compute(self, payloads):
         """Every request's outcome (outputs or the exception it alone raised) for the requests of one batch; the

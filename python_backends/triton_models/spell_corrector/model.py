@@ -49,15 +49,14 @@ class TritonPythonModel:
         self.dtypes = setup.dtypes
         model_dir = setup.folder / params.get(MODEL_DIR_PARAMETER, MODEL_DIR)
         self.stage = SpellStage.from_parameters(model_dir, params, threads=engine_threads(setup.config))
-        self.decoding, self.codec, self.guard = self.stage.decoding, self.stage.codec, self.stage.guard
         self.admission = None
-        if self.decoding.inflight is None:  # the in-flight decoder bounds its own rows (inflight_max_rows)
+        if self.stage.decoding.inflight is None:  # the in-flight decoder bounds its own rows (inflight_max_rows)
             # Cost units are decoder rows (texts x num_beams): a batch holds up to max_batch_size texts at 8 beams.
-            max_rows = self.decoding.limits.max_num_beams * int(setup.config.get("max_batch_size", 1))
+            max_rows = self.stage.decoding.limits.max_num_beams * int(setup.config.get("max_batch_size", 1))
             self.admission = admission_queue(setup, self._compute, self._warm_up_payload, max_rows)
 
     def _warm_up_payload(self, rows: int):
-        params = self.decoding.request_params({}, {"num_beams": 1})  # greedy: one text is one decoder row
+        params = self.stage.decoding.request_params({}, {"num_beams": 1})  # greedy: one text is one decoder row
         return [(["warm up query"] * rows, [params] * rows, [True] * rows)]
 
     @guarded
@@ -68,7 +67,7 @@ class TritonPythonModel:
             request = requests[i]
             try:
                 request_parameters = json.loads(request.parameters() or "{}")
-                params = self.decoding.request_params(
+                params = self.stage.decoding.request_params(
                     {name: tensor_or_none(request, name) for name in CONTROL_INPUTS}, request_parameters
                 )
                 switch = guard_switch(tensor_or_none(request, GUARD_INPUT), request_parameters)
@@ -79,11 +78,18 @@ class TritonPythonModel:
             row_params += [params] * (stop - start)
             switches += [switch] * (stop - start)
         rows, ranges = pack_spans(texts, [(start, stop) for _, start, stop in kept])
-        if self.decoding.inflight is not None:  # each request answered as soon as its own rows are final
+        if self.stage.decoding.inflight is not None:  # each request answered as soon as its own rows are final
 
             def submit(answers):
                 submit_corrections(
-                    self.codec, self.decoding.inflight, self.guard, rows, ranges, row_params, switches, answers
+                    self.stage.codec,
+                    self.stage.decoding.inflight,
+                    self.stage.guard,
+                    rows,
+                    ranges,
+                    row_params,
+                    switches,
+                    answers,
                 )
 
             return respond_in_flight(self, requests, responses, [i for i, *_ in kept], submit, self._respond)

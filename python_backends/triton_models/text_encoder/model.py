@@ -35,18 +35,17 @@ class TritonPythonModel:
         self.text_input = setup.params.get(TEXT_INPUT_PARAMETER, TEXT)
         self.dtypes = setup.dtypes
         self.encoder = TextEncoder.from_parameters(setup.folder, setup.params, threads=engine_threads(setup.config))
-        self.head = self.encoder.head
         self.outputs = [name for name in self.encoder.engine.output_names if name in self.dtypes]
         self.admission = admission_queue(setup, self._compute, self._warm_up_payload)
 
     def _warm_up_payload(self, rows: int):
-        return [(["warm up query"] * rows, None if self.head is None else self.head.top_k(None))]
+        return [(["warm up query"] * rows, None if self.encoder.head is None else self.encoder.head.top_k(None))]
 
     @guarded
     def execute(self, requests):
         texts, spans, responses = gather_texts(requests, self.text_input)
         top_ks = [None] * len(spans)
-        if self.head is not None:
+        if self.encoder.head is not None:
             spans, top_ks = self._with_top_k(requests, spans, responses)
         kept = [(i, (texts[start:stop], k), stop - start) for (i, start, stop), k in zip(spans, top_ks)]
         if self.admission is not None:
@@ -72,7 +71,7 @@ class TritonPythonModel:
         kept, top_ks = [], []
         for i, start, stop in spans:
             try:
-                top_ks.append(self.head.top_k(tensor_or_none(requests[i], TOP_K)))
+                top_ks.append(self.encoder.head.top_k(tensor_or_none(requests[i], TOP_K)))
                 kept.append((i, start, stop))
             except InputError as exc:
                 responses[i] = input_error_response(str(exc))
