@@ -114,6 +114,27 @@ def test_model_analyzer_results_become_candidates(tmp_path):
     assert c.batching["query_embedding_encoder"]["max_batch_size"] == 16
 
 
+def test_model_analyzer_results_of_a_python_entry_become_candidates(tmp_path):
+    """A Python entry (search_bar) is profiled as itself: its row names one variant, no composing list."""
+    base = build_pipeline("search_bar")
+    out = tmp_path / "ma"
+    (out / "results").mkdir(parents=True)
+    cfg = model_config(base.model("search_bar"), "local")
+    cfg.max_batch_size, cfg.instance_group[0].count = 8, 3
+    (out / "output_repository" / "search_bar_config_2").mkdir(parents=True)
+    (out / "output_repository" / "search_bar_config_2" / "config.pbtxt").write_text(to_pbtxt(cfg))
+    (out / "results" / "metrics-model-inference.csv").write_text(
+        "Model,Batch,Concurrency,Model Config Path,Instance Group,Max Batch Size,Satisfies Constraints,"
+        "Throughput (infer/sec),p99 Latency (ms)\n"
+        "search_bar,1,4,search_bar_config_2,3:CPU,8,Yes,112.0,48.5\n"
+    )
+    (row,) = model_analyzer.read_model_analyzer_results(out)
+    delay = cfg.dynamic_batching.max_queue_delay_microseconds
+    assert row.batching == {"search_bar": {"max_batch_size": 8, "instance_count": 3, "max_queue_delay_us": delay}}
+    (c,) = model_analyzer.analyzer_candidates([row], base, limit=3)
+    assert c.batching["search_bar"]["instance_count"] == 3
+
+
 def test_bls_composing_models_come_from_the_spec(tmp_path):
     from search_build.pipelines.spell_correct import spell_correct_pipeline
 

@@ -102,3 +102,25 @@ def test_near_words_equals_symspell_lookup():
     for query in ("metalica", "jaz", "kil", "bohemain", "rhapsody", "xx", "swfit", "sandmanx", "k"):
         expected = {hit.term: hit.distance for hit in index.lookup(query, Verbosity.ALL, 2)}
         assert near_words(index, query, 2) == expected, query
+
+
+@pytest.mark.parametrize("limit", [1, 5, 24])
+def test_limited_candidates_equal_the_full_ranking(limit):
+    """The repair keeps the `limit` best near words without measuring all of them (long delete lists walked by
+    falling frequency): the same words, distances and order as ranking every near word, ties included."""
+    import random
+
+    from search_backends.spell_guard import LexiconRepair
+
+    rng = random.Random(7)
+    words = {"".join(rng.choice("abcdekl") for _ in range(rng.randint(2, 6))) for _ in range(6000)}
+    lexicon = {w: rng.choice([1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.5]) for w in words}  # coarse: many ties
+    repair = LexiconRepair(lexicon)
+    queries = ["kil", "abc", "dekla", "lll", "xyz", "abcdekl", "ka", "bad"] + rng.sample(sorted(words), 40)
+    walked = 0
+    for typed in queries:
+        walked += any(d in repair.ranked for d in repair.index._edits_prefix(typed))
+        for others in ((), ("kale",), (typed[::-1], "ab")):
+            want = repair.candidates(typed, others)[: limit + 1]  # no limit: every near word ranked
+            assert repair.candidates(typed, others, limit) == want, (typed, others)
+    assert walked >= 10, "the long, ranked delete lists were not exercised"

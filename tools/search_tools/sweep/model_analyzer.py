@@ -171,7 +171,7 @@ class AnalyzerRow:
 
 
 def read_model_analyzer_results(export_dir: Path, model_repository: Path | None = None) -> list[AnalyzerRow]:
-    """Model Analyzer's inference CSV as rows with each composing model's batching.
+    """Model Analyzer's inference CSV as rows with each composing model's batching (a Python entry's own).
 
     Instances and max batch size come from the CSV itself. The queue delay, which quick search
     leaves at each model's own, comes from the variant config Model Analyzer wrote under
@@ -183,7 +183,9 @@ def read_model_analyzer_results(export_dir: Path, model_repository: Path | None 
     with open(csv_path) as fh:
         for row in csv.DictReader(fh):
             ensemble_variant, _, composing = row["Model Config Path"].partition(":")
-            variants = [v.strip() for v in composing.split(",") if v.strip()]
+            # An ensemble's row lists its composing variants after the colon; a Python entry (search_bar) is
+            # its own one variant.
+            variants = [v.strip() for v in composing.split(",") if v.strip()] or [ensemble_variant.strip()]
             counts = [
                 sum(int(part.split(":")[0]) for part in group.split("/") if part)
                 for group in row["Instance Group"].split(",")
