@@ -131,17 +131,32 @@ def _ranked_stats(parts: list[tuple[Ranked, Ranked]]) -> dict:
     }
 
 
-def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> dict:
-    """Served engine vs ONNX Runtime FP32 on the gate's batches: per output and per probed output."""
-    from search_backends.graph_engines import OnnxRuntimeEngine, open_engine
+# The gate's batches with ONNX Runtime FP32's outputs on them, by batch name: (feeds, outputs by name).
+Reference = dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+
+
+def reference_outputs(model: EngineModel, fp32_onnx: Path) -> Reference:
+    """What every candidate engine and precision of ``model`` is compared with. Computed once per graph: a gate
+    that falls back, or a sweep trying several engines, reuses it (it was half of a gate's time)."""
+    from search_backends.graph_engines import OnnxRuntimeEngine
 
     reference = OnnxRuntimeEngine(fp32_onnx)
+    return {
+        batch_name: (feeds, dict(zip(reference.output_names, reference.infer(feeds))))
+        for batch_name, feeds in gate_feeds(model, fp32_onnx).items()
+    }
+
+
+def measure(model: EngineModel, fp32_onnx: Path, served_onnx: Path, reference: Reference | None = None) -> dict:
+    """Served engine vs ONNX Runtime FP32 on the gate's batches: per output and per probed output."""
+    from search_backends.graph_engines import open_engine
+
+    reference = reference if reference is not None else reference_outputs(model, fp32_onnx)
     candidate = open_engine(model.engine, served_onnx, precision=model.precision)
     outputs: dict[str, dict] = {}
     probed: dict[str, dict] = {}
     ranked: dict[str, list[tuple[Ranked, Ranked]]] = {}
-    for batch_name, feeds in gate_feeds(model, fp32_onnx).items():
-        want = dict(zip(reference.output_names, reference.infer(feeds)))
+    for batch_name, (feeds, want) in reference.items():
         got = dict(zip(candidate.output_names, candidate.infer(feeds)))
         for name in want:
             _compare(outputs.setdefault(name, {}), want[name], got[name], overlap=batch_name != LONGEST)
@@ -184,16 +199,20 @@ def failures(report: dict, precision: str) -> list[str]:
     return found
 
 
-def check_parity(model: EngineModel, fp32_onnx: Path, served_onnx: Path) -> tuple[EngineModel, dict]:
+def check_parity(
+    model: EngineModel, fp32_onnx: Path, served_onnx: Path, reference: Reference | None = None
+) -> tuple[EngineModel, dict]:
     """Run the gate. Returns the model as it will be served (its fallback precision when the chosen one failed
-    and was chosen automatically) and the report; raises :class:`ParityGateError` otherwise."""
+    and was chosen automatically) and the report; raises :class:`ParityGateError` otherwise. ``reference``:
+    :func:`reference_outputs` of the same model and FP32 graph, when the caller has it already."""
     from dataclasses import replace
 
-    report = measure(model, fp32_onnx, served_onnx)
+    reference = reference if reference is not None else reference_outputs(model, fp32_onnx)
+    report = measure(model, fp32_onnx, served_onnx, reference)
     found = failures(report, model.precision)
     if found and model.fallback_precision and model.fallback_precision != model.precision:
         fallback = replace(model, precision=model.fallback_precision, fallback_precision=None)
-        served, report = check_parity(fallback, fp32_onnx, served_onnx)
+        served, report = check_parity(fallback, fp32_onnx, served_onnx, reference)
         report["fell_back"] = {"from": model.precision, "because": found}
         return served, report
     report["passed"] = not found

@@ -55,7 +55,7 @@ def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Ca
     from dataclasses import replace
 
     from search_backends.graph_engines import ENGINE_PRECISIONS, cpu_supports_bf16, openvino_available
-    from search_build.export.engine_parity import ParityGateError, check_parity
+    from search_build.export.engine_parity import ParityGateError, check_parity, reference_outputs
 
     engines = [m for m in composing_models(base) if isinstance(m, EngineModel) and m.follows_build_engine]
     if not engines:
@@ -67,14 +67,19 @@ def engine_variants(base: Pipeline, base_repository: Path, log=print) -> list[Ca
         if p != "int8" and (e != "openvino" or openvino_available()) and (p != "bf16" or cpu_supports_bf16())
     ]
     default = tuned_batching(base)
+    graphs = {m.name: Path(base_repository) / m.name / "1" / "model.onnx" for m in engines}
+    references: dict = {}  # FP32 outputs per engine model, computed once for every variant
     out = []
     for engine, precision in options:
         if all((m.engine, m.precision) == (engine, precision) for m in engines):
             continue
         try:
             for m in engines:
-                graph = Path(base_repository) / m.name / "1" / "model.onnx"
-                check_parity(replace(m, engine=engine, precision=precision, fallback_precision=None), graph, graph)
+                graph = graphs[m.name]
+                if m.name not in references:
+                    references[m.name] = reference_outputs(m, graph)
+                variant = replace(m, engine=engine, precision=precision, fallback_precision=None)
+                check_parity(variant, graph, graph, references[m.name])
         except ParityGateError as exc:
             log(f"engine variant {engine} {precision}: not a candidate ({str(exc)[:200]})")
             continue
