@@ -128,3 +128,14 @@ def open_engine(engine: str, model_path: str | Path, *, threads: int = 0, precis
     if engine == ENGINE_OPENVINO:
         return OpenVinoEngine(model_path, threads, precision)
     return OnnxRuntimeEngine(model_path, threads, precision)
+
+
+def engine_from_parameters(folder: str | Path, params: Mapping[str, str], *, threads: int = 0) -> GraphEngine:
+    """The engine a served model's config parameters name (engine, graph file in its version ``folder``,
+    precision): the graph runner stub, the fused encoder stub and the in-process search bar all open it here."""
+    return open_engine(
+        params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
+        Path(folder) / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
+        threads=threads,
+        precision=params.get(PRECISION_PARAMETER, "fp32"),
+    )

@@ -192,10 +192,13 @@ class LexiconRepair:
                 if term not in found:
                     found[term] = distance if source == typed else damerau_osa.distance(typed, term, 99)
         found.pop(typed, None)
+        return self._ranked(typed, found, limit)
+
+    def _ranked(self, typed: str, found: dict[str, int], limit: int | None) -> list[Candidate]:
+        """`typed` first, then the `found` words (word -> distance to `typed`) by rank, Zipf minus 2 per edit (ties
+        alphabetically), the first `limit` of them."""
         near = sorted(found.items(), key=lambda kv: (-(self.lexicon.get(kv[0], 0.0) - 2 * kv[1]), kv[0]))
-        if limit is not None:
-            near = near[:limit]
-        return [Candidate(typed, 0)] + [Candidate(word, distance) for word, distance in near]
+        return [Candidate(typed, 0)] + [Candidate(word, distance) for word, distance in near[:limit]]
 
     def _top_candidates(self, typed: str, others: Sequence[str], limit: int) -> list[Candidate]:
         """:meth:`candidates` with a limit, equal to it (tested) without measuring every near word. A word's
@@ -212,9 +215,13 @@ class LexiconRepair:
 
         def consider(source: str, term: str) -> None:
             """`term` as a candidate if it is within reach of `source` (and not the typed word itself)."""
-            if term in found or term == typed or damerau_osa.distance(source, term, max_distance) < 0:
+            if term in found or term == typed:
                 return
-            distance = found[term] = damerau_osa.distance(typed, term, 99)
+            reach = damerau_osa.distance(source, term, max_distance)
+            if reach < 0:
+                return
+            # Within reach of the typed word, that is already its distance; near the model's word, measure it.
+            distance = found[term] = reach if source == typed else damerau_osa.distance(typed, term, 99)
             rank = lexicon.get(term, 0.0) - 2 * distance
             if len(kept) < limit:
                 heapq.heappush(kept, rank)
@@ -239,8 +246,7 @@ class LexiconRepair:
                 if len(kept) == limit and lexicon.get(term, 0.0) - 2 < kept[0]:
                     break
                 consider(source, term)
-        near = sorted(found.items(), key=lambda kv: (-(lexicon.get(kv[0], 0.0) - 2 * kv[1]), kv[0]))[:limit]
-        return [Candidate(typed, 0)] + [Candidate(word, distance) for word, distance in near]
+        return self._ranked(typed, found, limit)
 
     def best(self, sources: Sequence[str], left: str | None = None, right: str | None = None) -> str | None:
         """The best candidate for the word typed/written as `sources` between neighbours `left` and `right`."""

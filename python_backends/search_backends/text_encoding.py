@@ -14,14 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .contracts.product_search import HEAD_FILE_PARAMETER
-from .graph_engines import (
-    ENGINE_ONNXRUNTIME,
-    ENGINE_PARAMETER,
-    GRAPH_FILE,
-    GRAPH_FILE_PARAMETER,
-    PRECISION_PARAMETER,
-    open_engine,
-)
+from .graph_engines import engine_from_parameters
 from .heads import IntentHead
 from .request_rows import flatten_rows
 from .tokenization import BatchTokenizer
@@ -35,12 +28,7 @@ class TextEncoder:
     def from_parameters(cls, folder: str | Path, params: Mapping[str, str], threads: int = 0) -> "TextEncoder":
         """The encoder a fused stage's config parameters describe (files relative to its version ``folder``)."""
         folder = Path(folder)
-        engine = open_engine(
-            params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-            folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-            threads=threads,
-            precision=params.get(PRECISION_PARAMETER, "fp32"),
-        )
+        engine = engine_from_parameters(folder, params, threads=threads)
         head = IntentHead.from_parameters(folder, params) if params.get(HEAD_FILE_PARAMETER) else None
         return cls(BatchTokenizer.from_parameters(folder, params), engine, head)
 

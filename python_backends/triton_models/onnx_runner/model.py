@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from search_backends.batch_runner import BatchRunner
 from search_backends.engine_inputs import EngineInputRules
-from search_backends.graph_engines import (
-    ENGINE_ONNXRUNTIME,
-    ENGINE_PARAMETER,
-    GRAPH_FILE,
-    GRAPH_FILE_PARAMETER,
-    PRECISION_PARAMETER,
-    open_engine,
-)
+from search_backends.graph_engines import engine_from_parameters
 from search_backends.text_input import InputError
 from triton_helpers import engine_threads, guarded, input_error_response, model_setup, respond, tensor_or_none
 
@@ -26,12 +19,7 @@ class TritonPythonModel:
         setup = model_setup(args)
         params = setup.params
         self.dtypes = setup.dtypes
-        engine = open_engine(
-            params.get(ENGINE_PARAMETER, ENGINE_ONNXRUNTIME),
-            setup.folder / params.get(GRAPH_FILE_PARAMETER, GRAPH_FILE),
-            threads=engine_threads(setup.config),
-            precision=params.get(PRECISION_PARAMETER, "fp32"),
-        )
+        engine = engine_from_parameters(setup.folder, params, threads=engine_threads(setup.config))
         self.runner = BatchRunner(engine)
         self.rules = EngineInputRules.from_parameters(params)
 
