@@ -42,6 +42,8 @@ RATE_SMOOTHING = 0.3
 # around it, so it refuses at arrival what a slow batch would otherwise make it refuse later, from the queue. Stages
 # whose cost is rows alone keep 0: the margin would shed their bursts for nothing.
 CONTENT_SPREAD_MARGIN = 3.0
+# How many recent offers (admitted or refused) give the arrival rate that predicts how full a request's batch gets.
+ARRIVAL_WINDOW = 32
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class AdmissionQueue:
         self.shed = 0  # requests refused so far
         self._queue: deque[_Queued] = deque()
         self._queued_rows = 0
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=ARRIVAL_WINDOW)  # (time, rows) of recent offers
         self._running_rows = 0
         self._running_since = 0.0
         self._lock = threading.Condition()
@@ -139,6 +142,13 @@ class AdmissionQueue:
         )
         return min(max(fits, 1), self.max_batch_rows)
 
+    def _arrival_rate(self) -> float:
+        """Rows per second offered recently (admitted or not); 0 before two offers."""
+        if len(self._arrivals) < 2:
+            return 0.0
+        span = self.clock() - self._arrivals[0][0]
+        return sum(rows for _, rows in list(self._arrivals)[1:]) / span if span > 0 else float("inf")
+
     def _estimate(self, rows: int) -> float:
         limit = self.batch_limit()
         slowdown = self.slowdown + self.spread_margin * self.spread  # a slow batch ahead, not just an average one
@@ -149,8 +159,14 @@ class AdmissionQueue:
         full = self.cost.seconds(limit, limit)
         if rows > limit:  # it runs as a batch of its own, after the batches ahead
             return running + slowdown * (-(-self._queued_rows // limit) * full + self.cost.seconds(rows, rows))
-        # The batches ahead and its own, each counted full: later arrivals may still join its batch.
-        return running + slowdown * -(-(self._queued_rows + rows) // limit) * full
+        # The batches ahead run full; its own batch holds the rows queued in it, its own and those that arrive
+        # before it starts at the recent arrival rate (at most a full batch). Counting it full whatever the load
+        # refused requests at 60% of capacity, where batches stay small.
+        ahead = -(-(self._queued_rows + rows) // limit) - 1
+        starts_in = running + slowdown * ahead * full
+        joining = self._arrival_rate() * starts_in
+        own = min(limit, self._queued_rows + rows - ahead * limit + joining)
+        return starts_in + slowdown * (self.cost.fixed + own * self.cost.per_row)
 
     def offer(self, payload: Any, rows: int, done: Done) -> bool:
         """Queue one request of ``rows`` rows. False (and ``done`` is not called) when it is refused at arrival:
@@ -158,6 +174,7 @@ class AdmissionQueue:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the admission queue is closed")
+            self._arrivals.append((self.clock(), rows))
             # A request on an idle stage is always admitted, whatever its size: it cannot wait behind anyone.
             if (self._queued_rows or self._running_rows) and self._estimate(rows) > self.max_wait_s:
                 self.shed += 1

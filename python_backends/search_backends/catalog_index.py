@@ -86,7 +86,7 @@ class FaissCatalog:
 
         folder = Path(folder)
         manifest = read_manifest(folder)
-        faiss.omp_set_num_threads(max(1, threads))
+        self._faiss, self.threads = faiss, max(1, threads)
         self.index = faiss.read_index(str(folder / C.INDEX_FILE))
         if manifest["index"]["kind"] == C.INDEX_HNSW:
             # read_index returns the concrete class (IndexHNSWFlat here); faiss's stubs say Index.
@@ -103,6 +103,10 @@ class FaissCatalog:
         k = min(k, self.size)
         if not len(queries) or k < 1:
             return _no_hits(len(queries))
+        # OpenMP's thread count belongs to the calling thread: Triton and the admission worker search from threads
+        # other than the one that opened the index, where FAISS would use every core and leave a team spinning
+        # on the cores other instances' engines need.
+        self._faiss.omp_set_num_threads(self.threads)
         scores, rows = self.index.search(queries, k)
         return [self.items.hits(r, s) for r, s in zip(rows, scores)]
 

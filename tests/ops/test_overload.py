@@ -145,7 +145,8 @@ def test_shedding_config_has_no_triton_queue_policy(shedding_server):
 
 def sheds_4x_capacity(url: str, model: str, probe_rate: float, served_p99_ms: float, rows: int = 1) -> float:
     """Find the capacity by overloading at ``probe_rate``, then offer 4x it for 3 s: the excess is refused fast
-    (UNAVAILABLE, "request shed"), the served keep ``served_p99_ms`` and the stage keeps working. The capacity."""
+    (UNAVAILABLE, "request shed"), the served keep ``served_p99_ms`` and the stage keeps working. The capacity
+    (the lower of the two overloaded rates)."""
     probe, _ = run_load(url, model, rate=probe_rate, duration_s=2.0, timeout_s=20.0, rows=rows)
     print("\nprobe: " + probe.text())
     assert probe.rejected > 0, f"{probe_rate:g} requests/s of {rows} texts did not overload {model}: {probe.text()}"
@@ -161,7 +162,10 @@ def sheds_4x_capacity(url: str, model: str, probe_rate: float, served_p99_ms: fl
     assert report.rejected_p99_ms <= SHED_REJECTION_P99_MS, report.text()
     assert report.served >= 2 * capacity, report.text()  # ~3 s at capacity: the stage keeps working while it sheds
     assert report.served_p99_ms <= served_p99_ms, report.text()
-    return capacity
+    # What the stage sustained, measured twice under overload (2 s probe, 3 s at 4x): the lower. A short probe on a
+    # shared machine read 72-161 requests/s for the search bar while the 4x phase served 104-130/s, so "60% of the
+    # probe" was sometimes 80% of what the stage was doing.
+    return min(capacity, report.served_per_s)
 
 
 def test_the_entry_stage_sheds_4x_its_capacity_fast_and_serves_within_budget(shedding_server):

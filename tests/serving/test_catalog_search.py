@@ -134,6 +134,32 @@ def test_search_guards_its_inputs(flat_folder):
     ] * 2
 
 
+def test_search_keeps_its_thread_count_in_the_thread_that_searches(flat_folder):
+    """OpenMP's thread count is per calling thread: a catalog opened with one thread and searched from another
+    thread (Triton's, the admission worker's) must not run a team over every core there. On 2 cores that team's
+    spinning cost the served search bar 20% of its throughput."""
+    import os
+    import threading
+
+    import faiss
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: OpenMP's default is already one thread")
+    catalog = FaissCatalog(flat_folder, threads=1)
+    seen = {}
+
+    def search_here():
+        seen["default"] = faiss.omp_get_max_threads()
+        catalog.search(np.ones((4, catalog.dim), np.float32), 3)
+        seen["searched"] = faiss.omp_get_max_threads()
+
+    worker = threading.Thread(target=search_here)
+    worker.start()
+    worker.join()
+    assert seen["default"] > 1, "this thread starts with OpenMP's default (every core), or the test proves nothing"
+    assert seen["searched"] == 1
+
+
 def _floats(name, array):
     t = grpcclient.InferInput(name, list(array.shape), "FP32")
     t.set_data_from_numpy(np.ascontiguousarray(array, np.float32))

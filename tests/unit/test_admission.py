@@ -155,6 +155,13 @@ def test_bad_settings_are_refused():
         AdmissionQueue(lambda p: p, BatchCost(0, 0), max_wait_s=0)
 
 
+def _recent_arrivals(queue: AdmissionQueue, rows_per_s: float, count: int = 32) -> None:
+    """Under the lock: as if ``count`` one-row requests had arrived at ``rows_per_s`` up to now."""
+    now = queue.clock()
+    queue._arrivals.clear()
+    queue._arrivals.extend((now - (count - 1 - i) / rows_per_s, 1) for i in range(count))
+
+
 def test_a_content_priced_stage_prices_arrivals_with_the_spread_of_its_batches():
     """With a spread margin, a request arriving behind queued work is priced at the recent speed plus the margin
     times how much the batch times have varied; without one (row-priced stages) the spread changes nothing."""
@@ -165,6 +172,7 @@ def test_a_content_priced_stage_prices_arrivals_with_the_spread_of_its_batches()
         for queue in (plain, careful):
             with queue._lock:  # a backlog of 12 rows and batches whose speed varied by 20% around the average
                 queue._queued_rows, queue.spread = 12, 0.2
+                _recent_arrivals(queue, rows_per_s=100_000.0)  # overload: every batch fills up before it starts
         assert plain.estimated_wait_s(2) == pytest.approx(2 * cost.seconds(8, 8))  # two full batches ahead
         assert careful.estimated_wait_s(2) == pytest.approx(1.6 * plain.estimated_wait_s(2))
     finally:
@@ -172,3 +180,27 @@ def test_a_content_priced_stage_prices_arrivals_with_the_spread_of_its_batches()
             with queue._lock:
                 queue._queued_rows = 0
             queue.close()
+
+
+def test_a_request_is_priced_with_the_batch_it_will_actually_join():
+    """Below capacity batches stay small: a request behind a few queued rows is priced with the full batches ahead
+    of it and its own batch as it will be (the rows queued in it, its own, and what arrives before it starts at the
+    recent rate), not as a full batch. Counting it full refused requests at 60% of the search bar's capacity."""
+    cost = BatchCost(fixed=0.010, per_row=0.001)
+    queue = AdmissionQueue(lambda payloads: payloads, cost, max_wait_s=1.0, max_batch_rows=8)
+    try:
+        with queue._lock:
+            queue._queued_rows = 12  # one full batch ahead, 4 rows in its own
+        assert queue.estimated_wait_s(2) == pytest.approx(cost.seconds(8, 8) + cost.seconds(6, 8))  # nobody else
+        with queue._lock:
+            # 50 rows/s: about one more row arrives during the 18 ms the full batch ahead runs
+            _recent_arrivals(queue, rows_per_s=50.0)
+        joining = 50.0 * cost.seconds(8, 8)
+        assert queue.estimated_wait_s(2) == pytest.approx(cost.seconds(8, 8) + cost.fixed + (6 + joining) * 0.001)
+        with queue._lock:
+            _recent_arrivals(queue, rows_per_s=100_000.0)
+        assert queue.estimated_wait_s(2) == pytest.approx(2 * cost.seconds(8, 8))  # never more than a full batch
+    finally:
+        with queue._lock:
+            queue._queued_rows = 0
+        queue.close()
