@@ -44,6 +44,9 @@ RATE_SMOOTHING = 0.3
 CONTENT_SPREAD_MARGIN = 3.0
 # How many recent offers (admitted or refused) give the arrival rate that predicts how full a request's batch gets.
 ARRIVAL_WINDOW = 32
+# The GIL switch interval of a stub that sheds (Python's default is 5 ms): its ``execute`` thread, which answers
+# refusals, must not wait several 5 ms turns behind the worker thread's Python code.
+GIL_SWITCH_S = 0.001
 
 
 @dataclass(frozen=True)

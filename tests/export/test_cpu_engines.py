@@ -149,6 +149,50 @@ def test_parity_gate_stops_or_falls_back(graph):
     assert "built fp32" in P.summary(ENCODER, report)
 
 
+@needs_bf16
+def test_a_passed_gate_is_remembered_by_content_and_a_failed_one_is_not(graph, tmp_path, monkeypatch):
+    """Writing the same repository again does not re-run the gate; a different served graph, probe or precision
+    does, and a fallback is replayed as the precision it built. Failures are never remembered."""
+    from search_build.export import parity_cache
+
+    monkeypatch.setenv("SEARCHBAR_CACHE", str(tmp_path / "cache"))
+    runs = []  # the precision of every gate actually run (each computes its FP32 reference once)
+    real = P.reference_outputs
+
+    def counted(model, *args, **kwargs):
+        runs.append(model.precision)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(P, "reference_outputs", counted)
+    model = build_pipeline("query_embedding", engine="openvino", precision="fp32").model(ENCODER)
+    sharp = replace(model, parity_probe=lambda batch, outputs: {"scores": outputs["sentence_embedding"] * 100})
+    auto = replace(sharp, precision="bf16", fallback_precision="fp32")
+
+    first = parity_cache.check_parity_remembered(auto, graph, graph)
+    again = parity_cache.check_parity_remembered(auto, graph, graph)
+    assert runs == ["bf16"], "the second gate was answered from the stored verdict"
+    assert first[0] == again[0] and again[0].precision == "fp32" and again[0].fallback_precision is None
+    assert again[1] == json.loads(json.dumps(first[1])) and again[1]["fell_back"]["from"] == "bf16"
+
+    # Anything the verdict depends on changes the key: the probe (its heads), the precision, the served graph.
+    gentle = replace(auto, parity_probe=lambda batch, outputs: {"scores": outputs["sentence_embedding"] / 10})
+    assert parity_cache.check_parity_remembered(gentle, graph, graph)[0].precision == "bf16"
+    assert parity_cache.check_parity_remembered(replace(sharp, precision="fp32"), graph, graph)[1]["passed"]
+    import onnx
+
+    changed = onnx.load(str(graph))
+    changed.doc_string = "the same graph, other bytes"  # treated as a different graph: the key is the bytes
+    other = tmp_path / "other.onnx"
+    onnx.save(changed, str(other))
+    parity_cache.check_parity_remembered(auto, graph, other)
+    assert runs == ["bf16", "bf16", "fp32", "bf16"]
+
+    for _ in range(2):  # asked-for bf16 fails the sharp probe each time: nothing stored, the error every time
+        with pytest.raises(P.ParityGateError):
+            parity_cache.check_parity_remembered(replace(sharp, precision="bf16"), graph, graph)
+    assert runs[-2:] == ["bf16", "bf16"]
+
+
 def test_int8_gate_decides_on_retrieval_overlap(graph, tmp_path):
     """ONNX Runtime's dynamic int8 graph: the gate measures top-10 overlap on real queries and refuses exactly
     when it is below the limit (measured 0.905 on the sample queries: int8 does not keep retrieval here)."""

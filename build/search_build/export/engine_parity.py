@@ -135,15 +135,17 @@ def _ranked_stats(parts: list[tuple[Ranked, Ranked]]) -> dict:
 Reference = dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
 
-def reference_outputs(model: EngineModel, fp32_onnx: Path) -> Reference:
+def reference_outputs(model: EngineModel, fp32_onnx: Path, batches: dict | None = None) -> Reference:
     """What every candidate engine and precision of ``model`` is compared with. Computed once per graph: a gate
-    that falls back, or a sweep trying several engines, reuses it (it was half of a gate's time)."""
+    that falls back, or a sweep trying several engines, reuses it (it was half of a gate's time). ``batches``:
+    :func:`gate_feeds` of the same model and graph, when the caller has them already."""
     from search_backends.graph_engines import OnnxRuntimeEngine
 
     reference = OnnxRuntimeEngine(fp32_onnx)
+    batches = batches if batches is not None else gate_feeds(model, fp32_onnx)
     return {
         batch_name: (feeds, dict(zip(reference.output_names, reference.infer(feeds))))
-        for batch_name, feeds in gate_feeds(model, fp32_onnx).items()
+        for batch_name, feeds in batches.items()
     }
 
 

@@ -11,7 +11,8 @@ from search_backends.graph_engines import ENGINE_OPENVINO
 
 from search_build.repository.artifacts import ADAPTERS_DIR, folder_sha256, materialize, place
 from search_build.repository.configs import ENGINE_FILES, OPENVINO_IR_FILE, model_config, to_pbtxt
-from search_build.export.engine_parity import check_parity, needs_gate, summary
+from search_build.export.engine_parity import needs_gate, summary
+from search_build.export.parity_cache import check_parity_remembered
 from search_build.repository.spec import EngineModel, Ensemble, Pipeline, PythonModel, Target
 
 VERSION = "1"
@@ -175,7 +176,8 @@ def write_model(
             onnx_transform(model, onnx_path)
         if gated:
             try:
-                model, report = check_parity(model, reference, onnx_path)  # may fall back to FP32
+                # May fall back to FP32; a gate already passed on the same graphs, inputs and CPU is not re-run.
+                model, report = check_parity_remembered(model, reference, onnx_path)
             finally:
                 reference.unlink()
             if parity is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -177,12 +178,15 @@ def admission_queue(
     (``shed_wait_ms`` > 0), else None. ``compute(payloads)`` is the stage's vectorised call; its cost is measured
     here on ``warm_up_payload(rows)`` (which also warms the engine up). ``max_rows``: the most cost units a batch
     holds (default: the config's max_batch_size); ``spread_margin``: see AdmissionQueue (content-priced stages)."""
-    from search_backends.admission import SHED_WAIT_PARAMETER, AdmissionQueue, BatchCost
+    from search_backends.admission import GIL_SWITCH_S, SHED_WAIT_PARAMETER, AdmissionQueue, BatchCost
 
     wait_ms = int_parameter(setup.params, SHED_WAIT_PARAMETER, 0, minimum=0)
     if not wait_ms:
         return None
     max_rows = max_rows or int(setup.config.get("max_batch_size", 0)) or 1
+    # A refusal is answered from ``execute`` while the worker thread runs batches, partly in Python (the search
+    # bar's guard). At the default 5 ms GIL switch interval a refusal could wait several switches for the GIL.
+    sys.setswitchinterval(GIL_SWITCH_S)
     cost = BatchCost.measure(lambda rows: compute(warm_up_payload(rows)), max_rows)
     pb_utils.Logger.log_info(
         f"{_MODEL_NAME['name']}: load shedding past {wait_ms} ms from arrival to answer; batch cost "
