@@ -167,7 +167,7 @@ class AdmissionQueue:
         # refused requests at 60% of capacity, where batches stay small.
         ahead = -(-(self._queued_rows + rows) // limit) - 1
         starts_in = running + slowdown * ahead * full
-        joining = self._arrival_rate() * starts_in
+        joining = self._arrival_rate() * starts_in if starts_in > 0 else 0.0  # (a burst's rate is infinite)
         own = min(limit, self._queued_rows + rows - ahead * limit + joining)
         return starts_in + slowdown * (self.cost.fixed + own * self.cost.per_row)
 

@@ -204,3 +204,22 @@ def test_a_request_is_priced_with_the_batch_it_will_actually_join():
         with queue._lock:
             queue._queued_rows = 0
         queue.close()
+
+
+def test_a_burst_arriving_at_one_instant_prices_a_full_batch_not_an_infinite_one():
+    """Offers at the same clock reading (a burst) make the arrival rate infinite: the request's batch counts full
+    behind a running batch, and as what is queued when nothing runs ahead of it."""
+    cost = BatchCost(fixed=0.010, per_row=0.001)
+    queue = AdmissionQueue(lambda payloads: payloads, cost, max_wait_s=1.0, max_batch_rows=8, clock=lambda: 5.0)
+    try:
+        with queue._lock:
+            queue._arrivals.extend([(5.0, 1)] * 4)
+            queue._queued_rows = 4
+        assert queue.estimated_wait_s(1) == pytest.approx(cost.seconds(5, 8))
+        with queue._lock:
+            queue._running_rows, queue._running_since = 2, 5.0
+        assert queue.estimated_wait_s(1) == pytest.approx(cost.seconds(2, 8) + cost.seconds(8, 8))
+    finally:
+        with queue._lock:
+            queue._queued_rows = queue._running_rows = 0
+        queue.close()
