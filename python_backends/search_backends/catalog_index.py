@@ -86,7 +86,7 @@ class FaissCatalog:
 
         folder = Path(folder)
         manifest = read_manifest(folder)
-        self._faiss, self.threads = faiss, max(1, threads)
+        self.threads = max(1, threads)
         self.index = faiss.read_index(str(folder / C.INDEX_FILE))
         if manifest["index"]["kind"] == C.INDEX_HNSW:
             # read_index returns the concrete class (IndexHNSWFlat here); faiss's stubs say Index.
@@ -99,6 +99,8 @@ class FaissCatalog:
             )
 
     def search(self, queries: np.ndarray, k: int) -> list[Hits]:
+        import faiss
+
         queries = check_queries(queries, self.dim)
         k = min(k, self.size)
         if not len(queries) or k < 1:
@@ -106,7 +108,7 @@ class FaissCatalog:
         # OpenMP's thread count belongs to the calling thread: Triton and the admission worker search from threads
         # other than the one that opened the index, where FAISS would use every core and leave a team spinning
         # on the cores other instances' engines need.
-        self._faiss.omp_set_num_threads(self.threads)
+        faiss.omp_set_num_threads(self.threads)
         scores, rows = self.index.search(queries, k)
         return [self.items.hits(r, s) for r, s in zip(rows, scores)]
 

@@ -201,20 +201,24 @@ def failures(report: dict, precision: str) -> list[str]:
     return found
 
 
+def fallen_back(model: EngineModel) -> EngineModel:
+    """``model`` as built when its chosen precision failed the gate: at its fallback precision, with none left."""
+    from dataclasses import replace
+
+    return replace(model, precision=model.fallback_precision, fallback_precision=None)
+
+
 def check_parity(
     model: EngineModel, fp32_onnx: Path, served_onnx: Path, reference: Reference | None = None
 ) -> tuple[EngineModel, dict]:
     """Run the gate. Returns the model as it will be served (its fallback precision when the chosen one failed
     and was chosen automatically) and the report; raises :class:`ParityGateError` otherwise. ``reference``:
     :func:`reference_outputs` of the same model and FP32 graph, when the caller has it already."""
-    from dataclasses import replace
-
     reference = reference if reference is not None else reference_outputs(model, fp32_onnx)
     report = measure(model, fp32_onnx, served_onnx, reference)
     found = failures(report, model.precision)
     if found and model.fallback_precision and model.fallback_precision != model.precision:
-        fallback = replace(model, precision=model.fallback_precision, fallback_precision=None)
-        served, report = check_parity(fallback, fp32_onnx, served_onnx, reference)
+        served, report = check_parity(fallen_back(model), fp32_onnx, served_onnx, reference)
         report["fell_back"] = {"from": model.precision, "because": found}
         return served, report
     report["passed"] = not found

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -110,9 +109,7 @@ def check_parity_remembered(model: EngineModel, fp32_onnx: Path, served_onnx: Pa
     path = verdicts_dir() / f"{verdict_key(model, fp32_onnx, served_onnx, feeds)}.json"
     if path.is_file():
         report = json.loads(path.read_text(encoding="utf-8"))
-        if "fell_back" in report:
-            model = replace(model, precision=model.fallback_precision, fallback_precision=None)
-        return model, report
+        return (engine_parity.fallen_back(model) if "fell_back" in report else model), report
     reference = engine_parity.reference_outputs(model, fp32_onnx, feeds)
     served, report = engine_parity.check_parity(model, fp32_onnx, served_onnx, reference)
     path.parent.mkdir(parents=True, exist_ok=True)
